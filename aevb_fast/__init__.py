@@ -1,0 +1,34 @@
+"""aevb_fast: fused kernels for the objective of Auto-Encoding Variational Bayes (the VAE's ELBO).
+
+    import aevb_fast
+    z = aevb_fast.reparameterize(mu, logvar)
+    loss = aevb_fast.vae_loss(logits, x, mu, logvar, reduction="sum")
+"""
+
+import torch  # noqa: F401  first, so the extension shares torch's OpenMP runtime
+
+from ._version import __version__
+from .functional import (
+    bernoulli_log_prob,
+    elbo_loss,
+    gaussian_kl,
+    gaussian_log_prob,
+    reparameterize,
+    reparameterize_kl,
+    vae_loss,
+)
+from .modules import ELBOLoss, Reparameterize, VAELoss
+
+__all__ = [
+    "ELBOLoss",
+    "Reparameterize",
+    "VAELoss",
+    "__version__",
+    "bernoulli_log_prob",
+    "elbo_loss",
+    "gaussian_kl",
+    "gaussian_log_prob",
+    "reparameterize",
+    "reparameterize_kl",
+    "vae_loss",
+]

@@ -1,0 +1,335 @@
+"""The public functional API: the pieces of the VAE objective (Kingma & Welling 2013), each one
+fused kernel call on tensors of any leading shape.
+
+Conventions
+- mu, logvar [..., Z]: one Gaussian q(z|x) per datapoint; the leading dims are the batch.
+- Samples: n_samples=None draws one sample without a sample dimension (z [..., Z], a drop-in for
+  the usual `mu + exp(logvar/2) * randn_like(mu)`); n_samples=L gives z [L, ..., Z].
+- A log-likelihood sums over the last `event_dims` dimensions of its inputs; targets x broadcast
+  against the values (x [B, D] serves logits [L, B, D] without a copy).
+- reduction: "none" keeps one value per datapoint; "sum" and "mean" reduce over datapoints.
+- dtypes: float32, float64, float16, bfloat16; math in float32 (float64 for float64); per-datapoint
+  values in float32 (float64); z and gradients in the input dtype. x may be float, uint8 or bool.
+- backend: "auto" (default, or AEVB_FAST_BACKEND), "cpu", "triton", "cuda" or "torch" (the plain
+  PyTorch reference, aevb_fast.reference). auto uses the fused kernels where built and falls back
+  to torch quietly; an explicit backend that cannot run raises RuntimeError.
+- Noise: each call draws a fresh 63-bit seed from torch's default CPU generator, so
+  torch.manual_seed makes runs reproducible; seed= pins it. The kernels regenerate eps in the
+  backward pass instead of storing it. The torch backend draws with torch.randn instead.
+- Targets of the Bernoulli likelihood must lie in [0, 1]. The cpu kernels check this in the same
+  pass and raise ValueError; the torch backend and GPU kernels do not check (it would cost a pass
+  or a device sync).
+"""
+
+import math
+from collections.abc import Callable, Sequence
+
+import torch
+
+from . import reference
+from .ops import backends
+from .ops import bernoulli_log_prob as _bernoulli_op
+from .ops import gaussian_log_prob as _gaussian_op
+from .ops import reparameterize as _reparameterize_op
+
+ESTIMATORS = ("analytic", "mc")
+LIKELIHOODS = ("bernoulli", "gaussian")
+SEED_LIMIT = 2**63
+_HALF = (torch.float16, torch.bfloat16)
+_TARGET_DTYPES = (torch.uint8, torch.bool)
+
+
+# Argument checks, shared with aevb_fast.modules.
+
+def check_choice(name: str, value, choices: Sequence[str]) -> None:
+    if value not in choices:
+        raise ValueError(f"{name}={value!r} is not supported; expected one of {', '.join(map(repr, choices))}")
+
+
+def check_n_samples(n_samples, allow_none: bool = True) -> None:
+    if n_samples is None and allow_none:
+        return
+    if isinstance(n_samples, bool) or not isinstance(n_samples, int) or n_samples < 1:
+        raise ValueError(f"n_samples must be a positive int{' or None' if allow_none else ''}, got {n_samples!r}")
+
+
+def check_beta(beta) -> None:
+    if isinstance(beta, bool) or not isinstance(beta, (int, float)) or not math.isfinite(beta) or beta < 0:
+        raise ValueError(f"beta must be a finite number >= 0, got {beta!r}")
+
+
+def check_iwae(iwae: bool, estimator: str, beta: float) -> None:
+    if iwae and estimator != "mc":
+        raise ValueError(f"iwae=True needs estimator='mc' (per-sample log q(z|x) - log p(z)), got estimator={estimator!r}")
+    if iwae and beta != 1:
+        raise ValueError(f"iwae=True is the bound for beta=1, got beta={beta!r}")
+
+
+def check_backend(backend) -> None:
+    if backend is not None:
+        backends.requested(backend)
+
+
+def _describe(t: torch.Tensor) -> str:
+    return f"{list(t.shape)} {t.dtype} on {t.device}"
+
+
+def _check_values(name: str, t) -> None:
+    if not isinstance(t, torch.Tensor):
+        raise TypeError(f"{name} must be a torch.Tensor, got {type(t).__name__}")
+    if not t.is_floating_point():
+        raise TypeError(f"{name} must be a floating tensor (float32, float64, float16 or bfloat16), got {_describe(t)}")
+
+
+def _check_target(name: str, t) -> None:
+    if not isinstance(t, torch.Tensor):
+        raise TypeError(f"{name} must be a torch.Tensor, got {type(t).__name__}")
+    if not (t.is_floating_point() or t.dtype in _TARGET_DTYPES):
+        raise TypeError(f"{name} must be a floating, uint8 or bool tensor, got {_describe(t)}")
+
+
+def _check_devices(**tensors: torch.Tensor) -> None:
+    devices = {t.device for t in tensors.values()}
+    if len(devices) > 1:
+        raise ValueError("expected tensors on one device, got " + ", ".join(f"{n} on {t.device}" for n, t in tensors.items()))
+
+
+def _check_gaussian_params(mu, logvar) -> None:
+    _check_values("mu", mu)
+    _check_values("logvar", logvar)
+    _check_devices(mu=mu, logvar=logvar)
+    if mu.shape != logvar.shape:
+        raise ValueError(f"mu and logvar must have the same shape, got mu {list(mu.shape)} and logvar {list(logvar.shape)}")
+    if mu.dim() == 0:
+        raise ValueError("mu and logvar must have a latent dimension [..., Z], got 0-d tensors")
+
+
+def _check_seed(seed) -> None:
+    if seed is None:
+        return
+    if isinstance(seed, bool) or not isinstance(seed, int):
+        raise TypeError(f"seed must be an int or None, got {type(seed).__name__}")
+    if not 0 <= seed < SEED_LIMIT:
+        raise ValueError(f"seed must lie in [0, 2**63), got {seed}")
+
+
+def _seed_tensor(seed: int | None, device: torch.device) -> torch.Tensor:
+    """The kernel's seed as a one-element int64 tensor on `device`: a tensor, not a Python int, so
+    torch.compile neither recompiles per seed nor bakes one in. Drawn on the CPU generator: no sync."""
+    if seed is None:
+        t = torch.randint(SEED_LIMIT - 1, (1,), dtype=torch.int64)
+    else:
+        t = torch.tensor([seed], dtype=torch.int64)
+    return t if device.type == "cpu" else t.to(device, non_blocking=True)
+
+
+def _math_dtype(dtype: torch.dtype) -> torch.dtype:
+    return torch.float32 if dtype in _HALF else dtype
+
+
+# Sampling and the KL term.
+
+def reparameterize_kl(mu: torch.Tensor, logvar: torch.Tensor, n_samples: int | None = None, *,
+                      estimator: str = "analytic", seed: int | None = None, backend: str | None = None):
+    """z = mu + exp(logvar / 2) * eps, eps ~ N(0, I) (eq. 4), and the KL term of the bound, in one pass.
+
+    Returns (z, kl). z is [..., Z] (n_samples=None) or [L, ..., Z]. With estimator="analytic"
+    (estimator B, eq. 7) kl is KL(q(z|x) || N(0, I)) per datapoint [...]; with "mc" (estimator A,
+    eq. 6) it is log q(z_l|x) - log p(z_l) per sample, [...] or [L, ...].
+    """
+    _check_gaussian_params(mu, logvar)
+    check_n_samples(n_samples)
+    check_choice("estimator", estimator, ESTIMATORS)
+    _check_seed(seed)
+    dtype = torch.promote_types(mu.dtype, logvar.dtype)
+    mu, logvar = mu.to(dtype), logvar.to(dtype)
+    n, mc = 1 if n_samples is None else n_samples, estimator == "mc"
+    batch, Z = mu.shape[:-1], mu.shape[-1]
+    name = backends.resolve(backend, mu.device)
+    if name == "torch":
+        z, kl = _reparameterize_torch(mu, logvar, n, mc, seed)
+    else:
+        z, kl = _reparameterize_op(mu.reshape(-1, Z), logvar.reshape(-1, Z), _seed_tensor(seed, mu.device), n, mc, name)
+        z, kl = z.view(n, *batch, Z), kl.view(n, *batch) if mc else kl.view(batch)
+    if n_samples is None:
+        z, kl = z[0], kl[0] if mc else kl
+    return z, kl
+
+
+def _reparameterize_torch(mu, logvar, n, mc, seed):
+    m, v = mu.to(_math_dtype(mu.dtype)), logvar.to(_math_dtype(mu.dtype))
+    generator = None if seed is None else torch.Generator(mu.device).manual_seed(seed)
+    eps = torch.randn((n, *mu.shape), dtype=m.dtype, device=mu.device, generator=generator)
+    z = reference.reparameterize(m, v, eps)
+    kl = reference.log_ratio(z, eps, v) if mc else reference.gaussian_kl(m, v)
+    return z.to(mu.dtype), kl
+
+
+def reparameterize(mu: torch.Tensor, logvar: torch.Tensor, n_samples: int | None = None, *,
+                   seed: int | None = None, backend: str | None = None) -> torch.Tensor:
+    """z = mu + exp(logvar / 2) * eps (eq. 4): [..., Z], or [L, ..., Z] with n_samples=L.
+
+    Drop-in for the PyTorch VAE example's `reparameterize(mu, logvar)`."""
+    return reparameterize_kl(mu, logvar, n_samples, seed=seed, backend=backend)[0]
+
+
+def gaussian_kl(mu: torch.Tensor, logvar: torch.Tensor, reduction: str = "none", *,
+                backend: str | None = None) -> torch.Tensor:
+    """KL(N(mu, exp(logvar)) || N(0, I)) = -1/2 sum_j (1 + logvar - mu^2 - exp(logvar)) (Appendix B),
+    per datapoint [...] or reduced."""
+    _check_gaussian_params(mu, logvar)
+    check_choice("reduction", reduction, reference.REDUCTIONS)
+    dtype = torch.promote_types(mu.dtype, logvar.dtype)
+    mu, logvar = mu.to(dtype), logvar.to(dtype)
+    name = backends.resolve(backend, mu.device)
+    if name == "torch":
+        kl = reference.gaussian_kl(mu.to(_math_dtype(dtype)), logvar.to(_math_dtype(dtype)))
+    else:
+        Z = mu.shape[-1]
+        # Zero samples: the reparameterize kernel computes the analytic KL alone; the seed is unused.
+        seed = torch.zeros(1, dtype=torch.int64, device=mu.device)
+        kl = _reparameterize_op(mu.reshape(-1, Z), logvar.reshape(-1, Z), seed, 0, False, name)[1].view(mu.shape[:-1])
+    return reference.reduce(kl, reduction)
+
+
+# Likelihoods.
+
+def _rows(values: dict[str, torch.Tensor], x: torch.Tensor, event_dims):
+    """Broadcasts values and targets, flattens values to [N, D] and x to [Nx, D] with Nx dividing N
+    (x keeps its own rows when its shape is a suffix of the values'), and returns the batch shape."""
+    try:
+        shape = torch.broadcast_shapes(x.shape, *(v.shape for v in values.values()))
+    except RuntimeError:
+        given = ", ".join(f"{n} {list(v.shape)}" for n, v in {**values, "x": x}.items())
+        raise ValueError(f"shapes do not broadcast: {given}") from None
+    if isinstance(event_dims, bool) or not isinstance(event_dims, int) or not 1 <= event_dims <= len(shape):
+        raise ValueError(f"event_dims must be an int in [1, {len(shape)}] for inputs of shape {list(shape)}, "
+                         f"got {event_dims!r}")
+    batch, event = shape[:-event_dims], shape[-event_dims:]
+    N, D = math.prod(batch), math.prod(event)
+    if not (x.dim() >= event_dims and tuple(x.shape) == tuple(shape[len(shape) - x.dim():])):
+        x = x.expand(shape)
+    flat = [v.expand(shape).reshape(N, D) for v in values.values()]
+    return flat, x.reshape(math.prod(x.shape[:-event_dims]), D), batch
+
+
+def _expand_rows(x: torch.Tensor, n: int) -> torch.Tensor:
+    """x [Nx, D] repeated to [n, D], row i being x[i % Nx]: the torch backend's view of repeated targets."""
+    return x if x.shape[0] == n else x.expand(n // x.shape[0], *x.shape).reshape(n, x.shape[1])
+
+
+def bernoulli_log_prob(logits: torch.Tensor, x: torch.Tensor, reduction: str = "none", *,
+                       event_dims: int = 1, backend: str | None = None) -> torch.Tensor:
+    """log p(x|z) = sum_i x_i log y_i + (1 - x_i) log(1 - y_i), y = sigmoid(logits) (the paper's
+    Bernoulli decoder), summed over the last event_dims dims: per datapoint [...] or reduced.
+
+    logits [..., D]: the decoder's pre-sigmoid output. x: targets in [0, 1] (grey levels or 0/1),
+    float, uint8 or bool, broadcast against logits."""
+    _check_values("logits", logits)
+    _check_target("x", x)
+    _check_devices(logits=logits, x=x)
+    check_choice("reduction", reduction, reference.REDUCTIONS)
+    (a,), x, batch = _rows({"logits": logits}, x, event_dims)
+    name = backends.resolve(backend, logits.device)
+    if name == "torch":
+        log_prob = reference.bernoulli_log_prob(a.to(_math_dtype(a.dtype)), _expand_rows(x, a.shape[0]))
+    else:
+        compute_grad = torch.is_grad_enabled() and a.requires_grad
+        log_prob = _bernoulli_op(a, x, compute_grad, name)[0]
+    return reference.reduce(log_prob.view(batch), reduction)
+
+
+def gaussian_log_prob(x: torch.Tensor, mean: torch.Tensor, logvar: torch.Tensor, reduction: str = "none", *,
+                      event_dims: int = 1, backend: str | None = None) -> torch.Tensor:
+    """log N(x; mean, exp(logvar) I) = -1/2 sum_i (log 2pi + logvar_i + (x_i - mean_i)^2 exp(-logvar_i))
+    (the paper's Gaussian decoder), summed over the last event_dims dims: per datapoint [...] or reduced.
+
+    mean and logvar broadcast against each other (a shared logvar [D] works) and against x."""
+    _check_target("x", x)
+    _check_values("mean", mean)
+    _check_values("logvar", logvar)
+    _check_devices(x=x, mean=mean, logvar=logvar)
+    check_choice("reduction", reduction, reference.REDUCTIONS)
+    dtype = torch.promote_types(mean.dtype, logvar.dtype)
+    (m, s), x, batch = _rows({"mean": mean.to(dtype), "logvar": logvar.to(dtype)}, x, event_dims)
+    name = backends.resolve(backend, mean.device)
+    if name == "torch":
+        md = _math_dtype(dtype)
+        log_prob = reference.gaussian_log_prob(_expand_rows(x, m.shape[0]).to(md), m.to(md), s.to(md))
+    else:
+        compute_grad = torch.is_grad_enabled() and (m.requires_grad or s.requires_grad or x.requires_grad)
+        log_prob = _gaussian_op(x, m, s, compute_grad, name)[0]
+    return reference.reduce(log_prob.view(batch), reduction)
+
+
+def _log_likelihood(likelihood: str, recon, x: torch.Tensor, batch: torch.Size, sample_dims: int,
+                    backend) -> torch.Tensor:
+    """log p(x|z) per datapoint for the decoder output `recon` (logits, or a (mean, logvar) pair)
+    of shape [*samples, *batch, *event]. x is [*batch, ...] with the same size per datapoint; an
+    other per-datapoint shape (images [B, 1, 28, 28] against logits [B, 784]) is reshaped to event."""
+    check_choice("likelihood", likelihood, LIKELIHOODS)
+    if likelihood == "gaussian":
+        if not (isinstance(recon, (tuple, list)) and len(recon) == 2):
+            raise TypeError(f"likelihood='gaussian' needs the decoder output as a (mean, logvar) pair, "
+                            f"got {type(recon).__name__}")
+        value = recon[0]
+    else:
+        value = recon
+    _check_values("decoder output" if likelihood == "bernoulli" else "decoder mean", value)
+    _check_target("x", x)
+    lead = sample_dims + len(batch)
+    event = value.shape[lead:]
+    if tuple(value.shape[sample_dims:lead]) != tuple(batch) or not event:
+        expected = ("[L, " if sample_dims else "[") + ", ".join(map(str, batch)) + (", " if batch else "") + "D...]"
+        raise ValueError(f"the decoder output {list(value.shape)} must be {expected}: the batch dims of mu "
+                         f"{list(batch)} followed by the data dims")
+    x_event = x.shape[len(batch):]
+    if tuple(x.shape[:len(batch)]) == tuple(batch) and x_event != event and math.prod(x_event) == math.prod(event):
+        x = x.reshape(*batch, *event)
+    if likelihood == "gaussian":
+        return gaussian_log_prob(x, recon[0], recon[1], event_dims=len(event), backend=backend)
+    return bernoulli_log_prob(recon, x, event_dims=len(event), backend=backend)
+
+
+# The whole objective.
+
+def vae_loss(recon, x: torch.Tensor, mu: torch.Tensor, logvar: torch.Tensor, reduction: str = "mean", *,
+             beta: float = 1.0, likelihood: str = "bernoulli", backend: str | None = None) -> torch.Tensor:
+    """The negative bound of estimator B for one sample, -(log p(x|z) - beta KL(q(z|x) || p(z))), per
+    datapoint [...] or reduced: the loss of the PyTorch VAE example (BCE + KLD with reduction="sum"),
+    fused and in stable form.
+
+    recon: the decoder output for z = reparameterize(mu, logvar): logits [..., D] (Bernoulli; no
+    sigmoid), or a (mean, logvar) pair (Gaussian). x: the data, [..., D] or any per-datapoint shape
+    of D elements (e.g. images [B, 1, 28, 28])."""
+    _check_gaussian_params(mu, logvar)
+    check_choice("reduction", reduction, reference.REDUCTIONS)
+    check_beta(beta)
+    log_px = _log_likelihood(likelihood, recon, x, mu.shape[:-1], 0, backend)
+    return reference.reduce(-(log_px - beta * gaussian_kl(mu, logvar, backend=backend)), reduction)
+
+
+def elbo_loss(decode: Callable, x: torch.Tensor, mu: torch.Tensor, logvar: torch.Tensor, *,
+              n_samples: int = 1, estimator: str = "analytic", iwae: bool = False, beta: float = 1.0,
+              likelihood: str = "bernoulli", reduction: str = "mean", seed: int | None = None,
+              backend: str | None = None) -> torch.Tensor:
+    """The negative SGVB bound with L = n_samples samples per datapoint, per datapoint [...] or reduced.
+
+    estimator="analytic": estimator B (eq. 7), (1/L) sum_l log p(x|z_l) - beta KL.
+    estimator="mc":       estimator A (eq. 6), (1/L) sum_l [log p(x|z_l) - beta (log q(z_l|x) - log p(z_l))].
+    iwae=True (with "mc", beta=1): the importance-weighted bound with k = L,
+                          logsumexp_l [log p(x|z_l) - log q(z_l|x) + log p(z_l)] - log L.
+
+    decode maps z [L, ..., Z] to the decoder output for every sample: logits [L, ..., D] or a
+    (mean, logvar) pair; x [..., D] (or any per-datapoint shape of D elements) is shared by the samples.
+    """
+    _check_gaussian_params(mu, logvar)
+    check_n_samples(n_samples, allow_none=False)
+    check_choice("estimator", estimator, ESTIMATORS)
+    check_beta(beta)
+    check_iwae(iwae, estimator, beta)
+    check_choice("reduction", reduction, reference.REDUCTIONS)
+    z, kl = reparameterize_kl(mu, logvar, n_samples, estimator=estimator, seed=seed, backend=backend)
+    log_px = _log_likelihood(likelihood, decode(z), x, mu.shape[:-1], 1, backend)
+    bound = reference.iwae_bound(log_px, kl) if iwae else reference.elbo(log_px, kl, beta)
+    return reference.reduce(-bound, reduction)

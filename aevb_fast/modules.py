@@ -1,0 +1,75 @@
+"""nn.Module wrappers of aevb_fast.functional; each checks its settings when it is built."""
+
+from collections.abc import Callable
+
+import torch
+from torch import nn
+
+from . import functional as F
+from .reference import REDUCTIONS
+
+
+class Reparameterize(nn.Module):
+    """z = mu + exp(logvar / 2) * eps: forward(mu, logvar) -> z [..., Z], or [L, ..., Z] with n_samples=L."""
+
+    def __init__(self, n_samples: int | None = None, backend: str | None = None):
+        super().__init__()
+        F.check_n_samples(n_samples)
+        F.check_backend(backend)
+        self.n_samples, self.backend = n_samples, backend
+
+    def forward(self, mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
+        return F.reparameterize(mu, logvar, self.n_samples, backend=self.backend)
+
+    def extra_repr(self) -> str:
+        return f"n_samples={self.n_samples}, backend={self.backend}"
+
+
+class VAELoss(nn.Module):
+    """-(log p(x|z) - beta KL) for one sample: forward(recon, x, mu, logvar), see functional.vae_loss."""
+
+    def __init__(self, reduction: str = "mean", beta: float = 1.0, likelihood: str = "bernoulli",
+                 backend: str | None = None):
+        super().__init__()
+        F.check_choice("reduction", reduction, REDUCTIONS)
+        F.check_beta(beta)
+        F.check_choice("likelihood", likelihood, F.LIKELIHOODS)
+        F.check_backend(backend)
+        self.reduction, self.beta, self.likelihood, self.backend = reduction, beta, likelihood, backend
+
+    def forward(self, recon, x: torch.Tensor, mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
+        return F.vae_loss(recon, x, mu, logvar, self.reduction, beta=self.beta, likelihood=self.likelihood,
+                          backend=self.backend)
+
+    def extra_repr(self) -> str:
+        return f"reduction={self.reduction!r}, beta={self.beta}, likelihood={self.likelihood!r}, backend={self.backend}"
+
+
+class ELBOLoss(nn.Module):
+    """The negative SGVB (or IWAE) bound with its decoder: forward(x, mu, logvar), see functional.elbo_loss."""
+
+    def __init__(self, decoder: Callable, n_samples: int = 1, estimator: str = "analytic", iwae: bool = False,
+                 beta: float = 1.0, likelihood: str = "bernoulli", reduction: str = "mean",
+                 backend: str | None = None):
+        super().__init__()
+        if not callable(decoder):
+            raise TypeError(f"decoder must be callable (an nn.Module or function), got {type(decoder).__name__}")
+        F.check_n_samples(n_samples, allow_none=False)
+        F.check_choice("estimator", estimator, F.ESTIMATORS)
+        F.check_beta(beta)
+        F.check_iwae(iwae, estimator, beta)
+        F.check_choice("likelihood", likelihood, F.LIKELIHOODS)
+        F.check_choice("reduction", reduction, REDUCTIONS)
+        F.check_backend(backend)
+        self.decoder = decoder
+        self.n_samples, self.estimator, self.iwae, self.beta = n_samples, estimator, iwae, beta
+        self.likelihood, self.reduction, self.backend = likelihood, reduction, backend
+
+    def forward(self, x: torch.Tensor, mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
+        return F.elbo_loss(self.decoder, x, mu, logvar, n_samples=self.n_samples, estimator=self.estimator,
+                           iwae=self.iwae, beta=self.beta, likelihood=self.likelihood, reduction=self.reduction,
+                           backend=self.backend)
+
+    def extra_repr(self) -> str:
+        return (f"n_samples={self.n_samples}, estimator={self.estimator!r}, iwae={self.iwae}, beta={self.beta}, "
+                f"likelihood={self.likelihood!r}, reduction={self.reduction!r}, backend={self.backend}")

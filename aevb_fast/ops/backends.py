@@ -1,0 +1,56 @@
+"""Which implementation serves a call: backend= or AEVB_FAST_BACKEND = auto|triton|cuda|cpu|torch.
+
+auto takes the first kernel backend usable for the tensors' device and falls back quietly to
+"torch" (the plain PyTorch reference) where none is; an explicit request that cannot be served
+raises RuntimeError saying why.
+"""
+
+import os
+
+import torch
+
+from ._native import load_error, native
+
+ENV_VAR = "AEVB_FAST_BACKEND"
+BACKENDS = ("auto", "triton", "cuda", "cpu", "torch")
+KERNEL_BACKENDS = ("triton", "cuda", "cpu")
+
+
+def requested(backend: str | None) -> str:
+    """The backend name asked for, from the argument or else the environment; checked."""
+    name, source = (backend, "backend") if backend is not None else (os.environ.get(ENV_VAR, "auto"), ENV_VAR)
+    if name not in BACKENDS:
+        raise ValueError(f"{source}={name!r} is not a backend; expected one of {', '.join(BACKENDS)}")
+    return name
+
+
+def unavailable_reason(backend: str, device_type: str) -> str | None:
+    """Why a kernel backend cannot serve tensors of this device type here, or None if it can."""
+    if backend == "cpu":
+        if device_type != "cpu":
+            return f"the cpu backend runs on CPU tensors, not {device_type} tensors"
+        if native is None:
+            return f"the compiled extension aevb_fast._C is not built ({load_error})"
+        return None
+    if backend in ("triton", "cuda"):
+        return f"the {backend} kernels are not part of this version of aevb_fast"
+    raise ValueError(f"{backend!r} is not a kernel backend; expected one of {', '.join(KERNEL_BACKENDS)}")
+
+
+def usable(device_type: str) -> list[str]:
+    """Kernel backends that can serve this device type, in the order auto prefers them."""
+    return [name for name in KERNEL_BACKENDS if unavailable_reason(name, device_type) is None]
+
+
+def resolve(backend: str | None, device: torch.device) -> str:
+    """The backend that serves a call on `device`: a kernel backend name or "torch"."""
+    name = requested(backend)
+    if name == "torch":
+        return name
+    if name == "auto":
+        candidates = usable(device.type)
+        return candidates[0] if candidates else "torch"
+    reason = unavailable_reason(name, device.type)
+    if reason is not None:
+        raise RuntimeError(f"backend={name!r} cannot serve {device.type} tensors here: {reason}")
+    return name

@@ -1,0 +1,95 @@
+"""aevb_fast::reparameterize: z = mu + exp(logvar / 2) * eps with eps drawn in the kernel, and the
+KL term of the bound in the same pass (PAPER.md, eqs. 6-7, Appendix B).
+
+Shapes: mu, logvar [B, Z]; seed [1] int64 on their device; z [L, B, Z]; kl [B] for the analytic
+KL (estimator B, mc=False) or [L, B] of log q(z_l|x) - log p(z_l) (estimator A, mc=True).
+eps[l, b, j] = randn(seed, (l*B + b)*Z + j) (DESIGN.md, Randomness) is never stored: the backward
+op regenerates it. L = 0 gives the analytic KL alone.
+"""
+
+import torch
+
+from ._library import define, require, row_dtype
+from ._native import dtype_code, native, threads
+
+
+def _check(mu, logvar, seed, n_samples):
+    require(mu.dim() == 2 and mu.shape == logvar.shape and mu.dtype == logvar.dtype,
+            f"aevb_fast::reparameterize: mu and logvar must be [B, Z] of one dtype, got {tuple(mu.shape)} "
+            f"{mu.dtype} and {tuple(logvar.shape)} {logvar.dtype}")
+    require(seed.numel() == 1 and seed.dtype == torch.int64 and seed.device == mu.device,
+            f"aevb_fast::reparameterize: seed must be one int64 on {mu.device}, got {tuple(seed.shape)} "
+            f"{seed.dtype} on {seed.device}")
+    require(n_samples >= 0, f"aevb_fast::reparameterize: n_samples must be >= 0, got {n_samples}")
+
+
+def _forward_cpu(mu, logvar, seed, n_samples, mc):
+    _check(mu, logvar, seed, n_samples)
+    mu, logvar = mu.contiguous(), logvar.contiguous()
+    B, Z = mu.shape
+    z = mu.new_empty((n_samples, B, Z))
+    kl = mu.new_empty((n_samples, B) if mc else (B,), dtype=row_dtype(mu.dtype))
+    native.reparameterize_forward(
+        dtype_code(mu.dtype), mu.data_ptr(), logvar.data_ptr(), seed.data_ptr(), z.data_ptr(), kl.data_ptr(),
+        B, Z, n_samples, mc, threads())
+    return z, kl
+
+
+def _backward_cpu(grad_z, grad_kl, mu, logvar, seed, n_samples, mc):
+    _check(mu, logvar, seed, n_samples)
+    mu, logvar = mu.contiguous(), logvar.contiguous()
+    B, Z = mu.shape
+    require(grad_z is None or (grad_z.shape == (n_samples, B, Z) and grad_z.dtype == mu.dtype),
+            f"aevb_fast::reparameterize_backward: grad_z must be {(n_samples, B, Z)} {mu.dtype}")
+    require(grad_kl is None or (grad_kl.shape == ((n_samples, B) if mc else (B,))
+                                and grad_kl.dtype == row_dtype(mu.dtype)),
+            "aevb_fast::reparameterize_backward: grad_kl must match the kl output")
+    grad_z = grad_z.contiguous() if grad_z is not None else None
+    if grad_kl is None:
+        grad_kl = mu.new_zeros((n_samples, B) if mc else (B,), dtype=row_dtype(mu.dtype))
+    grad_kl = grad_kl.contiguous()
+    grad_mu, grad_logvar = torch.empty_like(mu), torch.empty_like(logvar)
+    native.reparameterize_backward(
+        dtype_code(mu.dtype), grad_z.data_ptr() if grad_z is not None else 0, grad_kl.data_ptr(), mu.data_ptr(),
+        logvar.data_ptr(), seed.data_ptr(), grad_mu.data_ptr(), grad_logvar.data_ptr(), B, Z, n_samples, mc,
+        threads())
+    return grad_mu, grad_logvar
+
+
+reparameterize = define(
+    "reparameterize",
+    "(Tensor mu, Tensor logvar, Tensor seed, int n_samples, bool mc, str backend) -> (Tensor, Tensor)",
+    {"cpu": _forward_cpu},
+)
+reparameterize_backward = define(
+    "reparameterize_backward",
+    "(Tensor? grad_z, Tensor? grad_kl, Tensor mu, Tensor logvar, Tensor seed, int n_samples, bool mc, str backend)"
+    " -> (Tensor, Tensor)",
+    {"cpu": _backward_cpu},
+)
+
+
+@torch.library.register_fake("aevb_fast::reparameterize")
+def _(mu, logvar, seed, n_samples, mc, backend):
+    B, Z = mu.shape
+    return mu.new_empty((n_samples, B, Z)), mu.new_empty((n_samples, B) if mc else (B,), dtype=row_dtype(mu.dtype))
+
+
+@torch.library.register_fake("aevb_fast::reparameterize_backward")
+def _(grad_z, grad_kl, mu, logvar, seed, n_samples, mc, backend):
+    return mu.new_empty(mu.shape), logvar.new_empty(logvar.shape)
+
+
+def _setup_context(ctx, inputs, output):
+    mu, logvar, seed, n_samples, mc, backend = inputs
+    ctx.save_for_backward(mu, logvar, seed)
+    ctx.n_samples, ctx.mc, ctx.backend = n_samples, mc, backend
+
+
+def _backward(ctx, grad_z, grad_kl):
+    mu, logvar, seed = ctx.saved_tensors
+    grad_mu, grad_logvar = reparameterize_backward(grad_z, grad_kl, mu, logvar, seed, ctx.n_samples, ctx.mc, ctx.backend)
+    return grad_mu, grad_logvar, None, None, None, None
+
+
+torch.library.register_autograd("aevb_fast::reparameterize", _backward, setup_context=_setup_context)

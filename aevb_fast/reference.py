@@ -1,0 +1,81 @@
+"""Plain PyTorch, straight from the paper (Kingma & Welling 2013; ../shared/PAPER.md): the oracle
+every kernel is tested against, the baseline every benchmark runs, and the "torch" backend.
+
+Conventions: a datapoint's latent vector is the last dimension of mu/logvar [..., Z]; samples are
+a leading dimension L; a log-likelihood sums over the last dimension of its inputs [..., D].
+Everything here is differentiable with ordinary autograd.
+"""
+
+import math
+
+import torch
+import torch.nn.functional as F
+
+LOG_2PI = math.log(2 * math.pi)
+REDUCTIONS = ("none", "sum", "mean")
+
+
+def reparameterize(mu: torch.Tensor, logvar: torch.Tensor, eps: torch.Tensor) -> torch.Tensor:
+    """z = mu + sigma * eps with sigma = exp(logvar / 2) (Section 2.4). eps is [..., Z] or [L, ..., Z]."""
+    return mu + torch.exp(0.5 * logvar) * eps
+
+
+def gaussian_kl(mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
+    """KL(q(z|x) || N(0, I)) per datapoint [...] (Appendix B):
+    -KL = 1/2 sum_j (1 + logvar_j - mu_j^2 - exp(logvar_j))."""
+    return -0.5 * torch.sum(1 + logvar - mu.pow(2) - logvar.exp(), dim=-1)
+
+
+def log_ratio(z: torch.Tensor, eps: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
+    """log q(z|x) - log p(z) per sample [L, ...] (estimator A, eq. 6), with
+    log p(z) = -1/2 sum(z^2 + log 2pi) and log q(z|x) = -1/2 sum(eps^2 + logvar + log 2pi)."""
+    log_p = -0.5 * torch.sum(z.pow(2) + LOG_2PI, dim=-1)
+    log_q = -0.5 * torch.sum(eps.pow(2) + logvar + LOG_2PI, dim=-1)
+    return log_q - log_p
+
+
+def bernoulli_log_prob(logits: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+    """log p(x|z) = sum_i x_i log y_i + (1 - x_i) log(1 - y_i), y = sigmoid(logits), per row [...];
+    log y and log(1 - y) as logsigmoid(a) and logsigmoid(-a), never log(sigmoid(a))."""
+    x = x.to(logits.dtype)
+    return torch.sum(x * F.logsigmoid(logits) + (1 - x) * F.logsigmoid(-logits), dim=-1)
+
+
+def gaussian_log_prob(x: torch.Tensor, mean: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
+    """log N(x; mean, exp(logvar) I) = -1/2 sum_i (log 2pi + logvar_i + (x_i - mean_i)^2 / exp(logvar_i)),
+    per row [...]."""
+    x = x.to(mean.dtype)
+    return -0.5 * torch.sum(LOG_2PI + logvar + (x - mean).pow(2) * torch.exp(-logvar), dim=-1)
+
+
+def elbo(log_px: torch.Tensor, kl: torch.Tensor, beta: float = 1.0) -> torch.Tensor:
+    """The SGVB lower bound per datapoint [...] from L samples.
+
+    log_px [L, ...] holds log p(x|z_l). kl is either [...], the analytic KL (estimator B, eq. 7):
+        (1/L) sum_l log p(x|z_l) - beta KL,
+    or [L, ...], log q(z_l|x) - log p(z_l) per sample (estimator A, eq. 6):
+        (1/L) sum_l [log p(x|z_l) - beta (log q(z_l|x) - log p(z_l))].
+    beta = 1 is the paper's bound.
+    """
+    if kl.dim() == log_px.dim():
+        return torch.mean(log_px - beta * kl, dim=0)
+    return torch.mean(log_px, dim=0) - beta * kl
+
+
+def iwae_bound(log_px: torch.Tensor, log_ratio: torch.Tensor) -> torch.Tensor:
+    """The importance-weighted bound per datapoint [...] from k = L samples (Burda et al. 2015):
+    log (1/k) sum_l p(x, z_l) / q(z_l|x) = logsumexp_l (log p(x|z_l) - log_ratio_l) - log k.
+    Both inputs are [L, ...]; k = 1 gives estimator A."""
+    return torch.logsumexp(log_px - log_ratio, dim=0) - math.log(log_px.shape[0])
+
+
+def reduce(values: torch.Tensor, reduction: str) -> torch.Tensor:
+    """Per-datapoint values reduced over all datapoints: "none", "sum" or "mean"."""
+    if reduction == "none":
+        return values
+    if reduction == "sum":
+        return values.sum()
+    if reduction == "mean":
+        return values.mean()
+    raise ValueError(f"reduction={reduction!r} is not supported; expected one of {', '.join(REDUCTIONS)}")
+

@@ -1,0 +1,111 @@
+// aevb_fast._C: binds the torch-free kernels. Buffers travel as integer addresses (a tensor's
+// data_ptr()), dtypes as the codes of csrc/cpu/dtype.h; the GIL is released while a kernel runs.
+#include <pybind11/pybind11.h>
+
+#include <cstdint>
+#include <string>
+
+#include "cpu/kernels.h"
+#ifdef AEVB_FAST_WITH_CUDA
+#include "cuda/runtime.h"
+#endif
+
+namespace py = pybind11;
+using aevb::cpu::DType;
+
+namespace {
+
+template <typename T>
+T* ptr(uintptr_t address) {
+  return reinterpret_cast<T*>(address);
+}
+
+DType dtype(int code) { return static_cast<DType>(code); }
+
+}  // namespace
+
+PYBIND11_MODULE(_C, m) {
+  m.doc() = "aevb_fast native kernels (CPU; CUDA when built with nvcc)";
+  const auto nogil = py::call_guard<py::gil_scoped_release>();
+
+  m.def(
+      "reparameterize_forward",
+      [](int t, uintptr_t mu, uintptr_t logvar, uintptr_t seed, uintptr_t z, uintptr_t kl, int64_t B, int64_t Z,
+         int64_t L, bool mc, int threads) {
+        aevb::cpu::reparameterize_forward(dtype(t), ptr<const void>(mu), ptr<const void>(logvar),
+                                          ptr<const int64_t>(seed), ptr<void>(z), ptr<void>(kl), B, Z, L, mc, threads);
+      },
+      nogil);
+  m.def(
+      "reparameterize_backward",
+      [](int t, uintptr_t grad_z, uintptr_t grad_kl, uintptr_t mu, uintptr_t logvar, uintptr_t seed, uintptr_t grad_mu,
+         uintptr_t grad_logvar, int64_t B, int64_t Z, int64_t L, bool mc, int threads) {
+        aevb::cpu::reparameterize_backward(dtype(t), ptr<const void>(grad_z), ptr<const void>(grad_kl),
+                                           ptr<const void>(mu), ptr<const void>(logvar), ptr<const int64_t>(seed),
+                                           ptr<void>(grad_mu), ptr<void>(grad_logvar), B, Z, L, mc, threads);
+      },
+      nogil);
+  m.def(
+      "bernoulli_forward",
+      [](int t, int tx, uintptr_t logits, uintptr_t x, uintptr_t log_prob, uintptr_t grad, int64_t N, int64_t Nx,
+         int64_t D, int threads) {
+        return aevb::cpu::bernoulli_forward(dtype(t), dtype(tx), ptr<const void>(logits), ptr<const void>(x),
+                                            ptr<void>(log_prob), ptr<void>(grad), N, Nx, D, threads);
+      },
+      nogil);
+  m.def(
+      "gaussian_forward",
+      [](int t, int tx, uintptr_t x, uintptr_t mean, uintptr_t logvar, uintptr_t log_prob, uintptr_t grad_mean,
+         uintptr_t grad_logvar, int64_t N, int64_t Nx, int64_t D, int threads) {
+        aevb::cpu::gaussian_forward(dtype(t), dtype(tx), ptr<const void>(x), ptr<const void>(mean),
+                                    ptr<const void>(logvar), ptr<void>(log_prob), ptr<void>(grad_mean),
+                                    ptr<void>(grad_logvar), N, Nx, D, threads);
+      },
+      nogil);
+  m.def(
+      "scale_rows",
+      [](int t, uintptr_t grad, uintptr_t scale, uintptr_t out, int64_t N, int64_t D, int threads) {
+        aevb::cpu::scale_rows(dtype(t), ptr<const void>(grad), ptr<const void>(scale), ptr<void>(out), N, D, threads);
+      },
+      nogil);
+  m.def(
+      "philox_words",
+      [](uint64_t seed, uint64_t offset, int64_t n, uintptr_t out) {
+        aevb::cpu::philox_words(seed, offset, n, ptr<uint32_t>(out));
+      },
+      nogil);
+  m.def(
+      "philox_normal",
+      [](uint64_t seed, uint64_t offset, int64_t n, uintptr_t out) {
+        aevb::cpu::philox_normal(seed, offset, n, ptr<float>(out));
+      },
+      nogil);
+  m.def("simd_level", &aevb::cpu::simd_level);
+
+  py::dict build;
+#if defined(__clang__)
+  build["compiler"] = std::string("Clang ") + __clang_version__;
+#else
+  build["compiler"] = std::string("GCC ") + __VERSION__;
+#endif
+#ifdef _OPENMP
+  build["openmp"] = _OPENMP;
+#else
+  build["openmp"] = 0;
+#endif
+#ifdef AEVB_FAST_WITH_CUDA
+  build["cuda"] = aevb::cuda::runtime_version();
+  py::module_ cuda = m.def_submodule("cuda", "CUDA runtime probe");
+  cuda.def("device_count", &aevb::cuda::device_count);
+  cuda.def("unavailable_reason", &aevb::cuda::unavailable_reason);
+  cuda.def(
+      "philox_words",
+      [](uint64_t seed, uint64_t offset, int64_t n, uintptr_t out) {
+        aevb::cuda::philox_words(seed, offset, n, ptr<uint32_t>(out));
+      },
+      nogil);
+#else
+  build["cuda"] = 0;
+#endif
+  m.attr("build") = build;
+}

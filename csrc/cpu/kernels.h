@@ -1,0 +1,46 @@
+// The fused CPU kernels. Torch-free: raw pointers to contiguous row-major buffers, int64 sizes,
+// dtype codes (dtype.h) and the thread count to use. "Row" outputs (KL, log-likelihoods) are
+// double for float64 values and float otherwise; gradients have the values' dtype.
+#pragma once
+
+#include <cstdint>
+
+#include "dtype.h"
+
+namespace aevb::cpu {
+
+// z[l, b, :] = mu[b] + exp(logvar[b] / 2) * eps[l, b, :], eps[l, b, j] = randn(seed, (l*B + b)*Z + j).
+// mc = false: kl[b] = KL(q(z|x_b) || N(0, I)) (analytic, estimator B).
+// mc = true:  kl[l, b] = log q(z_l | x_b) - log p(z_l) (estimator A, one term per sample).
+void reparameterize_forward(DType t, const void* mu, const void* logvar, const int64_t* seed, void* z, void* kl,
+                            int64_t B, int64_t Z, int64_t L, bool mc, int threads);
+
+// Gradients of sum(grad_z * z) + sum(grad_kl * kl) with respect to mu and logvar; eps is regenerated
+// from the seed. grad_z may be null (no gradient reaches z).
+void reparameterize_backward(DType t, const void* grad_z, const void* grad_kl, const void* mu, const void* logvar,
+                             const int64_t* seed, void* grad_mu, void* grad_logvar, int64_t B, int64_t Z, int64_t L,
+                             bool mc, int threads);
+
+// log_prob[n] = sum_d x*a - softplus(a) with a = logits[n, d] and x = x[n % Nx, d]; when grad is not
+// null, also grad[n, d] = x - sigmoid(a). Returns how many targets lie outside [0, 1].
+int64_t bernoulli_forward(DType t, DType tx, const void* logits, const void* x, void* log_prob, void* grad, int64_t N,
+                          int64_t Nx, int64_t D, int threads);
+
+// log_prob[n] = sum_d log N(x; mean, exp(logvar)), x = x[n % Nx, d]; when grad_mean is not null,
+// also the gradients of log_prob with respect to mean and logvar.
+void gaussian_forward(DType t, DType tx, const void* x, const void* mean, const void* logvar, void* log_prob,
+                      void* grad_mean, void* grad_logvar, int64_t N, int64_t Nx, int64_t D, int threads);
+
+// out[n, d] = grad[n, d] * scale[n]; scale is a row output (double or float).
+void scale_rows(DType t, const void* grad, const void* scale, void* out, int64_t N, int64_t D, int threads);
+
+// The four Philox4x32-10 words at counters offset .. offset + n - 1, key seed: out[4 * i + k].
+void philox_words(uint64_t seed, uint64_t offset, int64_t n, uint32_t* out);
+
+// randn(seed, offset + i) for i < n, as tl.randn computes it.
+void philox_normal(uint64_t seed, uint64_t offset, int64_t n, float* out);
+
+// The clone the loader picked for this CPU: "x86-64-v4", "x86-64-v3" or "default".
+const char* simd_level();
+
+}  // namespace aevb::cpu

@@ -1,0 +1,45 @@
+// The raw generator, exposed for the tests that pin it to Triton's and to the published
+// Philox4x32-10 vectors, and for drawing the kernels' noise on its own.
+#include <cstdint>
+
+#include "../common/philox.h"
+#include "kernels.h"
+#include "noise.h"
+#include "parallel.h"
+
+namespace aevb::cpu {
+
+void philox_words(uint64_t seed, uint64_t offset, int64_t n, uint32_t* out) {
+  for (int64_t i = 0; i < n; ++i) {
+    const uint64_t c = offset + static_cast<uint64_t>(i);
+    uint32_t c0 = static_cast<uint32_t>(c), c1 = static_cast<uint32_t>(c >> 32), c2 = 0, c3 = 0;
+    philox4x32_10(c0, c1, c2, c3, static_cast<uint32_t>(seed), static_cast<uint32_t>(seed >> 32));
+    out[4 * i] = c0;
+    out[4 * i + 1] = c1;
+    out[4 * i + 2] = c2;
+    out[4 * i + 3] = c3;
+  }
+}
+
+namespace {
+AEVB_SIMD void normal_chunk(uint64_t seed, uint64_t offset, int64_t n, float* out) {
+  normal_block(seed, offset, n, out);
+}
+}  // namespace
+
+void philox_normal(uint64_t seed, uint64_t offset, int64_t n, float* out) {
+  for_each_chunk(1, n, 1, [&](int64_t, int64_t begin, int64_t end) {
+    normal_chunk(seed, offset + static_cast<uint64_t>(begin), end - begin, out + begin);
+  });
+}
+
+const char* simd_level() {
+#if defined(__x86_64__) && !defined(__clang__)
+  __builtin_cpu_init();
+  if (__builtin_cpu_supports("x86-64-v4")) return "x86-64-v4";
+  if (__builtin_cpu_supports("x86-64-v3")) return "x86-64-v3";
+#endif
+  return "default";
+}
+
+}  // namespace aevb::cpu

@@ -1,0 +1,137 @@
+// Reparameterized sampling with the Gaussian KL term, forward and backward (PAPER.md, eqs. 6-7
+// and Appendix B):
+//   z_l = mu + sigma * eps_l,  sigma = exp(logvar / 2),  eps_l ~ N(0, I) from Philox
+//   analytic:  KL = 1/2 sum_j (mu^2 + sigma^2 - 1 - logvar)
+//   mc:        log q(z_l|x) - log p(z_l) = 1/2 sum_j (z_l^2 - eps_l^2 - logvar)
+// The backward regenerates eps from (seed, offset) instead of reading a stored copy.
+#include <cstdint>
+
+#include "kernels.h"
+#include "noise.h"
+#include "parallel.h"
+
+namespace aevb::cpu {
+namespace {
+
+// One chunk of n latent units of one row: writes z for every sample and the chunk's share of
+// the row's KL terms (partial[0], or partial[l] per sample when mc).
+template <typename T>
+AEVB_SIMD void forward_chunk(const T* mu, const T* logvar, T* z, int64_t n, int64_t L, int64_t sample_stride,
+                             uint64_t seed, uint64_t offset, bool mc, double* partial) {
+  using M = math_t<T>;
+  M m[kChunk], v[kChunk], s[kChunk];
+  float eps[kChunk];
+#pragma omp simd
+  for (int64_t i = 0; i < n; ++i) {
+    m[i] = load<M>(mu[i]);
+    v[i] = load<M>(logvar[i]);
+    s[i] = vexp(v[i] * M(0.5));
+  }
+  if (!mc) {
+    double acc = 0;
+#pragma omp simd reduction(+ : acc)
+    for (int64_t i = 0; i < n; ++i) acc += static_cast<double>(m[i] * m[i] + s[i] * s[i] - M(1) - v[i]);
+    partial[0] = 0.5 * acc;
+  }
+  for (int64_t l = 0; l < L; ++l) {
+    normal_block(seed, offset + static_cast<uint64_t>(l * sample_stride), n, eps);
+    T* zl = z + l * sample_stride;
+    if (mc) {
+      double acc = 0;
+#pragma omp simd reduction(+ : acc)
+      for (int64_t i = 0; i < n; ++i) {
+        const M e = eps[i], zi = m[i] + s[i] * e;
+        zl[i] = store<T>(zi);
+        acc += static_cast<double>(zi * zi - e * e - v[i]);
+      }
+      partial[l] = 0.5 * acc;
+    } else {
+#pragma omp simd
+      for (int64_t i = 0; i < n; ++i) zl[i] = store<T>(m[i] + s[i] * M(eps[i]));
+    }
+  }
+}
+
+// One chunk of the backward: grad_kl holds the row's KL gradient (analytic) or its per-sample
+// gradients at stride B (mc).
+template <typename T, typename R>
+AEVB_SIMD void backward_chunk(const T* grad_z, const R* grad_kl, const T* mu, const T* logvar, T* grad_mu,
+                              T* grad_logvar, int64_t n, int64_t L, int64_t B, int64_t sample_stride, uint64_t seed,
+                              uint64_t offset, bool mc) {
+  using M = math_t<T>;
+  M m[kChunk], s[kChunk], gm[kChunk], gv[kChunk];
+  float eps[kChunk];
+  const M g_analytic = mc ? M(0) : M(grad_kl[0]);
+#pragma omp simd
+  for (int64_t i = 0; i < n; ++i) {
+    m[i] = load<M>(mu[i]);
+    s[i] = vexp(load<M>(logvar[i]) * M(0.5));
+    // d KL / d mu = mu,  d KL / d logvar = (sigma^2 - 1) / 2
+    gm[i] = g_analytic * m[i];
+    gv[i] = g_analytic * M(0.5) * (s[i] * s[i] - M(1));
+  }
+  for (int64_t l = 0; l < L; ++l) {
+    normal_block(seed, offset + static_cast<uint64_t>(l * sample_stride), n, eps);
+    // d/d z of the mc term is z; its direct d/d logvar is -1/2.
+    const M g_mc = mc ? M(grad_kl[l * B]) : M(0);
+    const T* gz = grad_z ? grad_z + l * sample_stride : nullptr;
+#pragma omp simd
+    for (int64_t i = 0; i < n; ++i) {
+      const M e = eps[i];
+      const M g = (gz ? load<M>(gz[i]) : M(0)) + g_mc * (m[i] + s[i] * e);
+      // dz/dmu = 1,  dz/dlogvar = sigma * eps / 2
+      gm[i] += g;
+      gv[i] += g * s[i] * e * M(0.5) - M(0.5) * g_mc;
+    }
+  }
+#pragma omp simd
+  for (int64_t i = 0; i < n; ++i) {
+    grad_mu[i] = store<T>(gm[i]);
+    grad_logvar[i] = store<T>(gv[i]);
+  }
+}
+
+}  // namespace
+
+void reparameterize_forward(DType t, const void* mu, const void* logvar, const int64_t* seed, void* z, void* kl,
+                            int64_t B, int64_t Z, int64_t L, bool mc, int threads) {
+  const uint64_t key = static_cast<uint64_t>(*seed);
+  dispatch_float(t, [&](auto tag) {
+    using T = typename decltype(tag)::type;
+    using R = math_t<T>;
+    const T* mu_ = static_cast<const T*>(mu);
+    const T* lv_ = static_cast<const T*>(logvar);
+    T* z_ = static_cast<T*>(z);
+    const int64_t stride = B * Z;
+    reduce_rows(B, Z, mc ? L : 1, static_cast<R*>(kl), threads_for(B * Z * (L + 1), threads),
+                [&](int64_t b, int64_t begin, int64_t end, double* partial) {
+                  const int64_t at = b * Z + begin;
+                  forward_chunk<T>(mu_ + at, lv_ + at, z_ + at, end - begin, L, stride, key,
+                                   static_cast<uint64_t>(at), mc, partial);
+                });
+  });
+}
+
+void reparameterize_backward(DType t, const void* grad_z, const void* grad_kl, const void* mu, const void* logvar,
+                             const int64_t* seed, void* grad_mu, void* grad_logvar, int64_t B, int64_t Z, int64_t L,
+                             bool mc, int threads) {
+  const uint64_t key = static_cast<uint64_t>(*seed);
+  dispatch_float(t, [&](auto tag) {
+    using T = typename decltype(tag)::type;
+    using R = math_t<T>;
+    const T* gz = static_cast<const T*>(grad_z);
+    const R* gkl = static_cast<const R*>(grad_kl);
+    const T* mu_ = static_cast<const T*>(mu);
+    const T* lv_ = static_cast<const T*>(logvar);
+    T* gm = static_cast<T*>(grad_mu);
+    T* gv = static_cast<T*>(grad_logvar);
+    const int64_t stride = B * Z;
+    for_each_chunk(B, Z, threads_for(B * Z * (L + 1), threads), [&](int64_t b, int64_t begin, int64_t end) {
+      const int64_t at = b * Z + begin;
+      backward_chunk<T, R>(gz ? gz + at : nullptr, gkl + b, mu_ + at, lv_ + at, gm + at, gv + at, end - begin, L, B,
+                           stride, key, static_cast<uint64_t>(at), mc);
+    });
+  });
+}
+
+}  // namespace aevb::cpu

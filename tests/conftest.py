@@ -1,0 +1,66 @@
+"""Shared test helpers: dtype tolerances, the backends to test, and one check that serves every op."""
+
+import os
+
+# Set before anything imports triton: the interpreter runs Triton kernels on CPU tensors.
+os.environ.setdefault("TRITON_INTERPRET", "1")
+
+import pytest  # noqa: E402
+import torch  # noqa: E402
+
+from aevb_fast.ops import backends  # noqa: E402
+
+# Tolerances by the dtype of the value compared against the float64 reference. Half-precision
+# values are one rounding of a float32 result (2^-8 bfloat16, 2^-11 float16, relative, plus the
+# float32 error before it); float32 terms are a few ulps off and summed in double; float64 differs
+# by libm ulps.
+TOLERANCES = {
+    torch.float64: dict(rtol=1e-10, atol=1e-10),
+    torch.float32: dict(rtol=1e-5, atol=1e-5),
+    torch.float16: dict(rtol=2e-3, atol=2e-3),
+    torch.bfloat16: dict(rtol=1.6e-2, atol=1.6e-2),
+}
+DTYPES = [torch.float32, torch.float64, torch.float16, torch.bfloat16]
+CPU_BACKENDS = backends.usable("cpu") + ["torch"]
+
+
+def assert_close(actual: torch.Tensor, expected: torch.Tensor, what: str = "") -> None:
+    """actual against a float64 reference, with the tolerance of actual's dtype."""
+    torch.testing.assert_close(actual.double(), expected.double(), **TOLERANCES[actual.dtype], msg=lambda m: f"{what}: {m}")
+
+
+def check_against_reference(fused, reference, inputs: dict, grad_names=(), seed: int = 0) -> None:
+    """Runs fused(**inputs) and reference(**inputs as float64), compares every output, then
+    backpropagates the same random weights through both and compares the gradients of grad_names."""
+    fused_in = {k: v.detach().clone().requires_grad_(k in grad_names) if isinstance(v, torch.Tensor) else v
+                for k, v in inputs.items()}
+    ref_in = {k: (v.detach().double() if v.is_floating_point() else v.detach()).requires_grad_(k in grad_names)
+              if isinstance(v, torch.Tensor) else v for k, v in inputs.items()}
+    out, expected = fused(**fused_in), reference(**ref_in)
+    out = out if isinstance(out, tuple) else (out,)
+    expected = expected if isinstance(expected, tuple) else (expected,)
+    assert len(out) == len(expected)
+    for i, (o, e) in enumerate(zip(out, expected)):
+        assert o.shape == e.shape, f"output {i}: shape {tuple(o.shape)} != reference {tuple(e.shape)}"
+        assert_close(o, e, f"output {i}")
+    if not grad_names:
+        return
+    generator = torch.Generator().manual_seed(seed)
+    weights = [torch.randn(o.shape, generator=generator, dtype=torch.float64) for o in out]
+    loss = sum((o.double() * w).sum() for o, w in zip(out, weights))
+    ref_loss = sum((e * w).sum() for e, w in zip(expected, weights))
+    grads = torch.autograd.grad(loss, [fused_in[k] for k in grad_names])
+    ref_grads = torch.autograd.grad(ref_loss, [ref_in[k] for k in grad_names])
+    for name, g, r in zip(grad_names, grads, ref_grads):
+        assert g.dtype == fused_in[name].dtype, f"grad of {name}: dtype {g.dtype}"
+        assert_close(g, r, f"grad of {name}")
+
+
+@pytest.fixture(params=CPU_BACKENDS)
+def backend(request):
+    return request.param
+
+
+@pytest.fixture(params=DTYPES, ids=lambda d: str(d).removeprefix("torch."))
+def dtype(request):
+    return request.param

@@ -1,0 +1,172 @@
+"""Every op on every CPU backend against the reference: values and gradients per dtype, float64
+gradcheck, odd and empty shapes, leading dims, non-contiguous inputs, shared targets, and
+torch.library.opcheck of each registered op."""
+
+import pytest
+import torch
+from conftest import check_against_reference
+
+import aevb_fast
+from aevb_fast import reference as R
+from aevb_fast.ops import backends
+
+# [batch..., features]: one element, odd sizes, rows longer than a kernel chunk (1024), leading
+# dims, and an empty batch.
+SHAPES = [(1, 1), (3, 5), (2, 1500), (2, 3, 4), (0, 6)]
+NATIVE = pytest.mark.skipif("cpu" not in backends.usable("cpu"), reason="the cpu kernels are not built")
+
+
+def _rand(shape, dtype, seed, scale=1.0):
+    g = torch.Generator().manual_seed(seed)
+    return (torch.randn(shape, generator=g, dtype=torch.float64) * scale).to(dtype)
+
+
+def _eps(shape, n_samples, seed, backend, dtype=torch.float32):
+    """The noise reparameterize draws for (seed, shape): z of mu = 0, logvar = 0, in the math dtype."""
+    zeros = torch.zeros(shape, dtype=torch.float64 if dtype == torch.float64 else torch.float32)
+    return aevb_fast.reparameterize(zeros, zeros, n_samples, seed=seed, backend=backend).double()
+
+
+@pytest.mark.parametrize("shape", SHAPES)
+@pytest.mark.parametrize("estimator", ["analytic", "mc"])
+@pytest.mark.parametrize("n_samples", [None, 3])
+def test_reparameterize_kl(backend, dtype, shape, estimator, n_samples):
+    eps = _eps(shape, n_samples, 9, backend, dtype)
+
+    def fused(mu, logvar):
+        return aevb_fast.reparameterize_kl(mu, logvar, n_samples, estimator=estimator, seed=9, backend=backend)
+
+    def reference(mu, logvar):
+        z = R.reparameterize(mu, logvar, eps)
+        return z, R.log_ratio(z, eps, logvar) if estimator == "mc" else R.gaussian_kl(mu, logvar)
+
+    inputs = dict(mu=_rand(shape, dtype, 1), logvar=_rand(shape, dtype, 2, 0.5))
+    check_against_reference(fused, reference, inputs, grad_names=("mu", "logvar"))
+
+
+@pytest.mark.parametrize("shape", SHAPES)
+def test_gaussian_kl(backend, dtype, shape):
+    check_against_reference(lambda mu, logvar: aevb_fast.gaussian_kl(mu, logvar, backend=backend), R.gaussian_kl,
+                            dict(mu=_rand(shape, dtype, 1), logvar=_rand(shape, dtype, 2)), grad_names=("mu", "logvar"))
+
+
+@pytest.mark.parametrize("shape", SHAPES)
+@pytest.mark.parametrize("target", ["float", "uint8", "bool"])
+def test_bernoulli_log_prob(backend, dtype, shape, target):
+    x = torch.rand(shape, generator=torch.Generator().manual_seed(3))
+    x = {"float": x.to(dtype), "uint8": (x > 0.5).to(torch.uint8), "bool": x > 0.5}[target]
+    check_against_reference(lambda logits, x: aevb_fast.bernoulli_log_prob(logits, x, backend=backend),
+                            R.bernoulli_log_prob, dict(logits=_rand(shape, dtype, 1, 3.0), x=x),
+                            grad_names=("logits", "x") if target == "float" else ("logits",))
+
+
+@pytest.mark.parametrize("shape", SHAPES)
+def test_gaussian_log_prob(backend, dtype, shape):
+    inputs = dict(x=_rand(shape, dtype, 1), mean=_rand(shape, dtype, 2), logvar=_rand(shape, dtype, 3, 0.5))
+    check_against_reference(lambda x, mean, logvar: aevb_fast.gaussian_log_prob(x, mean, logvar, backend=backend),
+                            R.gaussian_log_prob, inputs, grad_names=("x", "mean", "logvar"))
+
+
+def test_targets_shared_across_samples(backend, dtype):
+    # x [B, D] serves logits [L, B, D]: the kernels read it L times instead of a copy.
+    logits, x = _rand((4, 3, 10), dtype, 1, 2.0), torch.rand(3, 10, generator=torch.Generator().manual_seed(2))
+    check_against_reference(lambda logits, x: aevb_fast.bernoulli_log_prob(logits, x, backend=backend),
+                            lambda logits, x: R.bernoulli_log_prob(logits, x.expand(4, 3, 10)),
+                            dict(logits=logits, x=x.to(dtype)), grad_names=("logits", "x"))
+    mean, logvar = _rand((4, 3, 10), dtype, 3), _rand((10,), dtype, 4)
+    check_against_reference(lambda x, mean, logvar: aevb_fast.gaussian_log_prob(x, mean, logvar, backend=backend),
+                            lambda x, mean, logvar: R.gaussian_log_prob(x.expand(4, 3, 10), mean, logvar.expand(4, 3, 10)),
+                            dict(x=x.to(dtype), mean=mean, logvar=logvar), grad_names=("x", "mean", "logvar"))
+
+
+def test_event_dims(backend):
+    logits, x = _rand((2, 3, 4, 5), torch.float32, 1), torch.rand(2, 3, 4, 5)
+    expected = R.bernoulli_log_prob(logits.reshape(2, 60), x.reshape(2, 60))
+    torch.testing.assert_close(aevb_fast.bernoulli_log_prob(logits, x, event_dims=3, backend=backend), expected)
+
+
+def test_non_contiguous_inputs(backend):
+    mu, logvar = _rand((7, 5), torch.float32, 1).t(), _rand((14, 5), torch.float32, 2)[::2].t()
+    assert not mu.is_contiguous() and not logvar.is_contiguous()
+    eps = _eps((5, 7), None, 1, backend)
+    z, kl = aevb_fast.reparameterize_kl(mu, logvar, seed=1, backend=backend)
+    torch.testing.assert_close(z.double(), R.reparameterize(mu.double(), logvar.double(), eps))
+    torch.testing.assert_close(kl, R.gaussian_kl(mu, logvar))
+    logits, x = _rand((6, 8), torch.float32, 3).t(), torch.rand(16, 6)[::2]
+    torch.testing.assert_close(aevb_fast.bernoulli_log_prob(logits, x, backend=backend), R.bernoulli_log_prob(logits, x))
+    torch.testing.assert_close(aevb_fast.gaussian_log_prob(x, logits, logits.t().contiguous().t(), backend=backend),
+                               R.gaussian_log_prob(x, logits, logits))
+
+
+@NATIVE
+@pytest.mark.parametrize("estimator", ["analytic", "mc"])
+def test_gradcheck_reparameterize(estimator):
+    mu, logvar = _rand((3, 4), torch.float64, 1).requires_grad_(), _rand((3, 4), torch.float64, 2).requires_grad_()
+    assert torch.autograd.gradcheck(
+        lambda mu, logvar: aevb_fast.reparameterize_kl(mu, logvar, 2, estimator=estimator, seed=3, backend="cpu"),
+        (mu, logvar))
+    assert torch.autograd.gradcheck(lambda mu, logvar: aevb_fast.gaussian_kl(mu, logvar, backend="cpu"), (mu, logvar))
+
+
+@NATIVE
+def test_gradcheck_likelihoods():
+    logits = _rand((2, 3, 5), torch.float64, 1).requires_grad_()
+    x = torch.rand(3, 5, dtype=torch.float64, generator=torch.Generator().manual_seed(2)).requires_grad_()
+    assert torch.autograd.gradcheck(lambda a, x: aevb_fast.bernoulli_log_prob(a, x, backend="cpu"), (logits, x))
+    mean, logvar = _rand((2, 3, 5), torch.float64, 3).requires_grad_(), _rand((5,), torch.float64, 4).requires_grad_()
+    assert torch.autograd.gradcheck(lambda x, m, s: aevb_fast.gaussian_log_prob(x, m, s, backend="cpu"), (x, mean, logvar))
+
+
+@NATIVE
+def test_nonfinite_values_propagate_like_the_reference():
+    logits = torch.tensor([[float("nan"), 0.0], [float("inf"), 1.0], [-float("inf"), 1.0]])
+    x = torch.tensor([[1.0, 0.0], [1.0, 0.0], [0.0, 1.0]])
+    torch.testing.assert_close(aevb_fast.bernoulli_log_prob(logits, x, backend="cpu"), R.bernoulli_log_prob(logits, x),
+                               equal_nan=True)
+    mean, logvar = torch.tensor([[float("nan"), 0.0], [0.0, 0.0]]), torch.tensor([[0.0, 0.0], [float("inf"), 0.0]])
+    torch.testing.assert_close(aevb_fast.gaussian_log_prob(x[:2], mean, logvar, backend="cpu"),
+                               R.gaussian_log_prob(x[:2], mean, logvar), equal_nan=True)
+
+
+def _op_samples():
+    g = torch.Generator().manual_seed(0)
+    seed = torch.tensor([123], dtype=torch.int64)
+    ops = torch.ops.aevb_fast
+    for dtype in (torch.float32, torch.bfloat16):
+        mu = torch.randn(4, 5, generator=g).to(dtype).requires_grad_()
+        logvar = torch.randn(4, 5, generator=g).to(dtype).requires_grad_()
+        logits = torch.randn(6, 7, generator=g).to(dtype).requires_grad_()
+        x = torch.rand(3, 7, generator=g)
+        for n_samples, mc in [(1, False), (3, True), (0, False)]:
+            yield ops.reparameterize.default, (mu, logvar, seed, n_samples, mc, "cpu")
+        grad_kl = torch.randn(4, generator=g)
+        yield ops.reparameterize_backward.default, (torch.randn(2, 4, 5, generator=g).to(dtype), grad_kl, mu.detach(),
+                                                   logvar.detach(), seed, 2, False, "cpu")
+        yield ops.bernoulli_log_prob.default, (logits, x.to(dtype), True, "cpu")
+        yield ops.bernoulli_log_prob.default, (logits.detach(), x > 0.5, False, "cpu")
+        yield ops.gaussian_log_prob.default, (x.to(dtype).requires_grad_(), logits, logits.detach(), True, "cpu")
+        yield ops.scale_rows.default, (logits.detach(), grad_kl[:3].repeat(2), "cpu")
+
+
+@NATIVE
+@pytest.mark.parametrize("op, args", list(_op_samples()), ids=lambda v: str(v) if isinstance(v, torch._ops.OpOverload) else "")
+def test_opcheck(op, args):
+    torch.library.opcheck(op, args)
+
+
+@NATIVE
+def test_op_arguments_are_checked():
+    ops, seed = torch.ops.aevb_fast, torch.tensor([1])
+    with pytest.raises(ValueError, match=r"mu and logvar must be \[B, Z\] of one dtype, got \(2, 3\) torch.float32 and \(2, 4\)"):
+        ops.reparameterize(torch.zeros(2, 3), torch.zeros(2, 4), seed, 1, False, "cpu")
+    with pytest.raises(ValueError, match=r"seed must be one int64 on cpu, got \(1,\) torch.float32"):
+        ops.reparameterize(torch.zeros(2, 3), torch.zeros(2, 3), torch.zeros(1), 1, False, "cpu")
+    with pytest.raises(ValueError, match=r"N a multiple of Nx, got \(5, 3\) and \(2, 3\)"):
+        ops.bernoulli_log_prob(torch.zeros(5, 3), torch.zeros(2, 3), False, "cpu")
+    with pytest.raises(ValueError, match=r"scale \[N\] of its row dtype"):
+        ops.scale_rows(torch.zeros(2, 3), torch.zeros(2, dtype=torch.float64), "cpu")
+    with pytest.raises(RuntimeError, match=r"cannot run with backend='triton' on cpu tensors: no 'triton' kernel"):
+        ops.scale_rows(torch.zeros(2, 3), torch.zeros(2), "triton")
+    with pytest.raises(RuntimeError, match=r"compute_grad=False, so it has no gradient for the logits"):
+        logits = torch.zeros(2, 3, requires_grad=True)
+        ops.bernoulli_log_prob(logits, torch.zeros(2, 3), False, "cpu")[0].sum().backward()
