@@ -21,15 +21,9 @@ void philox_words(uint64_t seed, uint64_t offset, int64_t n, uint32_t* out) {
   }
 }
 
-namespace {
-AEVB_SIMD void normal_chunk(uint64_t seed, uint64_t offset, int64_t n, float* out) {
-  normal_block(seed, offset, n, out);
-}
-}  // namespace
-
 void philox_normal(uint64_t seed, uint64_t offset, int64_t n, float* out) {
   for_each_chunk(1, n, 1, [&](int64_t, int64_t begin, int64_t end) {
-    normal_chunk(seed, offset + static_cast<uint64_t>(begin), end - begin, out + begin);
+    normal_block(seed, offset + static_cast<uint64_t>(begin), end - begin, out + begin);
   });
 }
 
