@@ -28,9 +28,9 @@ import torch
 
 from . import reference
 from .ops import backends
-from .ops import bernoulli_log_prob as _bernoulli_op
-from .ops import gaussian_log_prob as _gaussian_op
-from .ops import reparameterize as _reparameterize_op
+from .ops.bernoulli import bernoulli_log_prob as _bernoulli_op
+from .ops.gaussian import gaussian_log_prob as _gaussian_op
+from .ops.reparameterize import reparameterize as _reparameterize_op
 
 ESTIMATORS = ("analytic", "mc")
 LIKELIHOODS = ("bernoulli", "gaussian")
@@ -197,11 +197,15 @@ def gaussian_kl(mu: torch.Tensor, logvar: torch.Tensor, reduction: str = "none",
 def _rows(values: dict[str, torch.Tensor], x: torch.Tensor, event_dims):
     """Broadcasts values and targets, flattens values to [N, D] and x to [Nx, D] with Nx dividing N
     (x keeps its own rows when its shape is a suffix of the values'), and returns the batch shape."""
-    try:
-        shape = torch.broadcast_shapes(x.shape, *(v.shape for v in values.values()))
-    except RuntimeError:
-        given = ", ".join(f"{n} {list(v.shape)}" for n, v in {**values, "x": x}.items())
-        raise ValueError(f"shapes do not broadcast: {given}") from None
+    shapes = [v.shape for v in values.values()]
+    if all(s == shapes[0] for s in shapes) and x.shape == shapes[0][len(shapes[0]) - x.dim():]:
+        shape = shapes[0]  # the common case, without torch.broadcast_shapes' per-call cost
+    else:
+        try:
+            shape = torch.broadcast_shapes(x.shape, *shapes)
+        except RuntimeError:
+            given = ", ".join(f"{n} {list(v.shape)}" for n, v in {**values, "x": x}.items())
+            raise ValueError(f"shapes do not broadcast: {given}") from None
     if isinstance(event_dims, bool) or not isinstance(event_dims, int) or not 1 <= event_dims <= len(shape):
         raise ValueError(f"event_dims must be an int in [1, {len(shape)}] for inputs of shape {list(shape)}, "
                          f"got {event_dims!r}")
@@ -209,7 +213,7 @@ def _rows(values: dict[str, torch.Tensor], x: torch.Tensor, event_dims):
     N, D = math.prod(batch), math.prod(event)
     if not (x.dim() >= event_dims and tuple(x.shape) == tuple(shape[len(shape) - x.dim():])):
         x = x.expand(shape)
-    flat = [v.expand(shape).reshape(N, D) for v in values.values()]
+    flat = [(v if v.shape == shape else v.expand(shape)).reshape(N, D) for v in values.values()]
     return flat, x.reshape(math.prod(x.shape[:-event_dims]), D), batch
 
 

@@ -21,7 +21,7 @@ TOLERANCES = {
     torch.bfloat16: dict(rtol=1.6e-2, atol=1.6e-2),
 }
 DTYPES = [torch.float32, torch.float64, torch.float16, torch.bfloat16]
-CPU_BACKENDS = backends.usable("cpu") + ["torch"]
+CPU_BACKENDS = [*backends.usable("cpu"), "torch"]
 
 
 def assert_close(actual: torch.Tensor, expected: torch.Tensor, what: str = "") -> None:

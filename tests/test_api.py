@@ -177,6 +177,7 @@ def test_backend_selection(monkeypatch):
 def test_auto_falls_back_to_torch_where_no_kernel_is_built(monkeypatch):
     monkeypatch.setattr(backends, "native", None)
     monkeypatch.setattr(backends, "load_error", "ImportError: no _C")
+    monkeypatch.setattr(backends, "_USABLE", {})
     assert backends.resolve("auto", torch.device("cpu")) == "torch"
     with pytest.raises(RuntimeError, match=r"backend='cpu' cannot serve cpu tensors here: the compiled extension aevb_fast._C is not built \(ImportError: no _C\)"):
         backends.resolve("cpu", torch.device("cpu"))

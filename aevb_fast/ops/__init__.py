@@ -1,18 +1,8 @@
 """The op surface: each fused op registered once with torch.library (define, per-device routing
 by backend, register_fake, register_autograd), so autograd, torch.compile(fullgraph=True) and
-torch.library.opcheck all work. The public API (aevb_fast.functional) picks the backend."""
+torch.library.opcheck all work. Importing this package registers torch.ops.aevb_fast.*; the
+public API (aevb_fast.functional) picks the backend."""
 
-from . import backends
-from .bernoulli import bernoulli_log_prob
-from .gaussian import gaussian_log_prob
-from .reparameterize import reparameterize, reparameterize_backward
-from .scale_rows import scale_rows
+from . import backends, bernoulli, gaussian, reparameterize, scale_rows
 
-__all__ = [
-    "backends",
-    "bernoulli_log_prob",
-    "gaussian_log_prob",
-    "reparameterize",
-    "reparameterize_backward",
-    "scale_rows",
-]
+__all__ = ["backends", "bernoulli", "gaussian", "reparameterize", "scale_rows"]

@@ -37,9 +37,16 @@ def unavailable_reason(backend: str, device_type: str) -> str | None:
     raise ValueError(f"{backend!r} is not a kernel backend; expected one of {', '.join(KERNEL_BACKENDS)}")
 
 
-def usable(device_type: str) -> list[str]:
-    """Kernel backends that can serve this device type, in the order auto prefers them."""
-    return [name for name in KERNEL_BACKENDS if unavailable_reason(name, device_type) is None]
+_USABLE: dict[str, tuple[str, ...]] = {}
+
+
+def usable(device_type: str) -> tuple[str, ...]:
+    """Kernel backends that can serve this device type, in the order auto prefers them; fixed for
+    the life of the process, so it is worked out once per device type (a plain dict, which
+    torch.compile traces, unlike functools.cache)."""
+    if device_type not in _USABLE:
+        _USABLE[device_type] = tuple(n for n in KERNEL_BACKENDS if unavailable_reason(n, device_type) is None)
+    return _USABLE[device_type]
 
 
 def resolve(backend: str | None, device: torch.device) -> str:

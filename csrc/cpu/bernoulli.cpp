@@ -13,13 +13,21 @@ namespace {
 template <typename T, typename X>
 AEVB_SIMD double forward_chunk(const T* logits, const X* x, T* grad, int64_t n, int64_t* bad) {
   using M = math_t<T>;
+  // exp in a pass of its own: chained with log1p in one loop, the two polynomials' latency
+  // stalled the pipeline (a third slower).
+  M exp_neg_abs[kChunk];
+#pragma omp simd
+  for (int64_t i = 0; i < n; ++i) {
+    const M a = load<M>(logits[i]);
+    exp_neg_abs[i] = vexp(-(a < M(0) ? -a : a));
+  }
   double acc = 0;
   int32_t outside = 0;  // a chunk holds at most kChunk elements
   const bool want_grad = grad != nullptr;
 #pragma omp simd reduction(+ : acc, outside)
   for (int64_t i = 0; i < n; ++i) {
     const M a = load<M>(logits[i]), t = load<M>(x[i]);
-    const M e = vexp(-(a < M(0) ? -a : a)), u = M(1) + e, r = M(1) / u;
+    const M e = exp_neg_abs[i], u = M(1) + e, r = M(1) / u;
     acc += static_cast<double>(t * a - ((a > M(0) ? a : M(0)) + vlog1p(e, u, r)));
     outside += (t < M(0) || t > M(1)) ? 1 : 0;
     // sigmoid(a) = 1 / (1 + e) for a >= 0, e / (1 + e) below
