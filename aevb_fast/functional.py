@@ -94,14 +94,17 @@ def _check_devices(**tensors: torch.Tensor) -> None:
         raise ValueError("expected tensors on one device, got " + ", ".join(f"{n} on {t.device}" for n, t in tensors.items()))
 
 
-def _check_gaussian_params(mu, logvar) -> None:
+def _gaussian_params(mu, logvar) -> tuple[torch.Tensor, torch.Tensor]:
+    """mu and logvar checked and promoted to their common dtype."""
     _check_values("mu", mu)
     _check_values("logvar", logvar)
     _check_devices(mu=mu, logvar=logvar)
     if mu.shape != logvar.shape:
         raise ValueError(f"mu and logvar must have the same shape, got mu {list(mu.shape)} and logvar {list(logvar.shape)}")
-    if mu.dim() == 0:
-        raise ValueError("mu and logvar must have a latent dimension [..., Z], got 0-d tensors")
+    if mu.dim() == 0 or mu.shape[-1] == 0:
+        raise ValueError(f"mu and logvar must have a latent dimension [..., Z] with Z >= 1, got {list(mu.shape)}")
+    dtype = torch.promote_types(mu.dtype, logvar.dtype)
+    return mu.to(dtype), logvar.to(dtype)
 
 
 def _check_seed(seed) -> None:
@@ -137,12 +140,10 @@ def reparameterize_kl(mu: torch.Tensor, logvar: torch.Tensor, n_samples: int | N
     (estimator B, eq. 7) kl is KL(q(z|x) || N(0, I)) per datapoint [...]; with "mc" (estimator A,
     eq. 6) it is log q(z_l|x) - log p(z_l) per sample, [...] or [L, ...].
     """
-    _check_gaussian_params(mu, logvar)
+    mu, logvar = _gaussian_params(mu, logvar)
     check_n_samples(n_samples)
     check_choice("estimator", estimator, ESTIMATORS)
     _check_seed(seed)
-    dtype = torch.promote_types(mu.dtype, logvar.dtype)
-    mu, logvar = mu.to(dtype), logvar.to(dtype)
     n, mc = 1 if n_samples is None else n_samples, estimator == "mc"
     batch, Z = mu.shape[:-1], mu.shape[-1]
     name = backends.resolve(backend, mu.device)
@@ -177,13 +178,11 @@ def gaussian_kl(mu: torch.Tensor, logvar: torch.Tensor, reduction: str = "none",
                 backend: str | None = None) -> torch.Tensor:
     """KL(N(mu, exp(logvar)) || N(0, I)) = -1/2 sum_j (1 + logvar - mu^2 - exp(logvar)) (Appendix B),
     per datapoint [...] or reduced."""
-    _check_gaussian_params(mu, logvar)
+    mu, logvar = _gaussian_params(mu, logvar)
     check_choice("reduction", reduction, reference.REDUCTIONS)
-    dtype = torch.promote_types(mu.dtype, logvar.dtype)
-    mu, logvar = mu.to(dtype), logvar.to(dtype)
     name = backends.resolve(backend, mu.device)
     if name == "torch":
-        kl = reference.gaussian_kl(mu.to(_math_dtype(dtype)), logvar.to(_math_dtype(dtype)))
+        kl = reference.gaussian_kl(mu.to(_math_dtype(mu.dtype)), logvar.to(_math_dtype(mu.dtype)))
     else:
         Z = mu.shape[-1]
         # Zero samples: the reparameterize kernel computes the analytic KL alone; the seed is unused.
@@ -306,7 +305,7 @@ def vae_loss(recon, x: torch.Tensor, mu: torch.Tensor, logvar: torch.Tensor, red
     recon: the decoder output for z = reparameterize(mu, logvar): logits [..., D] (Bernoulli; no
     sigmoid), or a (mean, logvar) pair (Gaussian). x: the data, [..., D] or any per-datapoint shape
     of D elements (e.g. images [B, 1, 28, 28])."""
-    _check_gaussian_params(mu, logvar)
+    mu, logvar = _gaussian_params(mu, logvar)
     check_choice("reduction", reduction, reference.REDUCTIONS)
     check_beta(beta)
     log_px = _log_likelihood(likelihood, recon, x, mu.shape[:-1], 0, backend)
@@ -327,7 +326,7 @@ def elbo_loss(decode: Callable, x: torch.Tensor, mu: torch.Tensor, logvar: torch
     decode maps z [L, ..., Z] to the decoder output for every sample: logits [L, ..., D] or a
     (mean, logvar) pair; x [..., D] (or any per-datapoint shape of D elements) is shared by the samples.
     """
-    _check_gaussian_params(mu, logvar)
+    _gaussian_params(mu, logvar)
     check_n_samples(n_samples, allow_none=False)
     check_choice("estimator", estimator, ESTIMATORS)
     check_beta(beta)
