@@ -23,8 +23,10 @@ namespace aevb::cpu {
 
 constexpr int64_t kChunk = 1024;
 
-// Below this many elements a second thread costs more to wake than it saves.
-constexpr int64_t kMinParallelElements = 1 << 15;
+// Below this many elements (about 10 us of Bernoulli work) the kernels stay on one thread: a
+// warm second thread already paid off at 1,568 elements, but waking a sleeping one costs about
+// as much as this.
+constexpr int64_t kMinParallelElements = 1 << 12;
 
 inline int threads_for(int64_t elements, int threads) {
   return elements < kMinParallelElements ? 1 : std::max(1, threads);
