@@ -74,6 +74,15 @@ def test_matches_triton(triton_generator, seed, offset):
     torch.testing.assert_close(_native_normals(seed, offset, n), normals, rtol=1e-6, atol=2e-6)
 
 
+@pytest.mark.skipif(not (native is not None and native.build["cuda"] and native.cuda.device_count()),
+                    reason="needs the CUDA half of the extension and a CUDA device")
+def test_cuda_generator_matches_the_cpu_one():
+    seed, offset, n = 0x0123456789ABCDEF, 2**32 - 300, 1000
+    words = torch.empty(n, 4, dtype=torch.int32)
+    native.cuda.philox_words(seed, offset, n, words.data_ptr())
+    assert torch.equal(words, _native_words(seed, offset, n))
+
+
 def test_kernel_noise_is_the_generator_stream():
     # reparameterize(0, 0) returns eps itself; eps[l, b, j] is randn(seed, (l*B + b)*Z + j).
     seed, shape = 42, (3, 5, 7)
