@@ -326,7 +326,6 @@ def elbo_loss(decode: Callable, x: torch.Tensor, mu: torch.Tensor, logvar: torch
     decode maps z [L, ..., Z] to the decoder output for every sample: logits [L, ..., D] or a
     (mean, logvar) pair; x [..., D] (or any per-datapoint shape of D elements) is shared by the samples.
     """
-    _gaussian_params(mu, logvar)
     check_n_samples(n_samples, allow_none=False)
     check_choice("estimator", estimator, ESTIMATORS)
     check_beta(beta)

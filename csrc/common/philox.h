@@ -14,6 +14,9 @@
 
 namespace aevb {
 
+constexpr uint32_t kPhiloxRoundA = 0xD2511F53u, kPhiloxRoundB = 0xCD9E8D57u;
+constexpr uint32_t kPhiloxKeyA = 0x9E3779B9u, kPhiloxKeyB = 0xBB67AE85u;
+
 // Counter (c0, c1, c2, c3) and key (k0, k1) in, the four output words out (in place).
 AEVB_HD void philox4x32_10(uint32_t& c0, uint32_t& c1, uint32_t& c2, uint32_t& c3,
                            uint32_t k0, uint32_t k1) {
@@ -24,26 +27,25 @@ AEVB_HD void philox4x32_10(uint32_t& c0, uint32_t& c1, uint32_t& c2, uint32_t& c
 #pragma GCC unroll 10
 #endif
   for (int round = 0; round < 10; ++round) {
-    const uint64_t p0 = static_cast<uint64_t>(0xD2511F53u) * c0;
-    const uint64_t p2 = static_cast<uint64_t>(0xCD9E8D57u) * c2;
+    const uint64_t p0 = static_cast<uint64_t>(kPhiloxRoundA) * c0;
+    const uint64_t p2 = static_cast<uint64_t>(kPhiloxRoundB) * c2;
     const uint32_t n0 = static_cast<uint32_t>(p2 >> 32) ^ c1 ^ k0;
     const uint32_t n2 = static_cast<uint32_t>(p0 >> 32) ^ c3 ^ k1;
     c1 = static_cast<uint32_t>(p2);
     c3 = static_cast<uint32_t>(p0);
     c0 = n0;
     c2 = n2;
-    k0 += 0x9E3779B9u;
-    k1 += 0xBB67AE85u;
+    k0 += kPhiloxKeyA;
+    k1 += kPhiloxKeyB;
   }
 }
 
-// The first two words of Philox at counter (offset_lo, offset_hi, 0, 0), key (seed_lo, seed_hi).
-AEVB_HD void philox_pair(uint64_t seed, uint64_t offset, uint32_t& w0, uint32_t& w1) {
-  uint32_t c0 = static_cast<uint32_t>(offset), c1 = static_cast<uint32_t>(offset >> 32);
-  uint32_t c2 = 0, c3 = 0;
-  philox4x32_10(c0, c1, c2, c3, static_cast<uint32_t>(seed), static_cast<uint32_t>(seed >> 32));
-  w0 = c0;
-  w1 = c1;
+// The four words of Philox at counter (offset_lo, offset_hi, 0, 0), key (seed_lo, seed_hi).
+AEVB_HD void philox_at(uint64_t seed, uint64_t offset, uint32_t& w0, uint32_t& w1, uint32_t& w2, uint32_t& w3) {
+  w0 = static_cast<uint32_t>(offset);
+  w1 = static_cast<uint32_t>(offset >> 32);
+  w2 = w3 = 0;
+  philox4x32_10(w0, w1, w2, w3, static_cast<uint32_t>(seed), static_cast<uint32_t>(seed >> 32));
 }
 
 // tl.rand's map of a word to [0, 1): read as int32 x, (x < 0 ? ~x : x) * 4.6566127342e-10.

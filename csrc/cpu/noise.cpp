@@ -18,11 +18,10 @@
 namespace aevb::cpu {
 namespace {
 
-constexpr uint32_t kRoundA = 0xD2511F53u, kRoundB = 0xCD9E8D57u, kKeyA = 0x9E3779B9u, kKeyB = 0xBB67AE85u;
-
 // The first two Philox words at counters offset + i, i in [begin, n), with the scalar rounds.
 inline void words_scalar(uint64_t seed, uint64_t offset, int64_t begin, int64_t n, uint32_t* w0, uint32_t* w1) {
-  for (int64_t i = begin; i < n; ++i) philox_pair(seed, offset + static_cast<uint64_t>(i), w0[i], w1[i]);
+  uint32_t w2, w3;
+  for (int64_t i = begin; i < n; ++i) philox_at(seed, offset + static_cast<uint64_t>(i), w0[i], w1[i], w2, w3);
 }
 
 // Box-Muller as tl.randn, inlined into each target's normal_block so it vectorizes for it.
@@ -44,7 +43,7 @@ inline bool block_wraps(uint64_t first, int lanes) {
 
 __attribute__((target("avx2"))) void words_avx2(uint64_t seed, uint64_t offset, int64_t n, uint32_t* w0,
                                                 uint32_t* w1) {
-  const __m256i A = _mm256_set1_epi32(static_cast<int>(kRoundA)), B = _mm256_set1_epi32(static_cast<int>(kRoundB));
+  const __m256i A = _mm256_set1_epi32(static_cast<int>(kPhiloxRoundA)), B = _mm256_set1_epi32(static_cast<int>(kPhiloxRoundB));
   const __m256i lanes = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
   int64_t i = 0;
   for (; i + 8 <= n; i += 8) {
@@ -69,8 +68,8 @@ __attribute__((target("avx2"))) void words_avx2(uint64_t seed, uint64_t offset, 
       c2 = _mm256_xor_si256(_mm256_xor_si256(hi0, c3), _mm256_set1_epi32(static_cast<int>(k1)));
       c1 = lo2;
       c3 = lo0;
-      k0 += kKeyA;
-      k1 += kKeyB;
+      k0 += kPhiloxKeyA;
+      k1 += kPhiloxKeyB;
     }
     _mm256_storeu_si256(reinterpret_cast<__m256i*>(w0 + i), c0);
     _mm256_storeu_si256(reinterpret_cast<__m256i*>(w1 + i), c1);
@@ -80,7 +79,7 @@ __attribute__((target("avx2"))) void words_avx2(uint64_t seed, uint64_t offset, 
 
 __attribute__((target("avx512f"))) void words_avx512(uint64_t seed, uint64_t offset, int64_t n, uint32_t* w0,
                                                      uint32_t* w1) {
-  const __m512i A = _mm512_set1_epi32(static_cast<int>(kRoundA)), B = _mm512_set1_epi32(static_cast<int>(kRoundB));
+  const __m512i A = _mm512_set1_epi32(static_cast<int>(kPhiloxRoundA)), B = _mm512_set1_epi32(static_cast<int>(kPhiloxRoundB));
   const __m512i lanes = _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
   const __mmask16 odd = 0xAAAA;
   int64_t i = 0;
@@ -106,8 +105,8 @@ __attribute__((target("avx512f"))) void words_avx512(uint64_t seed, uint64_t off
       c2 = _mm512_xor_si512(_mm512_xor_si512(hi0, c3), _mm512_set1_epi32(static_cast<int>(k1)));
       c1 = lo2;
       c3 = lo0;
-      k0 += kKeyA;
-      k1 += kKeyB;
+      k0 += kPhiloxKeyA;
+      k1 += kPhiloxKeyB;
     }
     _mm512_storeu_si512(w0 + i, c0);
     _mm512_storeu_si512(w1 + i, c1);

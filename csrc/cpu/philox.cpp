@@ -10,15 +10,8 @@
 namespace aevb::cpu {
 
 void philox_words(uint64_t seed, uint64_t offset, int64_t n, uint32_t* out) {
-  for (int64_t i = 0; i < n; ++i) {
-    const uint64_t c = offset + static_cast<uint64_t>(i);
-    uint32_t c0 = static_cast<uint32_t>(c), c1 = static_cast<uint32_t>(c >> 32), c2 = 0, c3 = 0;
-    philox4x32_10(c0, c1, c2, c3, static_cast<uint32_t>(seed), static_cast<uint32_t>(seed >> 32));
-    out[4 * i] = c0;
-    out[4 * i + 1] = c1;
-    out[4 * i + 2] = c2;
-    out[4 * i + 3] = c3;
-  }
+  for (int64_t i = 0; i < n; ++i)
+    philox_at(seed, offset + static_cast<uint64_t>(i), out[4 * i], out[4 * i + 1], out[4 * i + 2], out[4 * i + 3]);
 }
 
 void philox_normal(uint64_t seed, uint64_t offset, int64_t n, float* out) {
