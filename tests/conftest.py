@@ -1,4 +1,10 @@
-"""Shared test helpers: dtype tolerances, the backends to test, and one check that serves every op."""
+"""Shared test helpers: dtype tolerances, the (device, backend) pairs to test, and one check that
+serves every op.
+
+A test that takes `backend` runs on CPU tensors with every backend usable there; one that also
+takes `device` runs on every device present (CPU, and CUDA where there is a GPU) with every backend
+usable on it. Under TRITON_INTERPRET=1 (the default here) the Triton kernels are among the CPU
+backends; on a GPU machine set TRITON_INTERPRET=0 to test them compiled, on CUDA tensors."""
 
 import os
 
@@ -21,20 +27,43 @@ TOLERANCES = {
     torch.bfloat16: dict(rtol=1.6e-2, atol=1.6e-2),
 }
 DTYPES = [torch.float32, torch.float64, torch.float16, torch.bfloat16]
-CPU_BACKENDS = [*backends.usable("cpu"), "torch"]
+DEVICES = ["cpu", *(["cuda"] if torch.cuda.is_available() else [])]
+
+
+def backends_for(device: str) -> list[str]:
+    """The kernel backends usable on `device`, then the reference."""
+    return [*backends.usable(device), "torch"]
+
+
+CPU_BACKENDS = backends_for("cpu")
+DEVICE_BACKENDS = [(device, backend) for device in DEVICES for backend in backends_for(device)]
+KERNEL_BACKENDS = [(device, backend) for device, backend in DEVICE_BACKENDS if backend != "torch"]
+
+
+def pytest_generate_tests(metafunc):
+    explicit = {name.strip() for mark in metafunc.definition.iter_markers("parametrize") for name in
+                (mark.args[0].split(",") if isinstance(mark.args[0], str) else mark.args[0])}
+    if "backend" not in metafunc.fixturenames or "backend" in explicit:
+        return
+    if "device" in metafunc.fixturenames:
+        metafunc.parametrize("device, backend", DEVICE_BACKENDS, ids=[f"{d}-{b}" for d, b in DEVICE_BACKENDS])
+    else:
+        metafunc.parametrize("backend", CPU_BACKENDS)
 
 
 def assert_close(actual: torch.Tensor, expected: torch.Tensor, what: str = "") -> None:
-    """actual against a float64 reference, with the tolerance of actual's dtype."""
-    torch.testing.assert_close(actual.double(), expected.double(), **TOLERANCES[actual.dtype], msg=lambda m: f"{what}: {m}")
+    """actual (on any device) against a float64 reference, with the tolerance of actual's dtype."""
+    torch.testing.assert_close(actual.detach().cpu().double(), expected.detach().cpu().double(),
+                               **TOLERANCES[actual.dtype], msg=lambda m: f"{what}: {m}")
 
 
 def check_against_reference(fused, reference, inputs: dict, grad_names=(), seed: int = 0) -> None:
-    """Runs fused(**inputs) and reference(**inputs as float64), compares every output, then
-    backpropagates the same random weights through both and compares the gradients of grad_names."""
+    """Runs fused(**inputs) and reference(**inputs as float64 on the CPU), compares every output,
+    then backpropagates the same random weights through both and compares the gradients of
+    grad_names."""
     fused_in = {k: v.detach().clone().requires_grad_(k in grad_names) if isinstance(v, torch.Tensor) else v
                 for k, v in inputs.items()}
-    ref_in = {k: (v.detach().double() if v.is_floating_point() else v.detach()).requires_grad_(k in grad_names)
+    ref_in = {k: (v.detach().cpu().double() if v.is_floating_point() else v.detach().cpu()).requires_grad_(k in grad_names)
               if isinstance(v, torch.Tensor) else v for k, v in inputs.items()}
     out, expected = fused(**fused_in), reference(**ref_in)
     out = out if isinstance(out, tuple) else (out,)
@@ -47,18 +76,13 @@ def check_against_reference(fused, reference, inputs: dict, grad_names=(), seed:
         return
     generator = torch.Generator().manual_seed(seed)
     weights = [torch.randn(o.shape, generator=generator, dtype=torch.float64) for o in out]
-    loss = sum((o.double() * w).sum() for o, w in zip(out, weights))
+    loss = sum((o.double() * w.to(o.device)).sum() for o, w in zip(out, weights))
     ref_loss = sum((e * w).sum() for e, w in zip(expected, weights))
     grads = torch.autograd.grad(loss, [fused_in[k] for k in grad_names])
     ref_grads = torch.autograd.grad(ref_loss, [ref_in[k] for k in grad_names])
     for name, g, r in zip(grad_names, grads, ref_grads):
         assert g.dtype == fused_in[name].dtype, f"grad of {name}: dtype {g.dtype}"
         assert_close(g, r, f"grad of {name}")
-
-
-@pytest.fixture(params=CPU_BACKENDS)
-def backend(request):
-    return request.param
 
 
 @pytest.fixture(params=DTYPES, ids=lambda d: str(d).removeprefix("torch."))

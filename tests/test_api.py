@@ -183,9 +183,17 @@ def test_auto_falls_back_to_torch_where_no_kernel_is_built(monkeypatch):
         backends.resolve("cpu", torch.device("cpu"))
 
 
+def test_auto_never_picks_the_triton_interpreter(monkeypatch):
+    monkeypatch.setattr(backends, "native", None)
+    monkeypatch.setattr(backends, "_USABLE", {})
+    assert backends.resolve("auto", torch.device("cpu")) == "torch"
+
+
 def test_explicit_backend_that_cannot_serve_raises():
-    with pytest.raises(RuntimeError, match=r"backend='triton' cannot serve cpu tensors here: the triton kernels are not part of this version"):
-        aevb_fast.reparameterize(torch.zeros(2, 3), torch.zeros(2, 3), backend="triton")
+    with pytest.raises(RuntimeError, match=r"backend='cuda' cannot serve cpu tensors here: the cuda kernels are not part of this version"):
+        aevb_fast.reparameterize(torch.zeros(2, 3), torch.zeros(2, 3), backend="cuda")
+    with pytest.raises(RuntimeError, match=r"backend='triton' cannot serve meta tensors here: the triton backend runs on CUDA tensors \(and CPU tensors under TRITON_INTERPRET=1\), not meta tensors"):
+        aevb_fast.reparameterize(torch.zeros(2, 3, device="meta"), torch.zeros(2, 3, device="meta"), backend="triton")
     with pytest.raises(RuntimeError, match=r"backend='cpu' cannot serve meta tensors here: the cpu backend runs on CPU tensors, not meta tensors"):
         aevb_fast.gaussian_kl(torch.zeros(2, 3, device="meta"), torch.zeros(2, 3, device="meta"), backend="cpu")
 

@@ -1,37 +1,36 @@
-"""Every op on every CPU backend against the reference: values and gradients per dtype, float64
-gradcheck, odd and empty shapes, leading dims, non-contiguous inputs, shared targets, and
-torch.library.opcheck of each registered op."""
+"""Every op on every device and backend against the reference: values and gradients per dtype,
+float64 gradcheck, odd and empty shapes, leading dims, non-contiguous inputs, shared targets,
+non-finite values, and torch.library.opcheck of each registered op."""
 
 import pytest
 import torch
-from conftest import check_against_reference
+from conftest import CPU_BACKENDS, KERNEL_BACKENDS, check_against_reference
 
 import aevb_fast
 from aevb_fast import reference as R
-from aevb_fast.ops import backends
 
 # [batch..., features]: one element, odd sizes, rows longer than a kernel chunk (1024), leading
 # dims, and an empty batch.
 SHAPES = [(1, 1), (3, 5), (2, 1500), (2, 3, 4), (0, 6)]
-NATIVE = pytest.mark.skipif("cpu" not in backends.usable("cpu"), reason="the cpu kernels are not built")
+ON_KERNELS = pytest.mark.parametrize("device, backend", KERNEL_BACKENDS, ids=[f"{d}-{b}" for d, b in KERNEL_BACKENDS])
 
 
-def _rand(shape, dtype, seed, scale=1.0):
+def _rand(shape, dtype, seed, scale=1.0, device="cpu"):
     g = torch.Generator().manual_seed(seed)
-    return (torch.randn(shape, generator=g, dtype=torch.float64) * scale).to(dtype)
+    return (torch.randn(shape, generator=g, dtype=torch.float64) * scale).to(device, dtype)
 
 
-def _eps(shape, n_samples, seed, backend, dtype=torch.float32):
+def _eps(shape, n_samples, seed, backend, dtype=torch.float32, device="cpu"):
     """The noise reparameterize draws for (seed, shape): z of mu = 0, logvar = 0, in the math dtype."""
-    zeros = torch.zeros(shape, dtype=torch.float64 if dtype == torch.float64 else torch.float32)
-    return aevb_fast.reparameterize(zeros, zeros, n_samples, seed=seed, backend=backend).double()
+    zeros = torch.zeros(shape, dtype=torch.float64 if dtype == torch.float64 else torch.float32, device=device)
+    return aevb_fast.reparameterize(zeros, zeros, n_samples, seed=seed, backend=backend).cpu().double()
 
 
 @pytest.mark.parametrize("shape", SHAPES)
 @pytest.mark.parametrize("estimator", ["analytic", "mc"])
 @pytest.mark.parametrize("n_samples", [None, 3])
-def test_reparameterize_kl(backend, dtype, shape, estimator, n_samples):
-    eps = _eps(shape, n_samples, 9, backend, dtype)
+def test_reparameterize_kl(device, backend, dtype, shape, estimator, n_samples):
+    eps = _eps(shape, n_samples, 9, backend, dtype, device)
 
     def fused(mu, logvar):
         return aevb_fast.reparameterize_kl(mu, logvar, n_samples, estimator=estimator, seed=9, backend=backend)
@@ -40,121 +39,140 @@ def test_reparameterize_kl(backend, dtype, shape, estimator, n_samples):
         z = R.reparameterize(mu, logvar, eps)
         return z, R.log_ratio(z, eps, logvar) if estimator == "mc" else R.gaussian_kl(mu, logvar)
 
-    inputs = dict(mu=_rand(shape, dtype, 1), logvar=_rand(shape, dtype, 2, 0.5))
+    inputs = dict(mu=_rand(shape, dtype, 1, device=device), logvar=_rand(shape, dtype, 2, 0.5, device))
     check_against_reference(fused, reference, inputs, grad_names=("mu", "logvar"))
 
 
 @pytest.mark.parametrize("shape", SHAPES)
-def test_gaussian_kl(backend, dtype, shape):
+def test_gaussian_kl(device, backend, dtype, shape):
     check_against_reference(lambda mu, logvar: aevb_fast.gaussian_kl(mu, logvar, backend=backend), R.gaussian_kl,
-                            dict(mu=_rand(shape, dtype, 1), logvar=_rand(shape, dtype, 2)), grad_names=("mu", "logvar"))
+                            dict(mu=_rand(shape, dtype, 1, device=device), logvar=_rand(shape, dtype, 2, device=device)),
+                            grad_names=("mu", "logvar"))
 
 
 @pytest.mark.parametrize("shape", SHAPES)
 @pytest.mark.parametrize("target", ["float", "uint8", "bool"])
-def test_bernoulli_log_prob(backend, dtype, shape, target):
+def test_bernoulli_log_prob(device, backend, dtype, shape, target):
     x = torch.rand(shape, generator=torch.Generator().manual_seed(3))
-    x = {"float": x.to(dtype), "uint8": (x > 0.5).to(torch.uint8), "bool": x > 0.5}[target]
+    x = {"float": x.to(dtype), "uint8": (x > 0.5).to(torch.uint8), "bool": x > 0.5}[target].to(device)
     check_against_reference(lambda logits, x: aevb_fast.bernoulli_log_prob(logits, x, backend=backend),
-                            R.bernoulli_log_prob, dict(logits=_rand(shape, dtype, 1, 3.0), x=x),
+                            R.bernoulli_log_prob, dict(logits=_rand(shape, dtype, 1, 3.0, device), x=x),
                             grad_names=("logits", "x") if target == "float" else ("logits",))
 
 
 @pytest.mark.parametrize("shape", SHAPES)
-def test_gaussian_log_prob(backend, dtype, shape):
-    inputs = dict(x=_rand(shape, dtype, 1), mean=_rand(shape, dtype, 2), logvar=_rand(shape, dtype, 3, 0.5))
+def test_gaussian_log_prob(device, backend, dtype, shape):
+    inputs = dict(x=_rand(shape, dtype, 1, device=device), mean=_rand(shape, dtype, 2, device=device),
+                  logvar=_rand(shape, dtype, 3, 0.5, device))
     check_against_reference(lambda x, mean, logvar: aevb_fast.gaussian_log_prob(x, mean, logvar, backend=backend),
                             R.gaussian_log_prob, inputs, grad_names=("x", "mean", "logvar"))
 
 
-def test_targets_shared_across_samples(backend, dtype):
+def test_targets_shared_across_samples(device, backend, dtype):
     # x [B, D] serves logits [L, B, D]: the kernels read it L times instead of a copy.
-    logits, x = _rand((4, 3, 10), dtype, 1, 2.0), torch.rand(3, 10, generator=torch.Generator().manual_seed(2))
+    logits = _rand((4, 3, 10), dtype, 1, 2.0, device)
+    x = torch.rand(3, 10, generator=torch.Generator().manual_seed(2)).to(device, dtype)
     check_against_reference(lambda logits, x: aevb_fast.bernoulli_log_prob(logits, x, backend=backend),
                             lambda logits, x: R.bernoulli_log_prob(logits, x.expand(4, 3, 10)),
-                            dict(logits=logits, x=x.to(dtype)), grad_names=("logits", "x"))
-    mean, logvar = _rand((4, 3, 10), dtype, 3), _rand((10,), dtype, 4)
+                            dict(logits=logits, x=x), grad_names=("logits", "x"))
+    mean, logvar = _rand((4, 3, 10), dtype, 3, device=device), _rand((10,), dtype, 4, device=device)
     check_against_reference(lambda x, mean, logvar: aevb_fast.gaussian_log_prob(x, mean, logvar, backend=backend),
                             lambda x, mean, logvar: R.gaussian_log_prob(x.expand(4, 3, 10), mean, logvar.expand(4, 3, 10)),
-                            dict(x=x.to(dtype), mean=mean, logvar=logvar), grad_names=("x", "mean", "logvar"))
+                            dict(x=x, mean=mean, logvar=logvar), grad_names=("x", "mean", "logvar"))
 
 
-def test_event_dims(backend):
+def test_event_dims(device, backend):
     logits, x = _rand((2, 3, 4, 5), torch.float32, 1), torch.rand(2, 3, 4, 5)
     expected = R.bernoulli_log_prob(logits.reshape(2, 60), x.reshape(2, 60))
-    torch.testing.assert_close(aevb_fast.bernoulli_log_prob(logits, x, event_dims=3, backend=backend), expected)
+    out = aevb_fast.bernoulli_log_prob(logits.to(device), x.to(device), event_dims=3, backend=backend)
+    torch.testing.assert_close(out.cpu(), expected)
 
 
-def test_non_contiguous_inputs(backend):
+def test_non_contiguous_inputs(device, backend):
     mu, logvar = _rand((7, 5), torch.float32, 1).t(), _rand((14, 5), torch.float32, 2)[::2].t()
-    assert not mu.is_contiguous() and not logvar.is_contiguous()
-    eps = _eps((5, 7), None, 1, backend)
-    z, kl = aevb_fast.reparameterize_kl(mu, logvar, seed=1, backend=backend)
-    torch.testing.assert_close(z.double(), R.reparameterize(mu.double(), logvar.double(), eps))
-    torch.testing.assert_close(kl, R.gaussian_kl(mu, logvar))
+    mu_d, logvar_d = mu.to(device), logvar.to(device)
+    assert not mu_d.is_contiguous() and not logvar_d.is_contiguous()
+    eps = _eps((5, 7), None, 1, backend, device=device)
+    z, kl = aevb_fast.reparameterize_kl(mu_d, logvar_d, seed=1, backend=backend)
+    torch.testing.assert_close(z.cpu().double(), R.reparameterize(mu.double(), logvar.double(), eps))
+    torch.testing.assert_close(kl.cpu(), R.gaussian_kl(mu, logvar))
     logits, x = _rand((6, 8), torch.float32, 3).t(), torch.rand(16, 6)[::2]
-    torch.testing.assert_close(aevb_fast.bernoulli_log_prob(logits, x, backend=backend), R.bernoulli_log_prob(logits, x))
-    torch.testing.assert_close(aevb_fast.gaussian_log_prob(x, logits, logits.t().contiguous().t(), backend=backend),
-                               R.gaussian_log_prob(x, logits, logits))
+    torch.testing.assert_close(aevb_fast.bernoulli_log_prob(logits.to(device), x.to(device), backend=backend).cpu(),
+                               R.bernoulli_log_prob(logits, x))
+    out = aevb_fast.gaussian_log_prob(x.to(device), logits.to(device), logits.t().contiguous().t().to(device),
+                                      backend=backend)
+    torch.testing.assert_close(out.cpu(), R.gaussian_log_prob(x, logits, logits))
 
 
-@NATIVE
+@ON_KERNELS
 @pytest.mark.parametrize("estimator", ["analytic", "mc"])
-def test_gradcheck_reparameterize(estimator):
-    mu, logvar = _rand((3, 4), torch.float64, 1).requires_grad_(), _rand((3, 4), torch.float64, 2).requires_grad_()
+def test_gradcheck_reparameterize(device, backend, estimator):
+    mu = _rand((3, 4), torch.float64, 1, device=device).requires_grad_()
+    logvar = _rand((3, 4), torch.float64, 2, device=device).requires_grad_()
     assert torch.autograd.gradcheck(
-        lambda mu, logvar: aevb_fast.reparameterize_kl(mu, logvar, 2, estimator=estimator, seed=3, backend="cpu"),
+        lambda mu, logvar: aevb_fast.reparameterize_kl(mu, logvar, 2, estimator=estimator, seed=3, backend=backend),
         (mu, logvar))
-    assert torch.autograd.gradcheck(lambda mu, logvar: aevb_fast.gaussian_kl(mu, logvar, backend="cpu"), (mu, logvar))
+    assert torch.autograd.gradcheck(lambda mu, logvar: aevb_fast.gaussian_kl(mu, logvar, backend=backend), (mu, logvar))
 
 
-@NATIVE
-def test_gradcheck_likelihoods():
-    logits = _rand((2, 3, 5), torch.float64, 1).requires_grad_()
-    x = torch.rand(3, 5, dtype=torch.float64, generator=torch.Generator().manual_seed(2)).requires_grad_()
-    assert torch.autograd.gradcheck(lambda a, x: aevb_fast.bernoulli_log_prob(a, x, backend="cpu"), (logits, x))
-    mean, logvar = _rand((2, 3, 5), torch.float64, 3).requires_grad_(), _rand((5,), torch.float64, 4).requires_grad_()
-    assert torch.autograd.gradcheck(lambda x, m, s: aevb_fast.gaussian_log_prob(x, m, s, backend="cpu"), (x, mean, logvar))
+@ON_KERNELS
+def test_gradcheck_likelihoods(device, backend):
+    logits = _rand((2, 3, 5), torch.float64, 1, device=device).requires_grad_()
+    x = torch.rand(3, 5, dtype=torch.float64, generator=torch.Generator().manual_seed(2)).to(device).requires_grad_()
+    assert torch.autograd.gradcheck(lambda a, x: aevb_fast.bernoulli_log_prob(a, x, backend=backend), (logits, x))
+    mean = _rand((2, 3, 5), torch.float64, 3, device=device).requires_grad_()
+    logvar = _rand((5,), torch.float64, 4, device=device).requires_grad_()
+    assert torch.autograd.gradcheck(lambda x, m, s: aevb_fast.gaussian_log_prob(x, m, s, backend=backend), (x, mean, logvar))
 
 
-@NATIVE
-def test_nonfinite_values_propagate_like_the_reference():
+# The Triton interpreter computes with numpy, which warns on arithmetic with NaN and Inf.
+@pytest.mark.filterwarnings("ignore:invalid value encountered:RuntimeWarning")
+def test_nonfinite_values_propagate_like_the_reference(device, backend):
     logits = torch.tensor([[float("nan"), 0.0], [float("inf"), 1.0], [-float("inf"), 1.0]])
     x = torch.tensor([[1.0, 0.0], [1.0, 0.0], [0.0, 1.0]])
-    torch.testing.assert_close(aevb_fast.bernoulli_log_prob(logits, x, backend="cpu"), R.bernoulli_log_prob(logits, x),
-                               equal_nan=True)
+    torch.testing.assert_close(aevb_fast.bernoulli_log_prob(logits.to(device), x.to(device), backend=backend).cpu(),
+                               R.bernoulli_log_prob(logits, x), equal_nan=True)
     mean, logvar = torch.tensor([[float("nan"), 0.0], [0.0, 0.0]]), torch.tensor([[0.0, 0.0], [float("inf"), 0.0]])
-    torch.testing.assert_close(aevb_fast.gaussian_log_prob(x[:2], mean, logvar, backend="cpu"),
-                               R.gaussian_log_prob(x[:2], mean, logvar), equal_nan=True)
+    out = aevb_fast.gaussian_log_prob(x[:2].to(device), mean.to(device), logvar.to(device), backend=backend)
+    torch.testing.assert_close(out.cpu(), R.gaussian_log_prob(x[:2], mean, logvar), equal_nan=True)
 
 
 def _op_samples():
     g = torch.Generator().manual_seed(0)
-    seed = torch.tensor([123], dtype=torch.int64)
     ops = torch.ops.aevb_fast
-    for dtype in (torch.float32, torch.bfloat16):
-        mu = torch.randn(4, 5, generator=g).to(dtype).requires_grad_()
-        logvar = torch.randn(4, 5, generator=g).to(dtype).requires_grad_()
-        logits = torch.randn(6, 7, generator=g).to(dtype).requires_grad_()
-        x = torch.rand(3, 7, generator=g)
-        for n_samples, mc in [(1, False), (3, True), (0, False)]:
-            yield ops.reparameterize.default, (mu, logvar, seed, n_samples, mc, "cpu")
-        grad_kl = torch.randn(4, generator=g)
-        yield ops.reparameterize_backward.default, (torch.randn(2, 4, 5, generator=g).to(dtype), grad_kl, mu.detach(),
-                                                   logvar.detach(), seed, 2, False, "cpu")
-        yield ops.bernoulli_log_prob.default, (logits, x.to(dtype), True, "cpu")
-        yield ops.bernoulli_log_prob.default, (logits.detach(), x > 0.5, False, "cpu")
-        yield ops.gaussian_log_prob.default, (x.to(dtype).requires_grad_(), logits, logits.detach(), True, "cpu")
-        yield ops.scale_rows.default, (logits.detach(), grad_kl[:3].repeat(2), "cpu")
+    for device, backend in KERNEL_BACKENDS:
+        seed = torch.tensor([123], dtype=torch.int64, device=device)
+        for dtype in (torch.float32, torch.bfloat16):
+            def rand(*shape):
+                return torch.randn(*shape, generator=g).to(device, dtype)
+
+            mu, logvar, logits = rand(4, 5).requires_grad_(), rand(4, 5).requires_grad_(), rand(6, 7).requires_grad_()
+            x = torch.rand(3, 7, generator=g).to(device)
+            for n_samples, mc in [(1, False), (3, True), (0, False)]:
+                yield ops.reparameterize.default, (mu, logvar, seed, n_samples, mc, backend)
+            grad_kl = torch.randn(4, generator=g).to(device)
+            yield ops.reparameterize_backward.default, (rand(2, 4, 5), grad_kl, mu.detach(), logvar.detach(), seed, 2,
+                                                       False, backend)
+            yield ops.reparameterize_backward.default, (None, rand(2, 4).float(), mu.detach(), logvar.detach(), seed, 2,
+                                                       True, backend)
+            yield ops.bernoulli_log_prob.default, (logits, x.to(dtype), True, backend)
+            yield ops.bernoulli_log_prob.default, (logits.detach(), x > 0.5, False, backend)
+            yield ops.gaussian_log_prob.default, (x.to(dtype).requires_grad_(), logits, logits.detach(), True, backend)
+            yield ops.scale_rows.default, (logits.detach(), grad_kl[:3].repeat(2), backend)
 
 
-@NATIVE
-@pytest.mark.parametrize("op, args", list(_op_samples()), ids=lambda v: str(v) if isinstance(v, torch._ops.OpOverload) else "")
+def _op_id(value):
+    if isinstance(value, torch._ops.OpOverload):
+        return str(value)
+    return f"{next(a for a in value if isinstance(a, torch.Tensor)).device.type}-{value[-1]}"
+
+
+@pytest.mark.parametrize("op, args", list(_op_samples()), ids=_op_id)
 def test_opcheck(op, args):
     torch.library.opcheck(op, args)
 
 
-@NATIVE
+@pytest.mark.skipif("cpu" not in CPU_BACKENDS, reason="the cpu kernels are not built")
 def test_op_arguments_are_checked():
     ops, seed = torch.ops.aevb_fast, torch.tensor([1])
     with pytest.raises(ValueError, match=r"mu and logvar must be \[B, Z\] of one dtype, got \(2, 3\) torch.float32 and \(2, 4\)"):
@@ -165,8 +183,8 @@ def test_op_arguments_are_checked():
         ops.bernoulli_log_prob(torch.zeros(5, 3), torch.zeros(2, 3), False, "cpu")
     with pytest.raises(ValueError, match=r"scale \[N\] of its row dtype"):
         ops.scale_rows(torch.zeros(2, 3), torch.zeros(2, dtype=torch.float64), "cpu")
-    with pytest.raises(RuntimeError, match=r"cannot run with backend='triton' on cpu tensors: no 'triton' kernel"):
-        ops.scale_rows(torch.zeros(2, 3), torch.zeros(2), "triton")
+    with pytest.raises(RuntimeError, match=r"cannot run with backend='cuda' on cpu tensors: no 'cuda' kernel; kernels: cpu, triton"):
+        ops.scale_rows(torch.zeros(2, 3), torch.zeros(2), "cuda")
     with pytest.raises(RuntimeError, match=r"compute_grad=False, so it has no gradient for the logits"):
         logits = torch.zeros(2, 3, requires_grad=True)
         ops.bernoulli_log_prob(logits, torch.zeros(2, 3), False, "cpu")[0].sum().backward()

@@ -9,7 +9,7 @@ from collections.abc import Callable
 
 import torch
 
-from .backends import unavailable_reason
+from .backends import unavailable_reason, usable
 
 lib = torch.library.Library("aevb_fast", "DEF")
 
@@ -26,6 +26,14 @@ def require(condition: bool, message: str) -> None:
         raise ValueError(message)
 
 
+def triton_kernels():
+    """aevb_fast.kernels.triton, imported on first use: importing triton takes half a second and
+    reads TRITON_INTERPRET, which a user may set after importing aevb_fast."""
+    from ..kernels import triton
+
+    return triton
+
+
 def define(name: str, schema: str, launchers: dict[str, Callable]) -> torch._ops.OpOverload:
     """Defines aevb_fast::<name><schema>, whose last argument is the backend, and routes calls on
     CPU and CUDA tensors to launchers[backend] (called without that argument)."""
@@ -35,9 +43,9 @@ def define(name: str, schema: str, launchers: dict[str, Callable]) -> torch._ops
         *inputs, backend = args
         device = next(a.device for a in inputs if isinstance(a, torch.Tensor))
         launcher = launchers.get(backend)
-        reason = unavailable_reason(backend, device.type) if launcher is not None else (
-            f"no {backend!r} kernel; kernels: {', '.join(sorted(launchers))}")
-        if reason is not None:
+        if launcher is None or backend not in usable(device.type):
+            reason = unavailable_reason(backend, device.type) if launcher is not None else (
+                f"no {backend!r} kernel; kernels: {', '.join(sorted(launchers))}")
             raise RuntimeError(f"aevb_fast::{name} cannot run with backend={backend!r} on {device.type} tensors: {reason}")
         return launcher(*inputs)
 

@@ -1,8 +1,9 @@
 """Which implementation serves a call: backend= or AEVB_FAST_BACKEND = auto|triton|cuda|cpu|torch.
 
-auto takes the first kernel backend usable for the tensors' device and falls back quietly to
-"torch" (the plain PyTorch reference) where none is; an explicit request that cannot be served
-raises RuntimeError saying why.
+auto takes the first kernel backend usable for the tensors' device (CUDA: triton, then cuda; CPU:
+the C++ kernels) and falls back quietly to "torch" (the plain PyTorch reference) where none is; an
+explicit request that cannot be served raises RuntimeError saying why. Triton's interpreter
+(TRITON_INTERPRET=1) lets backend="triton" serve CPU tensors, for testing; auto never picks it.
 """
 
 import os
@@ -14,6 +15,7 @@ from ._native import load_error, native
 ENV_VAR = "AEVB_FAST_BACKEND"
 BACKENDS = ("auto", "triton", "cuda", "cpu", "torch")
 KERNEL_BACKENDS = ("triton", "cuda", "cpu")
+AUTO = {"cuda": ("triton", "cuda"), "cpu": ("cpu",)}
 
 
 def requested(backend: str | None) -> str:
@@ -32,20 +34,37 @@ def unavailable_reason(backend: str, device_type: str) -> str | None:
         if native is None:
             return f"the compiled extension aevb_fast._C is not built ({load_error})"
         return None
-    if backend in ("triton", "cuda"):
-        return f"the {backend} kernels are not part of this version of aevb_fast"
+    if backend == "triton":
+        return _triton_unavailable_reason(device_type)
+    if backend == "cuda":
+        return "the cuda kernels are not part of this version of aevb_fast"
     raise ValueError(f"{backend!r} is not a kernel backend; expected one of {', '.join(KERNEL_BACKENDS)}")
+
+
+def _triton_unavailable_reason(device_type: str) -> str | None:
+    if device_type not in ("cuda", "cpu"):
+        return f"the triton backend runs on CUDA tensors (and CPU tensors under TRITON_INTERPRET=1), not {device_type} tensors"
+    from ..kernels import triton as kernels  # imports triton, which reads TRITON_INTERPRET, on first use
+
+    if kernels.load_error is not None:
+        return f"the Triton kernels cannot load ({kernels.load_error})"
+    if device_type == "cpu" and not kernels.interpreted:
+        return ("the Triton kernels run on CPU tensors only under Triton's interpreter: set TRITON_INTERPRET=1 "
+                "before aevb_fast first uses them")
+    return None
 
 
 _USABLE: dict[str, tuple[str, ...]] = {}
 
 
 def usable(device_type: str) -> tuple[str, ...]:
-    """Kernel backends that can serve this device type, in the order auto prefers them; fixed for
-    the life of the process, so it is worked out once per device type (a plain dict, which
-    torch.compile traces, unlike functools.cache)."""
+    """Kernel backends that can serve this device type, those auto may pick first in its order;
+    fixed for the life of the process, so it is worked out once per device type (a plain dict,
+    which torch.compile traces, unlike functools.cache)."""
     if device_type not in _USABLE:
-        _USABLE[device_type] = tuple(n for n in KERNEL_BACKENDS if unavailable_reason(n, device_type) is None)
+        preferred = AUTO.get(device_type, ())
+        names = (*preferred, *(n for n in KERNEL_BACKENDS if n not in preferred))
+        _USABLE[device_type] = tuple(n for n in names if unavailable_reason(n, device_type) is None)
     return _USABLE[device_type]
 
 
@@ -55,9 +74,11 @@ def resolve(backend: str | None, device: torch.device) -> str:
     if name == "torch":
         return name
     if name == "auto":
-        candidates = usable(device.type)
-        return candidates[0] if candidates else "torch"
-    reason = unavailable_reason(name, device.type)
-    if reason is not None:
-        raise RuntimeError(f"backend={name!r} cannot serve {device.type} tensors here: {reason}")
+        for candidate in usable(device.type):
+            if candidate in AUTO.get(device.type, ()):
+                return candidate
+        return "torch"
+    if name not in usable(device.type):
+        raise RuntimeError(f"backend={name!r} cannot serve {device.type} tensors here: "
+                           f"{unavailable_reason(name, device.type)}")
     return name

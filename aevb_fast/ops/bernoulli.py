@@ -5,12 +5,13 @@ same pass when compute_grad is set.
 Shapes: logits [N, D]; x [Nx, D] with N a multiple of Nx (row n reads x[n % Nx], so L samples of
 one batch share its targets), float, uint8 or bool with values in [0, 1]; log_prob [N] float32
 (float64 for float64 logits); grad_logits [N, D] in the logits' dtype, or [0] without compute_grad.
-The CPU kernel checks the targets' range in the same pass and raises ValueError on a violation.
+The CPU kernel checks the targets' range in the same pass and raises ValueError on a violation;
+the Triton kernel does not (it would cost a device sync).
 """
 
 import torch
 
-from ._library import define, require, row_dtype
+from ._library import define, require, row_dtype, triton_kernels
 from ._native import dtype_code, native, threads
 from ._targets import fold_rows, kernel_target
 from .scale_rows import scale_rows
@@ -41,10 +42,16 @@ def _forward_cpu(logits, x, compute_grad):
     return log_prob, grad
 
 
+def _forward_triton(logits, x, compute_grad):
+    _check(logits, x)
+    return triton_kernels().bernoulli.forward(logits.contiguous(), kernel_target(x, logits.dtype), compute_grad,
+                                              row_dtype(logits.dtype))
+
+
 bernoulli_log_prob = define(
     "bernoulli_log_prob",
     "(Tensor logits, Tensor x, bool compute_grad, str backend) -> (Tensor, Tensor)",
-    {"cpu": _forward_cpu},
+    {"cpu": _forward_cpu, "triton": _forward_triton},
 )
 
 

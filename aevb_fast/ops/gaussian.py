@@ -9,7 +9,7 @@ the values' dtype, or [0] without compute_grad.
 
 import torch
 
-from ._library import define, require, row_dtype
+from ._library import define, require, row_dtype, triton_kernels
 from ._native import dtype_code, native, threads
 from ._targets import fold_rows, kernel_target
 from .scale_rows import scale_rows
@@ -43,10 +43,16 @@ def _forward_cpu(x, mean, logvar, compute_grad):
     return log_prob, grad_mean, grad_logvar
 
 
+def _forward_triton(x, mean, logvar, compute_grad):
+    _check(x, mean, logvar)
+    return triton_kernels().gaussian.forward(kernel_target(x, mean.dtype), mean.contiguous(), logvar.contiguous(),
+                                             compute_grad, row_dtype(mean.dtype))
+
+
 gaussian_log_prob = define(
     "gaussian_log_prob",
     "(Tensor x, Tensor mean, Tensor logvar, bool compute_grad, str backend) -> (Tensor, Tensor, Tensor)",
-    {"cpu": _forward_cpu},
+    {"cpu": _forward_cpu, "triton": _forward_triton},
 )
 
 

@@ -9,7 +9,7 @@ op regenerates it. L = 0 gives the analytic KL alone.
 
 import torch
 
-from ._library import define, require, row_dtype
+from ._library import define, require, row_dtype, triton_kernels
 from ._native import dtype_code, native, threads
 
 
@@ -35,15 +35,26 @@ def _forward_cpu(mu, logvar, seed, n_samples, mc):
     return z, kl
 
 
-def _backward_cpu(grad_z, grad_kl, mu, logvar, seed, n_samples, mc):
+def _forward_triton(mu, logvar, seed, n_samples, mc):
     _check(mu, logvar, seed, n_samples)
-    mu, logvar = mu.contiguous(), logvar.contiguous()
+    return triton_kernels().reparameterize.forward(mu.contiguous(), logvar.contiguous(), seed, n_samples, mc,
+                                                   row_dtype(mu.dtype))
+
+
+def _check_backward(grad_z, grad_kl, mu, logvar, seed, n_samples, mc):
+    _check(mu, logvar, seed, n_samples)
     B, Z = mu.shape
     require(grad_z is None or (grad_z.shape == (n_samples, B, Z) and grad_z.dtype == mu.dtype),
             f"aevb_fast::reparameterize_backward: grad_z must be {(n_samples, B, Z)} {mu.dtype}")
     require(grad_kl is None or (grad_kl.shape == ((n_samples, B) if mc else (B,))
                                 and grad_kl.dtype == row_dtype(mu.dtype)),
             "aevb_fast::reparameterize_backward: grad_kl must match the kl output")
+
+
+def _backward_cpu(grad_z, grad_kl, mu, logvar, seed, n_samples, mc):
+    _check_backward(grad_z, grad_kl, mu, logvar, seed, n_samples, mc)
+    mu, logvar = mu.contiguous(), logvar.contiguous()
+    B, Z = mu.shape
     grad_z = grad_z.contiguous() if grad_z is not None else None
     if grad_kl is None:
         grad_kl = mu.new_zeros((n_samples, B) if mc else (B,), dtype=row_dtype(mu.dtype))
@@ -56,16 +67,23 @@ def _backward_cpu(grad_z, grad_kl, mu, logvar, seed, n_samples, mc):
     return grad_mu, grad_logvar
 
 
+def _backward_triton(grad_z, grad_kl, mu, logvar, seed, n_samples, mc):
+    _check_backward(grad_z, grad_kl, mu, logvar, seed, n_samples, mc)
+    return triton_kernels().reparameterize.backward(
+        grad_z.contiguous() if grad_z is not None else None, grad_kl.contiguous() if grad_kl is not None else None,
+        mu.contiguous(), logvar.contiguous(), seed, n_samples, mc, row_dtype(mu.dtype))
+
+
 reparameterize = define(
     "reparameterize",
     "(Tensor mu, Tensor logvar, Tensor seed, int n_samples, bool mc, str backend) -> (Tensor, Tensor)",
-    {"cpu": _forward_cpu},
+    {"cpu": _forward_cpu, "triton": _forward_triton},
 )
 reparameterize_backward = define(
     "reparameterize_backward",
     "(Tensor? grad_z, Tensor? grad_kl, Tensor mu, Tensor logvar, Tensor seed, int n_samples, bool mc, str backend)"
     " -> (Tensor, Tensor)",
-    {"cpu": _backward_cpu},
+    {"cpu": _backward_cpu, "triton": _backward_triton},
 )
 
 

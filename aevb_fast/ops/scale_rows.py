@@ -7,21 +7,31 @@ for float64 grad, else float32); out [N, D] in grad's dtype, multiplied in float
 
 import torch
 
-from ._library import define, require, row_dtype
+from ._library import define, require, row_dtype, triton_kernels
 from ._native import dtype_code, native, threads
 
 
-def _scale_rows_cpu(grad, scale):
+def _check(grad, scale):
     require(grad.dim() == 2 and scale.shape == grad.shape[:1] and scale.dtype == row_dtype(grad.dtype),
             f"aevb_fast::scale_rows: grad must be [N, D] and scale [N] of its row dtype, got "
             f"{tuple(grad.shape)} {grad.dtype} and {tuple(scale.shape)} {scale.dtype}")
+
+
+def _scale_rows_cpu(grad, scale):
+    _check(grad, scale)
     grad, scale = grad.contiguous(), scale.contiguous()
     out = torch.empty_like(grad)
     native.scale_rows(dtype_code(grad.dtype), grad.data_ptr(), scale.data_ptr(), out.data_ptr(), *grad.shape, threads())
     return out
 
 
-scale_rows = define("scale_rows", "(Tensor grad, Tensor scale, str backend) -> Tensor", {"cpu": _scale_rows_cpu})
+def _scale_rows_triton(grad, scale):
+    _check(grad, scale)
+    return triton_kernels().scale_rows.scale_rows(grad.contiguous(), scale.contiguous())
+
+
+scale_rows = define("scale_rows", "(Tensor grad, Tensor scale, str backend) -> Tensor",
+                    {"cpu": _scale_rows_cpu, "triton": _scale_rows_triton})
 
 
 @torch.library.register_fake("aevb_fast::scale_rows")

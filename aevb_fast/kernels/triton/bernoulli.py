@@ -1,0 +1,64 @@
+"""Triton kernel of the per-row Bernoulli log-likelihood from logits (PAPER.md, Bernoulli MLP
+decoder), with its gradient made in the same pass:
+
+    log p(x|z) = sum_d x a - softplus(a),  softplus(a) = max(a, 0) + log1p(exp(-|a|))
+    d/da = x - sigmoid(a)
+
+Shapes: logits [N, D] contiguous; x [Nx, D] contiguous, N a multiple of Nx (row n reads
+x[n % Nx]), float, uint8 or bool; log_prob [N] in the math dtype (float32; float64 for float64
+logits); grad [N, D] in the logits' dtype. Targets outside [0, 1] are not checked here (that
+would cost a device sync).
+"""
+
+import torch
+import triton
+import triton.language as tl
+
+from ._launch import on_device, row_blocks
+
+
+@triton.jit
+def log1p_small(e, u):
+    """log(1 + e) for e in [0, 1] given u = 1 + e, accurate where 1 + e rounds: log(u) * e / (u - 1)
+    cancels the rounding of u (Goldberg); u == 1 means log1p(e) = e to working precision."""
+    return tl.where(u == 1.0, e, tl.log(u) * (e / tl.where(u == 1.0, 1.0, u - 1.0)))
+
+
+@triton.jit
+def bernoulli_forward_kernel(logits_ptr, x_ptr, log_prob_ptr, grad_ptr, N, Nx, D, COMPUTE_GRAD: tl.constexpr,
+                             BLOCK_ROWS: tl.constexpr, BLOCK_COLS: tl.constexpr):
+    rows = tl.program_id(0).to(tl.int64) * BLOCK_ROWS + tl.arange(0, BLOCK_ROWS)
+    row_ok = rows < N
+    x_rows = rows % Nx
+    math_t = log_prob_ptr.dtype.element_ty
+    acc = tl.zeros([BLOCK_ROWS, BLOCK_COLS], dtype=math_t)
+    for start in range(0, D, BLOCK_COLS):
+        cols = start + tl.arange(0, BLOCK_COLS)
+        mask = row_ok[:, None] & (cols < D)[None, :]
+        at = rows[:, None] * D + cols[None, :]
+        a = tl.load(logits_ptr + at, mask=mask, other=0).to(math_t)
+        x = tl.load(x_ptr + x_rows[:, None] * D + cols[None, :], mask=mask, other=0).to(math_t)
+        e = tl.exp(-tl.abs(a))
+        u = 1.0 + e
+        acc += tl.where(mask, x * a - tl.maximum(a, 0.0) - log1p_small(e, u), 0.0)
+        if COMPUTE_GRAD:
+            # sigmoid(a) = 1 / (1 + e) for a >= 0, e / (1 + e) below
+            r = 1.0 / u
+            tl.store(grad_ptr + at, (x - tl.where(a >= 0, r, e * r)).to(grad_ptr.dtype.element_ty), mask=mask)
+    tl.store(log_prob_ptr + rows, tl.sum(acc, axis=1), mask=row_ok)
+
+
+def forward(logits: torch.Tensor, x: torch.Tensor, compute_grad: bool,
+            row_dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:
+    """(log_prob [N], grad [N, D] or [0] without compute_grad) for contiguous logits and x."""
+    N, D = logits.shape
+    log_prob = logits.new_empty((N,), dtype=row_dtype)
+    grad = logits.new_empty((N, D) if compute_grad else (0,))
+    if N == 0:
+        return log_prob, grad
+    kernel = bernoulli_forward_kernel
+    blocks = row_blocks(kernel, N, D)
+    with on_device(logits):
+        kernel[(triton.cdiv(N, blocks["BLOCK_ROWS"]),)](logits, x, log_prob, grad if compute_grad else logits, N,
+                                                        x.shape[0], D, COMPUTE_GRAD=compute_grad, **blocks)
+    return log_prob, grad

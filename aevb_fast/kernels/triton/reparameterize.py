@@ -1,0 +1,131 @@
+"""Triton kernels of reparameterized sampling with the Gaussian KL term (PAPER.md, eqs. 6-7 and
+Appendix B), forward and backward:
+
+    z_l = mu + sigma * eps_l,  sigma = exp(logvar / 2),  eps_l = tl.randn(seed, (l*B + b)*Z + j)
+    analytic (estimator B):  KL = 1/2 sum_j (mu^2 + sigma^2 - 1 - logvar)              [B]
+    mc (estimator A):        log q(z_l|x) - log p(z_l) = 1/2 sum_j (z_l^2 - eps_l^2 - logvar)  [L, B]
+
+Shapes: mu, logvar [B, Z] contiguous, of one dtype; seed [1] int64 on their device; z [L, B, Z] in
+their dtype. Math and sums in the KL's dtype (float32; float64 for float64 inputs). eps is never
+stored: the backward draws it again from the same (seed, offset).
+"""
+
+import torch
+import triton
+import triton.language as tl
+
+from ._launch import on_device, row_blocks
+
+
+@triton.jit
+def reparameterize_forward_kernel(mu_ptr, logvar_ptr, seed_ptr, z_ptr, kl_ptr, B, Z, row_programs,
+                                  MC: tl.constexpr, SAMPLE: tl.constexpr,
+                                  BLOCK_ROWS: tl.constexpr, BLOCK_COLS: tl.constexpr):
+    # Program p draws sample p // row_programs for one block of rows; without samples (L = 0)
+    # there is one program per block and only the analytic KL.
+    pid = tl.program_id(0).to(tl.int64)
+    sample = pid // row_programs
+    rows = (pid % row_programs) * BLOCK_ROWS + tl.arange(0, BLOCK_ROWS)
+    row_ok = rows < B
+    seed = tl.load(seed_ptr)
+    math_t = kl_ptr.dtype.element_ty
+    acc = tl.zeros([BLOCK_ROWS, BLOCK_COLS], dtype=math_t)
+    for start in range(0, Z, BLOCK_COLS):
+        cols = start + tl.arange(0, BLOCK_COLS)
+        mask = row_ok[:, None] & (cols < Z)[None, :]
+        at = rows[:, None] * Z + cols[None, :]
+        m = tl.load(mu_ptr + at, mask=mask, other=0).to(math_t)
+        v = tl.load(logvar_ptr + at, mask=mask, other=0).to(math_t)
+        s = tl.exp(0.5 * v)
+        if SAMPLE:
+            offset = sample * B * Z + at
+            eps = tl.randn(seed, offset).to(math_t)
+            z = m + s * eps
+            tl.store(z_ptr + offset, z.to(z_ptr.dtype.element_ty), mask=mask)
+            if MC:
+                acc += tl.where(mask, z * z - eps * eps - v, 0.0)
+        if not MC:
+            acc += tl.where(mask, m * m + s * s - 1.0 - v, 0.0)
+    kl = 0.5 * tl.sum(acc, axis=1)
+    if MC:
+        tl.store(kl_ptr + sample * B + rows, kl, mask=row_ok)
+    elif sample == 0:
+        tl.store(kl_ptr + rows, kl, mask=row_ok)
+
+
+@triton.jit
+def reparameterize_backward_kernel(grad_z_ptr, grad_kl_ptr, mu_ptr, logvar_ptr, seed_ptr, grad_mu_ptr,
+                                   grad_logvar_ptr, B, Z, L, plane, MC: tl.constexpr, HAS_GRAD_Z: tl.constexpr,
+                                   HAS_GRAD_KL: tl.constexpr, BLOCK_ROWS: tl.constexpr, BLOCK_COLS: tl.constexpr):
+    rows = tl.program_id(0).to(tl.int64) * BLOCK_ROWS + tl.arange(0, BLOCK_ROWS)
+    row_ok = rows < B
+    seed = tl.load(seed_ptr)
+    math_t = grad_kl_ptr.dtype.element_ty
+    for start in range(0, Z, BLOCK_COLS):
+        cols = start + tl.arange(0, BLOCK_COLS)
+        mask = row_ok[:, None] & (cols < Z)[None, :]
+        at = rows[:, None] * Z + cols[None, :]
+        m = tl.load(mu_ptr + at, mask=mask, other=0).to(math_t)
+        s = tl.exp(0.5 * tl.load(logvar_ptr + at, mask=mask, other=0).to(math_t))
+        # d KL / d mu = mu,  d KL / d logvar = (sigma^2 - 1) / 2
+        g_analytic = tl.zeros([BLOCK_ROWS, 1], dtype=math_t)
+        if HAS_GRAD_KL and not MC:
+            g_analytic = tl.load(grad_kl_ptr + rows, mask=row_ok, other=0).to(math_t)[:, None]
+        grad_mu = g_analytic * m
+        grad_logvar = g_analytic * 0.5 * (s * s - 1.0)
+        offset = at
+        kl_at = rows
+        for _ in range(0, L):
+            eps = tl.randn(seed, offset).to(math_t)
+            g = tl.zeros([BLOCK_ROWS, BLOCK_COLS], dtype=math_t)
+            if HAS_GRAD_Z:
+                g = tl.load(grad_z_ptr + offset, mask=mask, other=0).to(math_t)
+            if MC and HAS_GRAD_KL:
+                # d/dz of the mc term is z; its direct d/dlogvar is -1/2.
+                g_mc = tl.load(grad_kl_ptr + kl_at, mask=row_ok, other=0).to(math_t)[:, None]
+                g += g_mc * (m + s * eps)
+                grad_logvar -= 0.5 * g_mc
+            # dz/dmu = 1,  dz/dlogvar = sigma * eps / 2
+            grad_mu += g
+            grad_logvar += 0.5 * g * s * eps
+            offset += plane
+            kl_at += B
+        tl.store(grad_mu_ptr + at, grad_mu.to(grad_mu_ptr.dtype.element_ty), mask=mask)
+        tl.store(grad_logvar_ptr + at, grad_logvar.to(grad_logvar_ptr.dtype.element_ty), mask=mask)
+
+
+def forward(mu: torch.Tensor, logvar: torch.Tensor, seed: torch.Tensor, n_samples: int, mc: bool,
+            kl_dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:
+    """(z [L, B, Z], kl [B] or [L, B] when mc) for contiguous mu, logvar [B, Z]."""
+    B, Z = mu.shape
+    z = mu.new_empty((n_samples, B, Z))
+    kl = mu.new_empty((n_samples, B) if mc else (B,), dtype=kl_dtype)
+    if kl.numel() == 0:
+        return z, kl
+    kernel = reparameterize_forward_kernel
+    blocks = row_blocks(kernel, B, Z)
+    row_programs = triton.cdiv(B, blocks["BLOCK_ROWS"])
+    with on_device(mu):
+        kernel[(row_programs * max(n_samples, 1),)](mu, logvar, seed, z, kl, B, Z, row_programs, MC=mc,
+                                                    SAMPLE=n_samples > 0, **blocks)
+    return z, kl
+
+
+def backward(grad_z: torch.Tensor | None, grad_kl: torch.Tensor | None, mu: torch.Tensor, logvar: torch.Tensor,
+             seed: torch.Tensor, n_samples: int, mc: bool, kl_dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:
+    """(grad_mu, grad_logvar) [B, Z] from contiguous upstream gradients of z and kl (either None)."""
+    B, Z = mu.shape
+    grad_mu, grad_logvar = torch.empty_like(mu), torch.empty_like(logvar)
+    if mu.numel() == 0:
+        return grad_mu, grad_logvar
+    kernel = reparameterize_backward_kernel
+    blocks = row_blocks(kernel, B, Z)
+    # A missing input is never read; an empty tensor of its dtype stands in for the pointer (the
+    # KL gradient's dtype is the kernel's math dtype). B * Z is passed from here so that it is an
+    # int64 wherever it needs to be.
+    with on_device(mu):
+        kernel[(triton.cdiv(B, blocks["BLOCK_ROWS"]),)](
+            grad_z if grad_z is not None else mu, grad_kl if grad_kl is not None else mu.new_empty(0, dtype=kl_dtype),
+            mu, logvar, seed, grad_mu, grad_logvar, B, Z, n_samples, B * Z, MC=mc, HAS_GRAD_Z=grad_z is not None,
+            HAS_GRAD_KL=grad_kl is not None, **blocks)
+    return grad_mu, grad_logvar
