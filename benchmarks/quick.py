@@ -1,10 +1,14 @@
-"""Quick CPU check of the fused kernels against the eager reference, forward + backward.
+"""Quick check of the fused kernels against the plain PyTorch reference, eager and under
+torch.compile, forward + backward, with a same-size copy as the memory-bound yardstick.
 
-    python benchmarks/quick.py [--repeats 7]
+    python benchmarks/quick.py [--device cpu|cuda] [--dtype float32|bfloat16] [--repeats 7] [--sizes full|tiny]
 
-Prints, per case, the median wall time of aevb_fast (backend cpu) and of the plain PyTorch
-reference (aevb_fast.reference), timed interleaved (A B A B ...) after a warm-up so machine noise
-cancels in the ratio, and a same-size tensor copy as the memory-bound yardstick.
+Per case it prints the median wall time of aevb_fast (the device's fused backend, or --backend),
+of the reference (aevb_fast.reference) eager and under torch.compile, and of a copy of the
+largest input, timed interleaved (A B C D A B C D ...) after a warm-up so that machine noise
+cancels in the ratios. "limit" is the time the fused kernels' own traffic (bytes read and written
+by their forward and backward passes) takes at the copy's bandwidth; aevb_fast / limit near 1 means
+the kernels run at memory speed. --sizes tiny runs the same code on small shapes (a dry run).
 """
 
 import argparse
@@ -15,58 +19,105 @@ import torch
 
 import aevb_fast
 from aevb_fast import reference as R
+from aevb_fast.ops import backends
+
+SIZES = {"full": {"bernoulli": (4096, 12288), "reparameterize": (65536, 256)},
+         "tiny": {"bernoulli": (64, 300), "reparameterize": (128, 20)}}
 
 
-def bernoulli_case(n=4096, d=12288):
-    logits, x = torch.randn(n, d).requires_grad_(), torch.rand(n, d)
-
-    def fused():
-        aevb_fast.bernoulli_log_prob(logits, x, "sum", backend="cpu").backward()
-
-    def eager():
-        R.bernoulli_log_prob(logits, x).sum().backward()
-
-    return f"Bernoulli log-likelihood [{n}, {d}]", fused, eager, [logits]
-
-
-def reparameterize_case(b=65536, z=256):
-    mu, logvar = torch.randn(b, z).requires_grad_(), torch.randn(b, z).requires_grad_()
+def bernoulli_case(n, d, dtype, device, backend):
+    logits = torch.randn(n, d, dtype=dtype, device=device).requires_grad_()
+    x = torch.rand(n, d, device=device).to(dtype)
+    grad = torch.randn(n, device=device)
 
     def fused():
-        sample, kl = aevb_fast.reparameterize_kl(mu, logvar, backend="cpu")
-        (sample.sum() + kl.sum()).backward()
+        torch.autograd.backward(aevb_fast.bernoulli_log_prob(logits, x, backend=backend), grad)
 
-    def eager():
+    def reference():
+        torch.autograd.backward(R.bernoulli_log_prob(logits, x).float(), grad)
+
+    # forward: logits and x in, gradient out; backward: gradient in, scaled gradient out.
+    traffic = n * d * (4 * logits.element_size() + x.element_size())
+    return f"Bernoulli log-likelihood [{n}, {d}]", fused, reference, [logits], traffic
+
+
+def reparameterize_case(b, z, dtype, device, backend):
+    mu = torch.randn(b, z, dtype=dtype, device=device).requires_grad_()
+    logvar = torch.randn(b, z, dtype=dtype, device=device).requires_grad_()
+    grad_z, grad_kl = torch.randn(b, z, dtype=dtype, device=device), torch.randn(b, device=device)
+
+    def fused():
+        torch.autograd.backward(aevb_fast.reparameterize_kl(mu, logvar, backend=backend), (grad_z, grad_kl))
+
+    def reference():
         eps = torch.randn_like(mu)
-        (R.reparameterize(mu, logvar, eps).sum() + R.gaussian_kl(mu, logvar).sum()).backward()
+        torch.autograd.backward((R.reparameterize(mu, logvar, eps), R.gaussian_kl(mu, logvar).float()),
+                                (grad_z, grad_kl))
 
-    return f"reparameterize + KL [{b}, {z}]", fused, eager, [mu, logvar]
+    # forward: mu, logvar in, z out; backward: grad_z, mu, logvar in, two gradients out.
+    traffic = b * z * 8 * mu.element_size()
+    return f"reparameterize + KL [{b}, {z}]", fused, reference, [mu, logvar], traffic
+
+
+def timed(fn, device, inner):
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    start = time.perf_counter()
+    for _ in range(inner):
+        fn()
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    return (time.perf_counter() - start) / inner
+
+
+def run_case(case, device, repeats):
+    name, fused, reference, leaves, traffic = case
+    compiled = torch.compile(reference)
+
+    def copy():
+        leaves[0].detach().clone()
+
+    providers = {"aevb_fast": fused, "eager": reference, "compile": compiled, "copy": copy}
+    # On a GPU one call is well under a millisecond: time several per sample.
+    inner = 20 if device.type == "cuda" else 1
+    times = {name: [] for name in providers}
+    for round_ in range(repeats + 2):  # the first two rounds warm up (and compile)
+        for provider, fn in providers.items():
+            for leaf in leaves:
+                leaf.grad = None
+            seconds = timed(fn, device, inner)
+            if round_ >= 2:
+                times[provider].append(seconds)
+    median = {p: statistics.median(t) * 1e3 for p, t in times.items()}
+    copy_bytes = 2 * leaves[0].numel() * leaves[0].element_size()
+    limit = traffic / copy_bytes * median["copy"]
+    return name, median, limit
 
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--dtype", default="float32", choices=["float32", "bfloat16"])
+    parser.add_argument("--backend", default=None, help="aevb_fast backend (default: the device's fused one)")
     parser.add_argument("--repeats", type=int, default=7)
+    parser.add_argument("--sizes", default="full", choices=sorted(SIZES))
     args = parser.parse_args()
-    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, float32, forward + backward, "
-          f"median of {args.repeats}")
-    print("| case | aevb_fast (ms) | eager reference (ms) | speed-up | copy (ms) |")
-    print("|---|---|---|---|---|")
-    for name, fused, eager, leaves in (bernoulli_case(), reparameterize_case()):
-        def copy():
-            leaves[0].detach().clone()
-
-        times = {fused: [], eager: [], copy: []}
-        for fn in times:
-            fn()
-        for _ in range(args.repeats):
-            for fn in times:
-                for leaf in leaves:
-                    leaf.grad = None
-                start = time.perf_counter()
-                fn()
-                times[fn].append(time.perf_counter() - start)
-        f, e, c = (statistics.median(times[fn]) * 1e3 for fn in (fused, eager, copy))
-        print(f"| {name} | {f:.1f} | {e:.1f} | {e / f:.2f}x | {c:.1f} |")
+    device, dtype = torch.device(args.device), getattr(torch, args.dtype)
+    backend = args.backend or backends.resolve("auto", device)
+    where = torch.cuda.get_device_name(device) if device.type == "cuda" else f"CPU, {torch.get_num_threads()} threads"
+    print(f"{where}; torch {torch.__version__}; aevb_fast backend {backend}; {args.dtype}; forward + backward; "
+          f"median of {args.repeats}; {time.strftime('%Y-%m-%d')}")
+    print()
+    print("| case | aevb_fast (ms) | eager (ms) | torch.compile (ms) | vs eager | vs compile | copy (ms) "
+          "| limit (ms) | aevb_fast / limit |")
+    print("|---|---|---|---|---|---|---|---|---|")
+    sizes = SIZES[args.sizes]
+    for case in (bernoulli_case(*sizes["bernoulli"], dtype, device, backend),
+                 reparameterize_case(*sizes["reparameterize"], dtype, device, backend)):
+        name, m, limit = run_case(case, device, args.repeats)
+        print(f"| {name} | {m['aevb_fast']:.3f} | {m['eager']:.3f} | {m['compile']:.3f} "
+              f"| {m['eager'] / m['aevb_fast']:.2f}x | {m['compile'] / m['aevb_fast']:.2f}x | {m['copy']:.3f} "
+              f"| {limit:.3f} | {m['aevb_fast'] / limit:.2f} |", flush=True)
 
 
 if __name__ == "__main__":

@@ -1,0 +1,71 @@
+#!/usr/bin/env bash
+# The one prepared GPU check (DESIGN.md): rebuild the extension with its CUDA half, run every test
+# with the Triton kernels compiled for the GPU, then the GPU benchmark rows, and write it all to
+# one markdown file. Meant to finish in well under 8 minutes on an H100/H200.
+#
+#   bash benchmarks/gpu_check.sh [--dry-run] [OUT_DIR]
+#
+# OUT_DIR defaults to benchmarks/results/<device name>; the results land in OUT_DIR/gpu_check.md
+# (and the pytest log beside it). --dry-run runs the same steps on the CPU at tiny sizes, without
+# the rebuild, so that CI keeps this script working on machines with no GPU.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+dry_run=0
+if [ "${1:-}" = "--dry-run" ]; then
+  dry_run=1
+  shift
+fi
+python=${PYTHON:-python3}
+export PYTHONUNBUFFERED=1
+
+if [ "$dry_run" = 1 ]; then
+  device_name=dry-run
+else
+  device_name=$("$python" -c "import torch; print(torch.cuda.get_device_name(0))" | tr -c 'A-Za-z0-9._\n-' '-')
+fi
+out=${1:-benchmarks/results/$device_name}
+mkdir -p "$out"
+report="$out/gpu_check.md"
+started=$(date +%s)
+
+step() {  # step TITLE COMMAND...: runs COMMAND, its output into the report inside a code block
+  local title=$1
+  shift
+  printf '\n## %s\n\n```\n$ %s\n' "$title" "$*" >>"$report"
+  local begin=$(date +%s) status=0
+  "$@" >>"$report" 2>&1 || status=$?
+  printf '```\n(%s s, exit status %s)\n' "$(($(date +%s) - begin))" "$status" >>"$report"
+  echo "$title: exit status $status"
+  return "$status"
+}
+
+# A copy of the working tree may travel without .git: then the commit is unknown.
+commit=$(git rev-parse --short HEAD 2>/dev/null) || commit=unknown
+if [ "$commit" != unknown ] && ! git diff --quiet HEAD 2>/dev/null; then
+  commit="$commit (with local changes)"
+fi
+printf '# GPU check, %s\n\ncommit %s; %s\n' "$(date -u '+%Y-%m-%d %H:%M UTC')" "$commit" \
+  "$([ "$dry_run" = 1 ] && echo 'dry run on the CPU' || echo "$device_name")" >"$report"
+
+status=0
+if [ "$dry_run" = 1 ]; then
+  export TRITON_INTERPRET=1
+  step "Environment" "$python" -m aevb_fast info || status=1
+  step "Tests (a sample)" "$python" -m pytest -q -p no:cacheprovider tests/test_triton.py -k "block_table or interpreter" \
+    || status=1
+  step "Benchmarks, float32" "$python" benchmarks/quick.py --device cpu --backend triton --sizes tiny --repeats 1 \
+    || status=1
+else
+  export TRITON_INTERPRET=0
+  step "Device" nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.max.sm --format=csv || true
+  step "Build" env AEVB_FAST_CUDA=1 "$python" -m pip install -q --no-build-isolation --no-deps -e . || exit 1
+  step "Environment" "$python" -m aevb_fast info || status=1
+  step "Tests" "$python" -m pytest -q -p no:cacheprovider -rs --durations=10 tests || status=1
+  for dtype in float32 bfloat16; do
+    step "Benchmarks, $dtype" "$python" benchmarks/quick.py --device cuda --dtype "$dtype" || status=1
+  done
+fi
+printf '\nTotal: %s s\n' "$(($(date +%s) - started))" >>"$report"
+echo "report: $report"
+exit "$status"
