@@ -152,11 +152,25 @@ def _training_step(device):
 @CUDA
 def test_no_host_device_sync():
     step, _ = _training_step("cuda")
-    step()  # compiles the kernels
+    decoder = torch.nn.Linear(4, 6).cuda()
+    x = torch.rand(8, 6, device="cuda")
+
+    def api_step():
+        # The public API with fresh seeds drawn on the host and copied over without waiting.
+        mu = torch.randn(8, 4, device="cuda", requires_grad=True)
+        logvar = torch.randn(8, 4, device="cuda", requires_grad=True)
+        z = aevb_fast.reparameterize(mu, logvar, backend="triton")
+        loss = aevb_fast.vae_loss(decoder(z), x, mu, logvar, backend="triton")
+        loss = loss + aevb_fast.elbo_loss(decoder, x, mu, logvar, n_samples=3, estimator="mc", iwae=True,
+                                          backend="triton")
+        loss.backward()
+
+    step(), api_step()  # compiles the kernels
     torch.cuda.synchronize()
     torch.cuda.set_sync_debug_mode("error")
     try:
         step()
+        api_step()
     finally:
         torch.cuda.set_sync_debug_mode("default")
 

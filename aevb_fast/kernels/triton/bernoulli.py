@@ -15,6 +15,7 @@ import triton
 import triton.language as tl
 
 from ._launch import on_device, row_blocks
+from ._tiles import row_block, tile
 
 
 @triton.jit
@@ -27,15 +28,12 @@ def log1p_small(e, u):
 @triton.jit
 def bernoulli_forward_kernel(logits_ptr, x_ptr, log_prob_ptr, grad_ptr, N, Nx, D, COMPUTE_GRAD: tl.constexpr,
                              BLOCK_ROWS: tl.constexpr, BLOCK_COLS: tl.constexpr):
-    rows = tl.program_id(0).to(tl.int64) * BLOCK_ROWS + tl.arange(0, BLOCK_ROWS)
-    row_ok = rows < N
+    rows, row_ok = row_block(tl.program_id(0), N, BLOCK_ROWS)
     x_rows = rows % Nx
     math_t = log_prob_ptr.dtype.element_ty
     acc = tl.zeros([BLOCK_ROWS, BLOCK_COLS], dtype=math_t)
     for start in range(0, D, BLOCK_COLS):
-        cols = start + tl.arange(0, BLOCK_COLS)
-        mask = row_ok[:, None] & (cols < D)[None, :]
-        at = rows[:, None] * D + cols[None, :]
+        cols, mask, at = tile(rows, row_ok, start, D, BLOCK_COLS)
         a = tl.load(logits_ptr + at, mask=mask, other=0).to(math_t)
         x = tl.load(x_ptr + x_rows[:, None] * D + cols[None, :], mask=mask, other=0).to(math_t)
         e = tl.exp(-tl.abs(a))

@@ -16,6 +16,7 @@ import triton
 import triton.language as tl
 
 from ._launch import on_device, row_blocks
+from ._tiles import row_block, tile
 
 LOG_2PI = tl.constexpr(math.log(2 * math.pi))
 
@@ -23,15 +24,12 @@ LOG_2PI = tl.constexpr(math.log(2 * math.pi))
 @triton.jit
 def gaussian_forward_kernel(x_ptr, mean_ptr, logvar_ptr, log_prob_ptr, grad_mean_ptr, grad_logvar_ptr, N, Nx, D,
                             COMPUTE_GRAD: tl.constexpr, BLOCK_ROWS: tl.constexpr, BLOCK_COLS: tl.constexpr):
-    rows = tl.program_id(0).to(tl.int64) * BLOCK_ROWS + tl.arange(0, BLOCK_ROWS)
-    row_ok = rows < N
+    rows, row_ok = row_block(tl.program_id(0), N, BLOCK_ROWS)
     x_rows = rows % Nx
     math_t = log_prob_ptr.dtype.element_ty
     acc = tl.zeros([BLOCK_ROWS, BLOCK_COLS], dtype=math_t)
     for start in range(0, D, BLOCK_COLS):
-        cols = start + tl.arange(0, BLOCK_COLS)
-        mask = row_ok[:, None] & (cols < D)[None, :]
-        at = rows[:, None] * D + cols[None, :]
+        cols, mask, at = tile(rows, row_ok, start, D, BLOCK_COLS)
         x = tl.load(x_ptr + x_rows[:, None] * D + cols[None, :], mask=mask, other=0).to(math_t)
         m = tl.load(mean_ptr + at, mask=mask, other=0).to(math_t)
         s = tl.load(logvar_ptr + at, mask=mask, other=0).to(math_t)

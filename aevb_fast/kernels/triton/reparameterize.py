@@ -15,6 +15,7 @@ import triton
 import triton.language as tl
 
 from ._launch import on_device, row_blocks
+from ._tiles import row_block, tile
 
 
 @triton.jit
@@ -25,15 +26,12 @@ def reparameterize_forward_kernel(mu_ptr, logvar_ptr, seed_ptr, z_ptr, kl_ptr, B
     # there is one program per block and only the analytic KL.
     pid = tl.program_id(0).to(tl.int64)
     sample = pid // row_programs
-    rows = (pid % row_programs) * BLOCK_ROWS + tl.arange(0, BLOCK_ROWS)
-    row_ok = rows < B
+    rows, row_ok = row_block(pid % row_programs, B, BLOCK_ROWS)
     seed = tl.load(seed_ptr)
     math_t = kl_ptr.dtype.element_ty
     acc = tl.zeros([BLOCK_ROWS, BLOCK_COLS], dtype=math_t)
     for start in range(0, Z, BLOCK_COLS):
-        cols = start + tl.arange(0, BLOCK_COLS)
-        mask = row_ok[:, None] & (cols < Z)[None, :]
-        at = rows[:, None] * Z + cols[None, :]
+        _, mask, at = tile(rows, row_ok, start, Z, BLOCK_COLS)
         m = tl.load(mu_ptr + at, mask=mask, other=0).to(math_t)
         v = tl.load(logvar_ptr + at, mask=mask, other=0).to(math_t)
         s = tl.exp(0.5 * v)
@@ -57,14 +55,11 @@ def reparameterize_forward_kernel(mu_ptr, logvar_ptr, seed_ptr, z_ptr, kl_ptr, B
 def reparameterize_backward_kernel(grad_z_ptr, grad_kl_ptr, mu_ptr, logvar_ptr, seed_ptr, grad_mu_ptr,
                                    grad_logvar_ptr, B, Z, L, plane, MC: tl.constexpr, HAS_GRAD_Z: tl.constexpr,
                                    HAS_GRAD_KL: tl.constexpr, BLOCK_ROWS: tl.constexpr, BLOCK_COLS: tl.constexpr):
-    rows = tl.program_id(0).to(tl.int64) * BLOCK_ROWS + tl.arange(0, BLOCK_ROWS)
-    row_ok = rows < B
+    rows, row_ok = row_block(tl.program_id(0), B, BLOCK_ROWS)
     seed = tl.load(seed_ptr)
     math_t = grad_kl_ptr.dtype.element_ty
     for start in range(0, Z, BLOCK_COLS):
-        cols = start + tl.arange(0, BLOCK_COLS)
-        mask = row_ok[:, None] & (cols < Z)[None, :]
-        at = rows[:, None] * Z + cols[None, :]
+        _, mask, at = tile(rows, row_ok, start, Z, BLOCK_COLS)
         m = tl.load(mu_ptr + at, mask=mask, other=0).to(math_t)
         s = tl.exp(0.5 * tl.load(logvar_ptr + at, mask=mask, other=0).to(math_t))
         # d KL / d mu = mu,  d KL / d logvar = (sigma^2 - 1) / 2

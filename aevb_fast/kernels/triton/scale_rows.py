@@ -10,17 +10,15 @@ import triton
 import triton.language as tl
 
 from ._launch import on_device, row_blocks
+from ._tiles import row_block, tile
 
 
 @triton.jit
 def scale_rows_kernel(grad_ptr, scale_ptr, out_ptr, N, D, BLOCK_ROWS: tl.constexpr, BLOCK_COLS: tl.constexpr):
-    rows = tl.program_id(0).to(tl.int64) * BLOCK_ROWS + tl.arange(0, BLOCK_ROWS)
-    row_ok = rows < N
+    rows, row_ok = row_block(tl.program_id(0), N, BLOCK_ROWS)
     scale = tl.load(scale_ptr + rows, mask=row_ok, other=0)[:, None]
     for start in range(0, D, BLOCK_COLS):
-        cols = start + tl.arange(0, BLOCK_COLS)
-        mask = row_ok[:, None] & (cols < D)[None, :]
-        at = rows[:, None] * D + cols[None, :]
+        _, mask, at = tile(rows, row_ok, start, D, BLOCK_COLS)
         g = tl.load(grad_ptr + at, mask=mask, other=0).to(scale_ptr.dtype.element_ty)
         tl.store(out_ptr + at, (g * scale).to(out_ptr.dtype.element_ty), mask=mask)
 
