@@ -1,10 +1,13 @@
 // aevb_fast._C: binds the torch-free kernels. Buffers travel as integer addresses (a tensor's
 // data_ptr()), dtypes as the codes of csrc/cpu/dtype.h; the GIL is released while a kernel runs.
 #include <pybind11/pybind11.h>
+#include <pybind11/stl.h>
 
 #include <cstdint>
 #include <string>
+#include <vector>
 
+#include "cpu/huge_pages.h"
 #include "cpu/kernels.h"
 #ifdef AEVB_FAST_WITH_CUDA
 #include "cuda/runtime.h"
@@ -81,6 +84,19 @@ PYBIND11_MODULE(_C, m) {
       },
       nogil);
   m.def("simd_level", &aevb::cpu::simd_level);
+  m.def(
+      "empty_on_huge_pages",
+      [](int t, const std::vector<int64_t>& shape) {
+        return py::capsule(aevb::cpu::empty_on_huge_pages(dtype(t), shape), "dltensor", [](PyObject* capsule) {
+          // torch.from_dlpack renames the capsule it takes over to "used_dltensor"; an unused one
+          // still owns its tensor.
+          if (PyCapsule_IsValid(capsule, "dltensor")) {
+            auto* tensor = static_cast<aevb::cpu::DLManagedTensor*>(PyCapsule_GetPointer(capsule, "dltensor"));
+            tensor->deleter(tensor);
+          }
+        });
+      },
+      "A DLPack capsule of an uninitialised contiguous CPU tensor on transparent huge pages");
 
   py::dict build;
 #if defined(__clang__)

@@ -188,3 +188,27 @@ def test_op_arguments_are_checked():
     with pytest.raises(RuntimeError, match=r"compute_grad=False, so it has no gradient for the logits"):
         logits = torch.zeros(2, 3, requires_grad=True)
         ops.bernoulli_log_prob(logits, torch.zeros(2, 3), False, "cpu")[0].sum().backward()
+
+
+@pytest.mark.skipif("cpu" not in CPU_BACKENDS, reason="the cpu kernels are not built")
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64, torch.float16, torch.bfloat16], ids=str)
+def test_large_outputs_live_on_huge_pages_and_are_freed(dtype):
+    from aevb_fast.ops._native import HUGE_PAGE_MIN_BYTES, empty
+
+    def resident_bytes():
+        with open("/proc/self/statm") as statm:
+            return int(statm.read().split()[1]) * 4096
+
+    shape = (HUGE_PAGE_MIN_BYTES // dtype.itemsize // 1000 + 1, 1000)
+    t = empty(shape, dtype)
+    assert t.shape == shape and t.dtype == dtype and t.is_contiguous() and t.data_ptr() % (2 << 20) == 0
+    assert not t.untyped_storage().resizable()
+    t.fill_(1.5)
+    assert t.sum(dtype=torch.float64).item() == 1.5 * t.numel()
+    del t
+    before = resident_bytes()
+    for _ in range(20):
+        empty(shape, dtype).fill_(0)  # each one is touched, then freed with its tensor
+    assert resident_bytes() - before < 4 * HUGE_PAGE_MIN_BYTES
+    # Small ones come from torch's allocator (a resizable storage, unlike one taken over by DLPack).
+    assert empty((3, 5), dtype).untyped_storage().resizable()

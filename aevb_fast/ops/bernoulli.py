@@ -12,7 +12,7 @@ the Triton kernel does not (it would cost a device sync).
 import torch
 
 from ._library import define, require, row_dtype, triton_kernels
-from ._native import dtype_code, native, threads
+from ._native import dtype_code, empty, native, threads
 from ._targets import fold_rows, kernel_target
 from .scale_rows import scale_rows
 
@@ -33,7 +33,7 @@ def _forward_cpu(logits, x, compute_grad):
     x = kernel_target(x, logits.dtype)
     N, D = logits.shape
     log_prob = logits.new_empty((N,), dtype=row_dtype(logits.dtype))
-    grad = logits.new_empty((N, D) if compute_grad else (0,))
+    grad = empty((N, D) if compute_grad else (0,), logits.dtype)
     outside = native.bernoulli_forward(
         dtype_code(logits.dtype), dtype_code(x.dtype), logits.data_ptr(), x.data_ptr(), log_prob.data_ptr(),
         grad.data_ptr() if compute_grad else 0, N, x.shape[0], D, threads())

@@ -10,7 +10,7 @@ the values' dtype, or [0] without compute_grad.
 import torch
 
 from ._library import define, require, row_dtype, triton_kernels
-from ._native import dtype_code, native, threads
+from ._native import dtype_code, empty, native, threads
 from ._targets import fold_rows, kernel_target
 from .scale_rows import scale_rows
 
@@ -35,7 +35,7 @@ def _forward_cpu(x, mean, logvar, compute_grad):
     N, D = mean.shape
     log_prob = mean.new_empty((N,), dtype=row_dtype(mean.dtype))
     grad_shape = (N, D) if compute_grad else (0,)
-    grad_mean, grad_logvar = mean.new_empty(grad_shape), mean.new_empty(grad_shape)
+    grad_mean, grad_logvar = empty(grad_shape, mean.dtype), empty(grad_shape, mean.dtype)
     native.gaussian_forward(
         dtype_code(mean.dtype), dtype_code(x.dtype), x.data_ptr(), mean.data_ptr(), logvar.data_ptr(),
         log_prob.data_ptr(), grad_mean.data_ptr() if compute_grad else 0,

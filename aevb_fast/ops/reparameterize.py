@@ -10,7 +10,7 @@ op regenerates it. L = 0 gives the analytic KL alone.
 import torch
 
 from ._library import define, require, row_dtype, triton_kernels
-from ._native import dtype_code, native, threads
+from ._native import dtype_code, empty, native, threads
 
 
 def _check(mu, logvar, seed, n_samples):
@@ -27,7 +27,7 @@ def _forward_cpu(mu, logvar, seed, n_samples, mc):
     _check(mu, logvar, seed, n_samples)
     mu, logvar = mu.contiguous(), logvar.contiguous()
     B, Z = mu.shape
-    z = mu.new_empty((n_samples, B, Z))
+    z = empty((n_samples, B, Z), mu.dtype)
     kl = mu.new_empty((n_samples, B) if mc else (B,), dtype=row_dtype(mu.dtype))
     native.reparameterize_forward(
         dtype_code(mu.dtype), mu.data_ptr(), logvar.data_ptr(), seed.data_ptr(), z.data_ptr(), kl.data_ptr(),
@@ -59,7 +59,7 @@ def _backward_cpu(grad_z, grad_kl, mu, logvar, seed, n_samples, mc):
     if grad_kl is None:
         grad_kl = mu.new_zeros((n_samples, B) if mc else (B,), dtype=row_dtype(mu.dtype))
     grad_kl = grad_kl.contiguous()
-    grad_mu, grad_logvar = torch.empty_like(mu), torch.empty_like(logvar)
+    grad_mu, grad_logvar = empty(mu.shape, mu.dtype), empty(logvar.shape, logvar.dtype)
     native.reparameterize_backward(
         dtype_code(mu.dtype), grad_z.data_ptr() if grad_z is not None else 0, grad_kl.data_ptr(), mu.data_ptr(),
         logvar.data_ptr(), seed.data_ptr(), grad_mu.data_ptr(), grad_logvar.data_ptr(), B, Z, n_samples, mc,

@@ -8,7 +8,7 @@ for float64 grad, else float32); out [N, D] in grad's dtype, multiplied in float
 import torch
 
 from ._library import define, require, row_dtype, triton_kernels
-from ._native import dtype_code, native, threads
+from ._native import dtype_code, empty, native, threads
 
 
 def _check(grad, scale):
@@ -20,7 +20,7 @@ def _check(grad, scale):
 def _scale_rows_cpu(grad, scale):
     _check(grad, scale)
     grad, scale = grad.contiguous(), scale.contiguous()
-    out = torch.empty_like(grad)
+    out = empty(grad.shape, grad.dtype)
     native.scale_rows(dtype_code(grad.dtype), grad.data_ptr(), scale.data_ptr(), out.data_ptr(), *grad.shape, threads())
     return out
 
