@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The one prepared GPU check (DESIGN.md): rebuild the extension with its CUDA half, run every test
 # with the Triton kernels compiled for the GPU, then the GPU benchmark rows, and write it all to
-# one markdown file. Meant to finish in well under 8 minutes on an H100/H200.
+# one markdown file (the benchmark runner's results.md, results.csv and figures beside it). Meant
+# to finish in well under 8 minutes on an H100/H200.
 #
 #   bash benchmarks/gpu_check.sh [--dry-run] [OUT_DIR]
 #
@@ -54,7 +55,7 @@ if [ "$dry_run" = 1 ]; then
   step "Environment" "$python" -m aevb_fast info || status=1
   step "Tests (a sample)" "$python" -m pytest -q -p no:cacheprovider tests/test_triton.py -k "block_table or interpreter" \
     || status=1
-  step "Benchmarks, float32" "$python" benchmarks/quick.py --device cpu --backend triton --sizes tiny --repeats 1 \
+  step "Benchmarks" "$python" -m benchmarks --device cpu --sizes tiny --rounds 1 --warmup 1 --out "$out" \
     || status=1
 else
   export TRITON_INTERPRET=0
@@ -62,9 +63,8 @@ else
   step "Build" env AEVB_FAST_CUDA=1 "$python" -m pip install -q --no-build-isolation --no-deps -e . || exit 1
   step "Environment" "$python" -m aevb_fast info || status=1
   step "Tests" "$python" -m pytest -q -p no:cacheprovider -rs --durations=10 tests || status=1
-  for dtype in float32 bfloat16; do
-    step "Benchmarks, $dtype" "$python" benchmarks/quick.py --device cuda --dtype "$dtype" || status=1
-  done
+  step "Benchmarks" "$python" -m benchmarks --device cuda --dtype float32 bfloat16 --rounds 5 --out "$out" \
+    || status=1
 fi
 printf '\nTotal: %s s\n' "$(($(date +%s) - started))" >>"$report"
 echo "report: $report"

@@ -1,13 +1,18 @@
 """The aevb_fast operator library: one definition per fused op, routed by its backend argument.
 
 Ops are defined with torch.library.Library (define + impl), which costs several times less per
-call than torch.library.custom_op; fake and autograd rules are added with
-torch.library.register_fake / register_autograd in each op's module.
+call than torch.library.custom_op, with torch.library.register_fake / register_autograd rules.
+Each comes back as a FusedOp: called under torch.compile, export, a dispatch mode (fake tensors,
+make_fx) or with tensor subclasses, it is the registered op; called eagerly on plain tensors, it
+runs the same launchers and the same autograd rules through a torch.autograd.Function, without the
+dispatcher's boxed round trip into Python (on the 2-core CI machine that round trip and
+register_autograd's wrapper cost about 110 us a call, more than a paper-sized kernel).
 """
 
 from collections.abc import Callable
 
 import torch
+from torch.utils._python_dispatch import is_in_torch_dispatch_mode
 
 from .backends import unavailable_reason, usable
 
@@ -19,11 +24,12 @@ def row_dtype(dtype: torch.dtype) -> torch.dtype:
     return torch.float64 if dtype == torch.float64 else torch.float32
 
 
-def require(condition: bool, message: str) -> None:
+def require(condition: bool, message: Callable[[], str]) -> None:
     """Argument checks of the ops themselves: a kernel handed mismatched buffers would read out of
-    bounds, so direct callers of torch.ops.aevb_fast get a ValueError instead."""
+    bounds, so direct callers of torch.ops.aevb_fast get a ValueError instead. The message is built
+    only on failure: formatting it on every call cost microseconds."""
     if not condition:
-        raise ValueError(message)
+        raise ValueError(message())
 
 
 def triton_kernels():
@@ -34,10 +40,9 @@ def triton_kernels():
     return triton
 
 
-def define(name: str, schema: str, launchers: dict[str, Callable]) -> torch._ops.OpOverload:
-    """Defines aevb_fast::<name><schema>, whose last argument is the backend, and routes calls on
-    CPU and CUDA tensors to launchers[backend] (called without that argument)."""
-    lib.define(name + schema)
+def _route(name: str, launchers: dict[str, Callable]) -> Callable:
+    """The op's implementation: calls launchers[backend] (without the backend argument) if that
+    backend can serve the tensors' device."""
 
     def route(*args):
         *inputs, backend = args
@@ -49,6 +54,57 @@ def define(name: str, schema: str, launchers: dict[str, Callable]) -> torch._ops
             raise RuntimeError(f"aevb_fast::{name} cannot run with backend={backend!r} on {device.type} tensors: {reason}")
         return launcher(*inputs)
 
+    return route
+
+
+_PLAIN = (torch.Tensor, torch.nn.Parameter)
+
+
+def _traced(args) -> bool:
+    """Whether a call must reach the dispatcher: something is tracing or intercepting ops, or an
+    input is a tensor subclass."""
+    if torch.compiler.is_compiling() or is_in_torch_dispatch_mode():
+        return True
+    return any(type(a) not in _PLAIN for a in args if isinstance(a, torch.Tensor))
+
+
+class FusedOp:
+    """A registered op (self.op, e.g. torch.ops.aevb_fast.scale_rows.default) and its eager path."""
+
+    def __init__(self, op: torch._ops.OpOverload, route: Callable, setup_context: Callable | None,
+                 backward: Callable | None):
+        self.op, self._route = op, route
+
+        # The ctx-taking form of forward: with a separate setup_context, Function.apply binds its
+        # arguments through inspect.signature on every call (about 50 us here).
+        def forward(ctx, *args):
+            output = route(*args)
+            setup_context(ctx, args, output)
+            return output
+
+        self._function = None if backward is None else type(op.name(), (torch.autograd.Function,), {
+            "forward": staticmethod(forward), "backward": staticmethod(backward)})
+
+    def __call__(self, *args):
+        if _traced(args):
+            return self.op(*args)
+        if torch.is_grad_enabled() and any(isinstance(a, torch.Tensor) and a.requires_grad for a in args):
+            # An op without a derivative goes to the dispatcher, which says so as for any op.
+            return self.op(*args) if self._function is None else self._function.apply(*args)
+        return self._route(*args)
+
+
+def define(name: str, schema: str, launchers: dict[str, Callable], fake: Callable,
+           setup_context: Callable | None = None, backward: Callable | None = None) -> FusedOp:
+    """Defines aevb_fast::<name><schema>, whose last argument is the backend, routes calls on CPU and
+    CUDA tensors to launchers[backend], and registers its fake implementation and (with backward)
+    its autograd rule."""
+    lib.define(name + schema)
+    route = _route(name, launchers)
     for dispatch_key in ("CPU", "CUDA"):
         lib.impl(name, route, dispatch_key)
-    return getattr(torch.ops.aevb_fast, name).default
+    qualified = f"aevb_fast::{name}"
+    torch.library.register_fake(qualified, fake)
+    if backward is not None:
+        torch.library.register_autograd(qualified, backward, setup_context=setup_context)
+    return FusedOp(getattr(torch.ops.aevb_fast, name).default, route, setup_context, backward)

@@ -20,11 +20,11 @@ from .scale_rows import scale_rows
 def _check(logits, x):
     require(logits.dim() == 2 and x.dim() == 2 and logits.shape[1] == x.shape[1]
             and (x.shape[0] > 0 or logits.shape[0] == 0) and logits.shape[0] % max(x.shape[0], 1) == 0,
-            f"aevb_fast::bernoulli_log_prob: logits must be [N, D] and x [Nx, D] with N a multiple of Nx, got "
+            lambda: f"aevb_fast::bernoulli_log_prob: logits must be [N, D] and x [Nx, D] with N a multiple of Nx, got "
             f"{tuple(logits.shape)} and {tuple(x.shape)}")
-    require(logits.is_floating_point(), f"aevb_fast::bernoulli_log_prob: logits must be floating, got {logits.dtype}")
+    require(logits.is_floating_point(), lambda: f"aevb_fast::bernoulli_log_prob: logits must be floating, got {logits.dtype}")
     require(x.is_floating_point() or x.dtype in (torch.uint8, torch.bool),
-            f"aevb_fast::bernoulli_log_prob: x must be floating, uint8 or bool, got {x.dtype}")
+            lambda: f"aevb_fast::bernoulli_log_prob: x must be floating, uint8 or bool, got {x.dtype}")
 
 
 def _forward_cpu(logits, x, compute_grad):
@@ -48,15 +48,7 @@ def _forward_triton(logits, x, compute_grad):
                                               row_dtype(logits.dtype))
 
 
-bernoulli_log_prob = define(
-    "bernoulli_log_prob",
-    "(Tensor logits, Tensor x, bool compute_grad, str backend) -> (Tensor, Tensor)",
-    {"cpu": _forward_cpu, "triton": _forward_triton},
-)
-
-
-@torch.library.register_fake("aevb_fast::bernoulli_log_prob")
-def _(logits, x, compute_grad, backend):
+def _fake(logits, x, compute_grad, backend):
     N, D = logits.shape
     return logits.new_empty((N,), dtype=row_dtype(logits.dtype)), logits.new_empty((N, D) if compute_grad else (0,))
 
@@ -82,4 +74,8 @@ def _backward(ctx, grad_log_prob, _):
     return grad_logits, grad_x, None, None
 
 
-torch.library.register_autograd("aevb_fast::bernoulli_log_prob", _backward, setup_context=_setup_context)
+bernoulli_log_prob = define(
+    "bernoulli_log_prob",
+    "(Tensor logits, Tensor x, bool compute_grad, str backend) -> (Tensor, Tensor)",
+    {"cpu": _forward_cpu, "triton": _forward_triton}, _fake, _setup_context, _backward,
+)

@@ -18,14 +18,14 @@ from .scale_rows import scale_rows
 def _check(x, mean, logvar):
     require(mean.dim() == 2 and mean.shape == logvar.shape and mean.dtype == logvar.dtype
             and mean.is_floating_point(),
-            f"aevb_fast::gaussian_log_prob: mean and logvar must be [N, D] of one floating dtype, got "
+            lambda: f"aevb_fast::gaussian_log_prob: mean and logvar must be [N, D] of one floating dtype, got "
             f"{tuple(mean.shape)} {mean.dtype} and {tuple(logvar.shape)} {logvar.dtype}")
     require(x.dim() == 2 and x.shape[1] == mean.shape[1] and (x.shape[0] > 0 or mean.shape[0] == 0)
             and mean.shape[0] % max(x.shape[0], 1) == 0,
-            f"aevb_fast::gaussian_log_prob: x must be [Nx, D] with N a multiple of Nx, got {tuple(x.shape)} "
+            lambda: f"aevb_fast::gaussian_log_prob: x must be [Nx, D] with N a multiple of Nx, got {tuple(x.shape)} "
             f"beside {tuple(mean.shape)}")
     require(x.is_floating_point() or x.dtype in (torch.uint8, torch.bool),
-            f"aevb_fast::gaussian_log_prob: x must be floating, uint8 or bool, got {x.dtype}")
+            lambda: f"aevb_fast::gaussian_log_prob: x must be floating, uint8 or bool, got {x.dtype}")
 
 
 def _forward_cpu(x, mean, logvar, compute_grad):
@@ -49,15 +49,7 @@ def _forward_triton(x, mean, logvar, compute_grad):
                                              compute_grad, row_dtype(mean.dtype))
 
 
-gaussian_log_prob = define(
-    "gaussian_log_prob",
-    "(Tensor x, Tensor mean, Tensor logvar, bool compute_grad, str backend) -> (Tensor, Tensor, Tensor)",
-    {"cpu": _forward_cpu, "triton": _forward_triton},
-)
-
-
-@torch.library.register_fake("aevb_fast::gaussian_log_prob")
-def _(x, mean, logvar, compute_grad, backend):
+def _fake(x, mean, logvar, compute_grad, backend):
     N, D = mean.shape
     grad_shape = (N, D) if compute_grad else (0,)
     return mean.new_empty((N,), dtype=row_dtype(mean.dtype)), mean.new_empty(grad_shape), mean.new_empty(grad_shape)
@@ -82,4 +74,8 @@ def _backward(ctx, grad_log_prob, _, __):
     return d_x, d_mean if ctx.needs_input_grad[1] else None, d_logvar, None, None
 
 
-torch.library.register_autograd("aevb_fast::gaussian_log_prob", _backward, setup_context=_setup_context)
+gaussian_log_prob = define(
+    "gaussian_log_prob",
+    "(Tensor x, Tensor mean, Tensor logvar, bool compute_grad, str backend) -> (Tensor, Tensor, Tensor)",
+    {"cpu": _forward_cpu, "triton": _forward_triton}, _fake, _setup_context, _backward,
+)

@@ -15,12 +15,12 @@ from ._native import dtype_code, empty, native, threads
 
 def _check(mu, logvar, seed, n_samples):
     require(mu.dim() == 2 and mu.shape == logvar.shape and mu.dtype == logvar.dtype,
-            f"aevb_fast::reparameterize: mu and logvar must be [B, Z] of one dtype, got {tuple(mu.shape)} "
+            lambda: f"aevb_fast::reparameterize: mu and logvar must be [B, Z] of one dtype, got {tuple(mu.shape)} "
             f"{mu.dtype} and {tuple(logvar.shape)} {logvar.dtype}")
     require(seed.numel() == 1 and seed.dtype == torch.int64 and seed.device == mu.device,
-            f"aevb_fast::reparameterize: seed must be one int64 on {mu.device}, got {tuple(seed.shape)} "
+            lambda: f"aevb_fast::reparameterize: seed must be one int64 on {mu.device}, got {tuple(seed.shape)} "
             f"{seed.dtype} on {seed.device}")
-    require(n_samples >= 0, f"aevb_fast::reparameterize: n_samples must be >= 0, got {n_samples}")
+    require(n_samples >= 0, lambda: f"aevb_fast::reparameterize: n_samples must be >= 0, got {n_samples}")
 
 
 def _forward_cpu(mu, logvar, seed, n_samples, mc):
@@ -45,10 +45,10 @@ def _check_backward(grad_z, grad_kl, mu, logvar, seed, n_samples, mc):
     _check(mu, logvar, seed, n_samples)
     B, Z = mu.shape
     require(grad_z is None or (grad_z.shape == (n_samples, B, Z) and grad_z.dtype == mu.dtype),
-            f"aevb_fast::reparameterize_backward: grad_z must be {(n_samples, B, Z)} {mu.dtype}")
+            lambda: f"aevb_fast::reparameterize_backward: grad_z must be {(n_samples, B, Z)} {mu.dtype}")
     require(grad_kl is None or (grad_kl.shape == ((n_samples, B) if mc else (B,))
                                 and grad_kl.dtype == row_dtype(mu.dtype)),
-            "aevb_fast::reparameterize_backward: grad_kl must match the kl output")
+            lambda: "aevb_fast::reparameterize_backward: grad_kl must match the kl output")
 
 
 def _backward_cpu(grad_z, grad_kl, mu, logvar, seed, n_samples, mc):
@@ -74,28 +74,21 @@ def _backward_triton(grad_z, grad_kl, mu, logvar, seed, n_samples, mc):
         mu.contiguous(), logvar.contiguous(), seed, n_samples, mc, row_dtype(mu.dtype))
 
 
-reparameterize = define(
-    "reparameterize",
-    "(Tensor mu, Tensor logvar, Tensor seed, int n_samples, bool mc, str backend) -> (Tensor, Tensor)",
-    {"cpu": _forward_cpu, "triton": _forward_triton},
-)
-reparameterize_backward = define(
-    "reparameterize_backward",
-    "(Tensor? grad_z, Tensor? grad_kl, Tensor mu, Tensor logvar, Tensor seed, int n_samples, bool mc, str backend)"
-    " -> (Tensor, Tensor)",
-    {"cpu": _backward_cpu, "triton": _backward_triton},
-)
-
-
-@torch.library.register_fake("aevb_fast::reparameterize")
-def _(mu, logvar, seed, n_samples, mc, backend):
+def _fake(mu, logvar, seed, n_samples, mc, backend):
     B, Z = mu.shape
     return mu.new_empty((n_samples, B, Z)), mu.new_empty((n_samples, B) if mc else (B,), dtype=row_dtype(mu.dtype))
 
 
-@torch.library.register_fake("aevb_fast::reparameterize_backward")
-def _(grad_z, grad_kl, mu, logvar, seed, n_samples, mc, backend):
+def _fake_backward(grad_z, grad_kl, mu, logvar, seed, n_samples, mc, backend):
     return mu.new_empty(mu.shape), logvar.new_empty(logvar.shape)
+
+
+reparameterize_backward = define(
+    "reparameterize_backward",
+    "(Tensor? grad_z, Tensor? grad_kl, Tensor mu, Tensor logvar, Tensor seed, int n_samples, bool mc, str backend)"
+    " -> (Tensor, Tensor)",
+    {"cpu": _backward_cpu, "triton": _backward_triton}, _fake_backward,
+)
 
 
 def _setup_context(ctx, inputs, output):
@@ -112,4 +105,8 @@ def _backward(ctx, grad_z, grad_kl):
     return grad_mu, grad_logvar, None, None, None, None
 
 
-torch.library.register_autograd("aevb_fast::reparameterize", _backward, setup_context=_setup_context)
+reparameterize = define(
+    "reparameterize",
+    "(Tensor mu, Tensor logvar, Tensor seed, int n_samples, bool mc, str backend) -> (Tensor, Tensor)",
+    {"cpu": _forward_cpu, "triton": _forward_triton}, _fake, _setup_context, _backward,
+)

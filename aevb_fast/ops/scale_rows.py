@@ -13,7 +13,7 @@ from ._native import dtype_code, empty, native, threads
 
 def _check(grad, scale):
     require(grad.dim() == 2 and scale.shape == grad.shape[:1] and scale.dtype == row_dtype(grad.dtype),
-            f"aevb_fast::scale_rows: grad must be [N, D] and scale [N] of its row dtype, got "
+            lambda: f"aevb_fast::scale_rows: grad must be [N, D] and scale [N] of its row dtype, got "
             f"{tuple(grad.shape)} {grad.dtype} and {tuple(scale.shape)} {scale.dtype}")
 
 
@@ -30,10 +30,9 @@ def _scale_rows_triton(grad, scale):
     return triton_kernels().scale_rows.scale_rows(grad.contiguous(), scale.contiguous())
 
 
-scale_rows = define("scale_rows", "(Tensor grad, Tensor scale, str backend) -> Tensor",
-                    {"cpu": _scale_rows_cpu, "triton": _scale_rows_triton})
-
-
-@torch.library.register_fake("aevb_fast::scale_rows")
-def _(grad, scale, backend):
+def _fake(grad, scale, backend):
     return grad.new_empty(grad.shape)
+
+
+scale_rows = define("scale_rows", "(Tensor grad, Tensor scale, str backend) -> Tensor",
+                    {"cpu": _scale_rows_cpu, "triton": _scale_rows_triton}, _fake)

@@ -1,0 +1,93 @@
+"""The paper's models (Kingma & Welling 2013, Appendix C; ../shared/PAPER.md): a Gaussian MLP
+encoder and a Bernoulli (MNIST) or Gaussian (Frey Face) MLP decoder, one tanh hidden layer each,
+weights and biases drawn from N(0, 0.01^2).
+
+    model = VAE(data_dim=784, hidden_dim=500, latent_dim=20)
+    loss = model(x)                     # the negative bound per datapoint, averaged over the batch
+    loss.backward()
+
+Shapes: x [B, data_dim] (or [B, 1, 28, 28]; values in [0, 1], float, uint8 or bool for the Bernoulli
+decoder); z [..., latent_dim].
+"""
+
+import torch
+from torch import nn
+
+from . import functional
+
+LIKELIHOODS = functional.LIKELIHOODS
+
+
+def _init_normal(module: nn.Module, std: float) -> None:
+    for parameter in module.parameters():
+        nn.init.normal_(parameter, 0.0, std)
+
+
+class GaussianMLPEncoder(nn.Module):
+    """q(z|x) = N(mu, diag exp(logvar)) with h = tanh(W3 x + b3), mu = W4 h + b4,
+    logvar = W5 h + b5 (Appendix C.2). forward(x [B, data_dim]) -> (mu, logvar) [B, latent_dim]."""
+
+    def __init__(self, data_dim: int, hidden_dim: int, latent_dim: int):
+        super().__init__()
+        self.hidden = nn.Linear(data_dim, hidden_dim)
+        self.mu = nn.Linear(hidden_dim, latent_dim)
+        self.logvar = nn.Linear(hidden_dim, latent_dim)
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        h = torch.tanh(self.hidden(x))
+        return self.mu(h), self.logvar(h)
+
+
+class BernoulliMLPDecoder(nn.Module):
+    """p(x|z) = Bernoulli(sigmoid(W2 tanh(W1 z + b1) + b2)) (Appendix C.1). forward(z [..., latent_dim])
+    -> logits [..., data_dim]: the sigmoid lives inside the fused likelihood, in stable form."""
+
+    def __init__(self, latent_dim: int, hidden_dim: int, data_dim: int):
+        super().__init__()
+        self.hidden = nn.Linear(latent_dim, hidden_dim)
+        self.logits = nn.Linear(hidden_dim, data_dim)
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        return self.logits(torch.tanh(self.hidden(z)))
+
+
+class GaussianMLPDecoder(nn.Module):
+    """p(x|z) = N(m, diag exp(s)) with h = tanh(W3 z + b3), m = sigmoid(W4 h + b4), s = W5 h + b5
+    (Appendix C.2, Frey Face). forward(z [..., latent_dim]) -> (m, s) [..., data_dim]."""
+
+    def __init__(self, latent_dim: int, hidden_dim: int, data_dim: int):
+        super().__init__()
+        self.hidden = nn.Linear(latent_dim, hidden_dim)
+        self.mean = nn.Linear(hidden_dim, data_dim)
+        self.logvar = nn.Linear(hidden_dim, data_dim)
+
+    def forward(self, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        h = torch.tanh(self.hidden(z))
+        return torch.sigmoid(self.mean(h)), self.logvar(h)
+
+
+class VAE(nn.Module):
+    """The paper's auto-encoder: GaussianMLPEncoder and a Bernoulli or Gaussian MLP decoder of the
+    same width, trained on the SGVB bound (eq. 7, estimator B, by default)."""
+
+    def __init__(self, data_dim: int = 784, hidden_dim: int = 500, latent_dim: int = 20,
+                 likelihood: str = "bernoulli", init_std: float = 0.01):
+        super().__init__()
+        functional.check_choice("likelihood", likelihood, LIKELIHOODS)
+        for name, value in (("data_dim", data_dim), ("hidden_dim", hidden_dim), ("latent_dim", latent_dim)):
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(f"{name} must be a positive int, got {value!r}")
+        self.likelihood = likelihood
+        self.encoder = GaussianMLPEncoder(data_dim, hidden_dim, latent_dim)
+        decoder = BernoulliMLPDecoder if likelihood == "bernoulli" else GaussianMLPDecoder
+        self.decoder = decoder(latent_dim, hidden_dim, data_dim)
+        _init_normal(self, init_std)
+
+    def forward(self, x: torch.Tensor, *, n_samples: int = 1, estimator: str = "analytic", iwae: bool = False,
+                reduction: str = "mean", backend: str | None = None) -> torch.Tensor:
+        """The negative bound of x [B, ...] per datapoint, reduced over the batch ("mean" by default);
+        see aevb_fast.elbo_loss for the estimators."""
+        data = x.flatten(1)
+        mu, logvar = self.encoder(data.to(self.encoder.hidden.weight.dtype))
+        return functional.elbo_loss(self.decoder, data, mu, logvar, n_samples=n_samples, estimator=estimator,
+                                    iwae=iwae, likelihood=self.likelihood, reduction=reduction, backend=backend)

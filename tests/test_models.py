@@ -1,0 +1,62 @@
+"""The paper's models: shapes, initialisation, the loss against a hand-written bound, and a few
+Adagrad steps that lower it."""
+
+import pytest
+import torch
+
+import aevb_fast
+from aevb_fast import reference as R
+from aevb_fast.models import VAE
+
+
+def test_shapes_and_initialisation():
+    torch.manual_seed(0)
+    model = VAE(data_dim=784, hidden_dim=500, latent_dim=20)
+    assert model.encoder.hidden.weight.shape == (500, 784) and model.decoder.logits.weight.shape == (784, 500)
+    weights = torch.cat([p.flatten() for p in model.parameters()])
+    assert weights.std().item() == pytest.approx(0.01, rel=0.02) and abs(weights.mean().item()) < 1e-4
+    gaussian = VAE(data_dim=560, hidden_dim=200, latent_dim=10, likelihood="gaussian")
+    mean, logvar = gaussian.decoder(torch.zeros(3, 10))
+    assert mean.shape == logvar.shape == (3, 560) and ((mean > 0) & (mean < 1)).all()
+
+
+@pytest.mark.parametrize("likelihood", ["bernoulli", "gaussian"])
+def test_loss_is_the_negative_bound(likelihood):
+    torch.manual_seed(1)
+    model = VAE(data_dim=12, hidden_dim=8, latent_dim=3, likelihood=likelihood, init_std=0.3)
+    x = torch.rand(5, 12)
+    loss = model(x, n_samples=2, reduction="none", backend="cpu")
+    mu, logvar = model.encoder(x)
+    assert loss.shape == (5,)
+    # The same bound with the noise pinned: eps from the kernels' generator, the rest by hand.
+    torch.manual_seed(2)
+    pinned = model(x, n_samples=2, reduction="none", backend="cpu")
+    torch.manual_seed(2)
+    seed = int(torch.randint(2**63 - 1, (1,)).item())
+    eps = aevb_fast.reparameterize(torch.zeros_like(mu), torch.zeros_like(mu), 2, seed=seed, backend="cpu")
+    recon = model.decoder(R.reparameterize(mu, logvar, eps))
+    log_px = (R.bernoulli_log_prob(recon, x) if likelihood == "bernoulli" else R.gaussian_log_prob(x, *recon))
+    torch.testing.assert_close(pinned, -R.elbo(log_px, R.gaussian_kl(mu, logvar)))
+
+
+def test_adagrad_lowers_the_loss():
+    torch.manual_seed(3)
+    # Four binary prototypes: data a latent variable explains, unlike independent coin flips.
+    prototypes = (torch.rand(4, 20) > 0.5).float()
+    model, x = VAE(data_dim=20, hidden_dim=16, latent_dim=2), prototypes[torch.randint(4, (64,))]
+    optimizer = torch.optim.Adagrad(model.parameters(), lr=0.1)
+    losses = []
+    for _ in range(30):
+        optimizer.zero_grad()
+        loss = model(x)
+        loss.backward()
+        optimizer.step()
+        losses.append(loss.item())
+    assert losses[-1] < losses[0] - 1.0
+
+
+def test_bad_settings_are_rejected():
+    with pytest.raises(ValueError, match=r"likelihood='poisson' is not supported"):
+        VAE(likelihood="poisson")
+    with pytest.raises(ValueError, match=r"latent_dim must be a positive int, got 0"):
+        VAE(latent_dim=0)
