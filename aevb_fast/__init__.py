@@ -18,6 +18,7 @@ from .functional import (
     vae_loss,
 )
 from .modules import ELBOLoss, Reparameterize, VAELoss
+from .ops._native import empty_cache
 
 __all__ = [
     "ELBOLoss",
@@ -26,6 +27,7 @@ __all__ = [
     "__version__",
     "bernoulli_log_prob",
     "elbo_loss",
+    "empty_cache",
     "gaussian_kl",
     "gaussian_log_prob",
     "reparameterize",

@@ -151,10 +151,10 @@ def reparameterize_kl(mu: torch.Tensor, logvar: torch.Tensor, n_samples: int | N
         z, kl = _reparameterize_torch(mu, logvar, n, mc, seed)
     else:
         z, kl = _reparameterize_op(mu.reshape(-1, Z), logvar.reshape(-1, Z), _seed_tensor(seed, mu.device), n, mc, name)
-        z, kl = z.view(n, *batch, Z), kl.view(n, *batch) if mc else kl.view(batch)
-    if n_samples is None:
-        z, kl = z[0], kl[0] if mc else kl
-    return z, kl
+    # Without a sample dimension, views rather than z[0]: the backward of indexing would build a
+    # zero-filled [1, ..., Z] gradient and copy into it.
+    samples = () if n_samples is None else (n,)
+    return z.view(*samples, *batch, Z), kl.view(*samples, *batch) if mc else kl.view(batch)
 
 
 def _reparameterize_torch(mu, logvar, n, mc, seed):
@@ -237,8 +237,7 @@ def bernoulli_log_prob(logits: torch.Tensor, x: torch.Tensor, reduction: str = "
     if name == "torch":
         log_prob = reference.bernoulli_log_prob(a.to(_math_dtype(a.dtype)), _expand_rows(x, a.shape[0]))
     else:
-        compute_grad = torch.is_grad_enabled() and a.requires_grad
-        log_prob = _bernoulli_op(a, x, compute_grad, name)[0]
+        log_prob = _bernoulli_op(a, x, name)
     return reference.reduce(log_prob.view(batch), reduction)
 
 
@@ -260,8 +259,7 @@ def gaussian_log_prob(x: torch.Tensor, mean: torch.Tensor, logvar: torch.Tensor,
         md = _math_dtype(dtype)
         log_prob = reference.gaussian_log_prob(_expand_rows(x, m.shape[0]).to(md), m.to(md), s.to(md))
     else:
-        compute_grad = torch.is_grad_enabled() and (m.requires_grad or s.requires_grad or x.requires_grad)
-        log_prob = _gaussian_op(x, m, s, compute_grad, name)[0]
+        log_prob = _gaussian_op(x, m, s, name)
     return reference.reduce(log_prob.view(batch), reduction)
 
 

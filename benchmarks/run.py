@@ -9,6 +9,7 @@ shapes in seconds (a dry run, used by the tests and the GPU check's dry mode).
 """
 
 import argparse
+import contextlib
 import csv
 import platform
 import re
@@ -19,6 +20,7 @@ from pathlib import Path
 import torch
 
 import aevb_fast
+from aevb_fast.ops._native import native
 
 from . import cases, report, train_step
 from .timing import Timing, clock, interleaved, peak_memory
@@ -92,15 +94,27 @@ def measure_case(case: cases.Case, rounds: int, warmup: int) -> list[Row]:
     functions["copy"] = lambda: {"copy": clock(case.copy, device, calls)[0]}
     timings = interleaved(functions, rounds, warmup)
 
-    def once(provider):
+    def peak(provider):
         for leaf in case.leaves:
             leaf.grad = None
-        torch.autograd.backward(provider(), case.upstream)
+        # aevb_fast's CPU output cache would hand out memory already resident: weigh without it.
+        with no_output_cache():
+            return peak_memory(lambda: torch.autograd.backward(provider(), case.upstream), device)
 
     return [Row(case.label, case.op, case.shape, str(case.dtype).removeprefix("torch."), name, t["forward"],
-                t["backward"], t["total"], timings["copy"]["copy"], case.essential_bytes, case.kernel_bytes, case.copy_bytes,
-                peak_memory(lambda p=provider: once(p), device))
+                t["backward"], t["total"], timings["copy"]["copy"], case.essential_bytes, case.kernel_bytes,
+                case.copy_bytes, peak(provider))
             for name, provider in case.providers.items() for t in [timings[name]]]
+
+
+@contextlib.contextmanager
+def no_output_cache():
+    limit = native.set_cache_limit(0) if native is not None else None
+    try:
+        yield
+    finally:
+        if native is not None:
+            native.set_cache_limit(limit)
 
 
 def overhead(device: torch.device, dtype: torch.dtype, rounds: int) -> dict[str, dict[str, float]]:

@@ -50,25 +50,35 @@ PYBIND11_MODULE(_C, m) {
       nogil);
   m.def(
       "bernoulli_forward",
-      [](int t, int tx, uintptr_t logits, uintptr_t x, uintptr_t log_prob, uintptr_t grad, int64_t N, int64_t Nx,
-         int64_t D, int threads) {
+      [](int t, int tx, uintptr_t logits, uintptr_t x, uintptr_t log_prob, int64_t N, int64_t Nx, int64_t D,
+         int threads) {
         return aevb::cpu::bernoulli_forward(dtype(t), dtype(tx), ptr<const void>(logits), ptr<const void>(x),
-                                            ptr<void>(log_prob), ptr<void>(grad), N, Nx, D, threads);
+                                            ptr<void>(log_prob), N, Nx, D, threads);
+      },
+      nogil);
+  m.def(
+      "bernoulli_backward",
+      [](int t, int tx, uintptr_t grad_log_prob, uintptr_t logits, uintptr_t x, uintptr_t grad, int64_t N, int64_t Nx,
+         int64_t D, int threads) {
+        aevb::cpu::bernoulli_backward(dtype(t), dtype(tx), ptr<const void>(grad_log_prob), ptr<const void>(logits),
+                                      ptr<const void>(x), ptr<void>(grad), N, Nx, D, threads);
       },
       nogil);
   m.def(
       "gaussian_forward",
-      [](int t, int tx, uintptr_t x, uintptr_t mean, uintptr_t logvar, uintptr_t log_prob, uintptr_t grad_mean,
-         uintptr_t grad_logvar, int64_t N, int64_t Nx, int64_t D, int threads) {
+      [](int t, int tx, uintptr_t x, uintptr_t mean, uintptr_t logvar, uintptr_t log_prob, int64_t N, int64_t Nx,
+         int64_t D, int threads) {
         aevb::cpu::gaussian_forward(dtype(t), dtype(tx), ptr<const void>(x), ptr<const void>(mean),
-                                    ptr<const void>(logvar), ptr<void>(log_prob), ptr<void>(grad_mean),
-                                    ptr<void>(grad_logvar), N, Nx, D, threads);
+                                    ptr<const void>(logvar), ptr<void>(log_prob), N, Nx, D, threads);
       },
       nogil);
   m.def(
-      "scale_rows",
-      [](int t, uintptr_t grad, uintptr_t scale, uintptr_t out, int64_t N, int64_t D, int threads) {
-        aevb::cpu::scale_rows(dtype(t), ptr<const void>(grad), ptr<const void>(scale), ptr<void>(out), N, D, threads);
+      "gaussian_backward",
+      [](int t, int tx, uintptr_t grad_log_prob, uintptr_t x, uintptr_t mean, uintptr_t logvar, uintptr_t grad_mean,
+         uintptr_t grad_logvar, int64_t N, int64_t Nx, int64_t D, int threads) {
+        aevb::cpu::gaussian_backward(dtype(t), dtype(tx), ptr<const void>(grad_log_prob), ptr<const void>(x),
+                                     ptr<const void>(mean), ptr<const void>(logvar), ptr<void>(grad_mean),
+                                     ptr<void>(grad_logvar), N, Nx, D, threads);
       },
       nogil);
   m.def(
@@ -97,6 +107,9 @@ PYBIND11_MODULE(_C, m) {
         });
       },
       "A DLPack capsule of an uninitialised contiguous CPU tensor on transparent huge pages");
+  m.def("cached_bytes", &aevb::cpu::cached_bytes, "Bytes of freed output buffers kept for reuse");
+  m.def("empty_cache", &aevb::cpu::empty_cache, "Frees the output buffers kept for reuse", nogil);
+  m.def("set_cache_limit", &aevb::cpu::set_cache_limit, "Sets the cache's limit in bytes; returns the old one");
 
   py::dict build;
 #if defined(__clang__)

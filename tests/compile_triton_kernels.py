@@ -18,7 +18,7 @@ import triton  # noqa: E402
 from triton.backends.compiler import GPUTarget  # noqa: E402
 from triton.compiler import ASTSource  # noqa: E402
 
-from aevb_fast.kernels.triton import bernoulli, gaussian, reparameterize, scale_rows  # noqa: E402
+from aevb_fast.kernels.triton import bernoulli, gaussian, reparameterize  # noqa: E402
 
 TYPES = {torch.float32: "fp32", torch.float64: "fp64", torch.float16: "fp16", torch.bfloat16: "bf16",
          torch.uint8: "u8", torch.bool: "i1", torch.int64: "i64"}
@@ -75,11 +75,11 @@ def variants():
         # Targets as kernel_target hands them over: the values' dtype, float32 beside half precision,
         # uint8 or bool.
         for x_dtype in (torch.float32 if dtype in (torch.float16, torch.bfloat16) else dtype, torch.uint8, torch.bool):
-            x = zeros(3, 5, dtype=x_dtype)
-            for compute_grad in (True, False):
-                yield bernoulli, "bernoulli_forward_kernel", lambda: bernoulli.forward(mu, x, compute_grad, row)
-            yield gaussian, "gaussian_forward_kernel", lambda: gaussian.forward(x, mu, mu, True, row)
-        yield scale_rows, "scale_rows_kernel", lambda: scale_rows.scale_rows(mu, zeros(3, dtype=row))
+            x, g = zeros(3, 5, dtype=x_dtype), zeros(3, dtype=row)
+            yield bernoulli, "bernoulli_forward_kernel", lambda: bernoulli.forward(mu, x, row)
+            yield bernoulli, "bernoulli_backward_kernel", lambda: bernoulli.backward(g, mu, x)
+            yield gaussian, "gaussian_forward_kernel", lambda: gaussian.forward(x, mu, mu, row)
+            yield gaussian, "gaussian_backward_kernel", lambda: gaussian.backward(g, x, mu, mu)
     # The benchmark sizes, whose tiles fill 8 warps.
     for dtype in (torch.float32, torch.bfloat16):
         latent, data = torch.zeros(65536, 256, dtype=dtype, device="meta"), torch.zeros(4096, 12288, dtype=dtype, device="meta")
@@ -88,9 +88,11 @@ def variants():
             latent, latent, seed, 1, False, torch.float32)
         yield reparameterize, "reparameterize_backward_kernel", lambda: reparameterize.backward(
             latent[None], rows.new_zeros(65536), latent, latent, seed, 1, False, torch.float32)
-        yield bernoulli, "bernoulli_forward_kernel", lambda: bernoulli.forward(data, data.to(torch.uint8), True, torch.float32)
-        yield gaussian, "gaussian_forward_kernel", lambda: gaussian.forward(data.float(), data, data, True, torch.float32)
-        yield scale_rows, "scale_rows_kernel", lambda: scale_rows.scale_rows(data, rows)
+        for x in (data.to(torch.uint8), data.float()):
+            yield bernoulli, "bernoulli_forward_kernel", lambda: bernoulli.forward(data, x, torch.float32)
+            yield bernoulli, "bernoulli_backward_kernel", lambda: bernoulli.backward(rows, data, x)
+        yield gaussian, "gaussian_forward_kernel", lambda: gaussian.forward(data.float(), data, data, torch.float32)
+        yield gaussian, "gaussian_backward_kernel", lambda: gaussian.backward(rows, data.float(), data, data)
 
 
 def main(archs):

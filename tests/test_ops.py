@@ -2,6 +2,10 @@
 float64 gradcheck, odd and empty shapes, leading dims, non-contiguous inputs, shared targets,
 non-finite values, and torch.library.opcheck of each registered op."""
 
+import os
+import subprocess
+import sys
+
 import pytest
 import torch
 from conftest import CPU_BACKENDS, KERNEL_BACKENDS, check_against_reference
@@ -155,10 +159,12 @@ def _op_samples():
                                                        False, backend)
             yield ops.reparameterize_backward.default, (None, rand(2, 4).float(), mu.detach(), logvar.detach(), seed, 2,
                                                        True, backend)
-            yield ops.bernoulli_log_prob.default, (logits, x.to(dtype), True, backend)
-            yield ops.bernoulli_log_prob.default, (logits.detach(), x > 0.5, False, backend)
-            yield ops.gaussian_log_prob.default, (x.to(dtype).requires_grad_(), logits, logits.detach(), True, backend)
-            yield ops.scale_rows.default, (logits.detach(), grad_kl[:3].repeat(2), backend)
+            yield ops.bernoulli_log_prob.default, (logits, x.to(dtype).detach().requires_grad_(), backend)
+            yield ops.bernoulli_log_prob.default, (logits, x > 0.5, backend)
+            yield ops.bernoulli_log_prob_backward.default, (grad_kl[:3].repeat(2), logits.detach(), x.to(torch.uint8), backend)
+            yield ops.gaussian_log_prob.default, (x.to(dtype).detach().requires_grad_(), logits, logits.detach(), backend)
+            yield ops.gaussian_log_prob_backward.default, (grad_kl[:3].repeat(2), x.detach(), logits.detach(),
+                                                          logits.detach(), backend)
 
 
 def _op_id(value):
@@ -180,35 +186,51 @@ def test_op_arguments_are_checked():
     with pytest.raises(ValueError, match=r"seed must be one int64 on cpu, got \(1,\) torch.float32"):
         ops.reparameterize(torch.zeros(2, 3), torch.zeros(2, 3), torch.zeros(1), 1, False, "cpu")
     with pytest.raises(ValueError, match=r"N a multiple of Nx, got \(5, 3\) and \(2, 3\)"):
-        ops.bernoulli_log_prob(torch.zeros(5, 3), torch.zeros(2, 3), False, "cpu")
-    with pytest.raises(ValueError, match=r"scale \[N\] of its row dtype"):
-        ops.scale_rows(torch.zeros(2, 3), torch.zeros(2, dtype=torch.float64), "cpu")
+        ops.bernoulli_log_prob(torch.zeros(5, 3), torch.zeros(2, 3), "cpu")
+    with pytest.raises(ValueError, match=r"grad must be \[N\] torch.float32 beside logits \(2, 3\), got \(2,\) torch.float64"):
+        ops.bernoulli_log_prob_backward(torch.zeros(2, dtype=torch.float64), torch.zeros(2, 3), torch.zeros(2, 3), "cpu")
     with pytest.raises(RuntimeError, match=r"cannot run with backend='cuda' on cpu tensors: no 'cuda' kernel; kernels: cpu, triton"):
-        ops.scale_rows(torch.zeros(2, 3), torch.zeros(2), "cuda")
-    with pytest.raises(RuntimeError, match=r"compute_grad=False, so it has no gradient for the logits"):
-        logits = torch.zeros(2, 3, requires_grad=True)
-        ops.bernoulli_log_prob(logits, torch.zeros(2, 3), False, "cpu")[0].sum().backward()
+        ops.gaussian_log_prob(torch.zeros(2, 3), torch.zeros(2, 3), torch.zeros(2, 3), "cuda")
 
 
 @pytest.mark.skipif("cpu" not in CPU_BACKENDS, reason="the cpu kernels are not built")
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64, torch.float16, torch.bfloat16], ids=str)
-def test_large_outputs_live_on_huge_pages_and_are_freed(dtype):
-    from aevb_fast.ops._native import HUGE_PAGE_MIN_BYTES, empty
+def test_large_outputs_are_reused_and_released(dtype):
+    from aevb_fast.ops._native import HUGE_PAGE_MIN_BYTES, empty, native
 
     def resident_bytes():
         with open("/proc/self/statm") as statm:
             return int(statm.read().split()[1]) * 4096
 
+    aevb_fast.empty_cache()
     shape = (HUGE_PAGE_MIN_BYTES // dtype.itemsize // 1000 + 1, 1000)
     t = empty(shape, dtype)
     assert t.shape == shape and t.dtype == dtype and t.is_contiguous() and t.data_ptr() % (2 << 20) == 0
-    assert not t.untyped_storage().resizable()
+    assert not t.untyped_storage().resizable()  # a DLPack storage, not torch's allocator's
     t.fill_(1.5)
     assert t.sum(dtype=torch.float64).item() == 1.5 * t.numel()
+    address = t.data_ptr()
     del t
+    assert native.cached_bytes() >= HUGE_PAGE_MIN_BYTES
     before = resident_bytes()
     for _ in range(20):
-        empty(shape, dtype).fill_(0)  # each one is touched, then freed with its tensor
-    assert resident_bytes() - before < 4 * HUGE_PAGE_MIN_BYTES
-    # Small ones come from torch's allocator (a resizable storage, unlike one taken over by DLPack).
+        u = empty(shape, dtype)
+        assert u.data_ptr() == address  # the freed buffer, already faulted in
+        u.fill_(0)
+        del u
+    assert resident_bytes() - before < HUGE_PAGE_MIN_BYTES
+    aevb_fast.empty_cache()
+    assert native.cached_bytes() == 0
+    # Small ones come from torch's allocator.
     assert empty((3, 5), dtype).untyped_storage().resizable()
+
+
+@pytest.mark.skipif("cpu" not in CPU_BACKENDS, reason="the cpu kernels are not built")
+def test_output_cache_size_comes_from_the_environment():
+    script = ("import torch, aevb_fast; from aevb_fast.ops._native import empty, native; "
+              "empty((64, 1 << 20), torch.float32); print(native.cached_bytes())")
+    for mib, expected in (("0", 0), ("512", 256 << 20)):
+        run = subprocess.run([sys.executable, "-c", script], env={**os.environ, "AEVB_FAST_CPU_CACHE_MB": mib},
+                             capture_output=True, text=True, timeout=120)
+        assert run.returncode == 0, run.stderr
+        assert int(run.stdout) == expected

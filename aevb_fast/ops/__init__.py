@@ -3,6 +3,6 @@ by backend, register_fake, register_autograd), so autograd, torch.compile(fullgr
 torch.library.opcheck all work. Importing this package registers torch.ops.aevb_fast.*; the
 public API (aevb_fast.functional) picks the backend."""
 
-from . import backends, bernoulli, gaussian, reparameterize, scale_rows
+from . import backends, bernoulli, gaussian, reparameterize
 
-__all__ = ["backends", "bernoulli", "gaussian", "reparameterize", "scale_rows"]
+__all__ = ["backends", "bernoulli", "gaussian", "reparameterize"]

@@ -69,7 +69,7 @@ def _traced(args) -> bool:
 
 
 class FusedOp:
-    """A registered op (self.op, e.g. torch.ops.aevb_fast.scale_rows.default) and its eager path."""
+    """A registered op (self.op, e.g. torch.ops.aevb_fast.bernoulli_log_prob.default) and its eager path."""
 
     def __init__(self, op: torch._ops.OpOverload, route: Callable, setup_context: Callable | None,
                  backward: Callable | None):

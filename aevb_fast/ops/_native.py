@@ -38,8 +38,20 @@ HUGE_PAGE_MIN_BYTES = 32 << 20
 
 
 def empty(shape: tuple[int, ...], dtype: torch.dtype) -> torch.Tensor:
-    """An uninitialised contiguous CPU tensor for a kernel to fill: from HUGE_PAGE_MIN_BYTES on, on
-    transparent huge pages (csrc/cpu/huge_pages.h), which fault several times faster."""
+    """An uninitialised contiguous CPU tensor for a kernel to fill: from HUGE_PAGE_MIN_BYTES on, a
+    buffer on transparent huge pages, reused from an earlier freed output of the same size where
+    one is cached (csrc/cpu/huge_pages.h)."""
     if math.prod(shape) * dtype.itemsize >= HUGE_PAGE_MIN_BYTES:
         return torch.from_dlpack(native.empty_on_huge_pages(DTYPE_CODES[dtype], list(shape)))
     return torch.empty(shape, dtype=dtype)
+
+
+def empty_cache() -> None:
+    """Hands the freed CPU output buffers that aevb_fast keeps for reuse back to the system.
+
+    The fused CPU kernels' outputs of 32 MiB and more come from a cache of freed ones (up to
+    AEVB_FAST_CPU_CACHE_MB, default 1024 MiB; 0 turns it off), because faulting in fresh memory cost
+    as much as the kernels themselves. Like torch.cuda.empty_cache, this only releases memory no
+    tensor uses."""
+    if native is not None:
+        native.empty_cache()

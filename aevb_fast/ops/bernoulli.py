@@ -1,12 +1,18 @@
 """aevb_fast::bernoulli_log_prob: per-row Bernoulli log-likelihood from logits (PAPER.md,
-Bernoulli MLP decoder), log p(x|z) = sum_d x a - softplus(a), with d/da = x - sigmoid(a) made in the
-same pass when compute_grad is set.
+Bernoulli MLP decoder), log p(x|z) = sum_d x a - softplus(a). Its backward,
+aevb_fast::bernoulli_log_prob_backward, recomputes d/da = g (x - sigmoid(a)) from the saved logits
+and targets, g being each row's upstream gradient.
 
 Shapes: logits [N, D]; x [Nx, D] with N a multiple of Nx (row n reads x[n % Nx], so L samples of
-one batch share its targets), float, uint8 or bool with values in [0, 1]; log_prob [N] float32
-(float64 for float64 logits); grad_logits [N, D] in the logits' dtype, or [0] without compute_grad.
-The CPU kernel checks the targets' range in the same pass and raises ValueError on a violation;
-the Triton kernel does not (it would cost a device sync).
+one batch share its targets), float, uint8 or bool with values in [0, 1]; log_prob and g [N] float32
+(float64 for float64 logits); grad_logits [N, D] in the logits' dtype. The CPU kernel checks the
+targets' range in the same pass and raises ValueError on a violation; the Triton kernel does not (it
+would cost a device sync).
+
+Why recompute rather than store the gradient in the forward pass: both move the same bytes for
+float targets and recomputing moves fewer for uint8/bool ones, but storing keeps a second [N, D]
+buffer alive between the passes and, on CPU, faults in a fresh one; at [4096, 12288] float32 on the
+2-core CI machine the recomputing pair took about half the time.
 """
 
 import torch
@@ -14,10 +20,9 @@ import torch
 from ._library import define, require, row_dtype, triton_kernels
 from ._native import dtype_code, empty, native, threads
 from ._targets import fold_rows, kernel_target
-from .scale_rows import scale_rows
 
 
-def _check(logits, x):
+def _check(logits, x, grad=None):
     require(logits.dim() == 2 and x.dim() == 2 and logits.shape[1] == x.shape[1]
             and (x.shape[0] > 0 or logits.shape[0] == 0) and logits.shape[0] % max(x.shape[0], 1) == 0,
             lambda: f"aevb_fast::bernoulli_log_prob: logits must be [N, D] and x [Nx, D] with N a multiple of Nx, got "
@@ -25,57 +30,75 @@ def _check(logits, x):
     require(logits.is_floating_point(), lambda: f"aevb_fast::bernoulli_log_prob: logits must be floating, got {logits.dtype}")
     require(x.is_floating_point() or x.dtype in (torch.uint8, torch.bool),
             lambda: f"aevb_fast::bernoulli_log_prob: x must be floating, uint8 or bool, got {x.dtype}")
+    require(grad is None or (grad.shape == logits.shape[:1] and grad.dtype == row_dtype(logits.dtype)),
+            lambda: f"aevb_fast::bernoulli_log_prob_backward: grad must be [N] {row_dtype(logits.dtype)} beside logits "
+            f"{tuple(logits.shape)}, got {tuple(grad.shape)} {grad.dtype}")
 
 
-def _forward_cpu(logits, x, compute_grad):
+def _forward_cpu(logits, x):
     _check(logits, x)
     logits = logits.contiguous()
     x = kernel_target(x, logits.dtype)
     N, D = logits.shape
     log_prob = logits.new_empty((N,), dtype=row_dtype(logits.dtype))
-    grad = empty((N, D) if compute_grad else (0,), logits.dtype)
-    outside = native.bernoulli_forward(
-        dtype_code(logits.dtype), dtype_code(x.dtype), logits.data_ptr(), x.data_ptr(), log_prob.data_ptr(),
-        grad.data_ptr() if compute_grad else 0, N, x.shape[0], D, threads())
+    outside = native.bernoulli_forward(dtype_code(logits.dtype), dtype_code(x.dtype), logits.data_ptr(), x.data_ptr(),
+                                       log_prob.data_ptr(), N, x.shape[0], D, threads())
     if outside:
         raise ValueError("x holds values outside [0, 1]; Bernoulli targets must be probabilities in [0, 1]")
-    return log_prob, grad
+    return log_prob
 
 
-def _forward_triton(logits, x, compute_grad):
+def _forward_triton(logits, x):
     _check(logits, x)
-    return triton_kernels().bernoulli.forward(logits.contiguous(), kernel_target(x, logits.dtype), compute_grad,
+    return triton_kernels().bernoulli.forward(logits.contiguous(), kernel_target(x, logits.dtype),
                                               row_dtype(logits.dtype))
 
 
-def _fake(logits, x, compute_grad, backend):
+def _backward_cpu(grad, logits, x):
+    _check(logits, x, grad)
+    logits, grad = logits.contiguous(), grad.contiguous()
+    x = kernel_target(x, logits.dtype)
     N, D = logits.shape
-    return logits.new_empty((N,), dtype=row_dtype(logits.dtype)), logits.new_empty((N, D) if compute_grad else (0,))
+    grad_logits = empty((N, D), logits.dtype)
+    native.bernoulli_backward(dtype_code(logits.dtype), dtype_code(x.dtype), grad.data_ptr(), logits.data_ptr(),
+                              x.data_ptr(), grad_logits.data_ptr(), N, x.shape[0], D, threads())
+    return grad_logits
+
+
+def _backward_triton(grad, logits, x):
+    _check(logits, x, grad)
+    return triton_kernels().bernoulli.backward(grad.contiguous(), logits.contiguous(), kernel_target(x, logits.dtype))
+
+
+def _fake(logits, x, backend):
+    return logits.new_empty(logits.shape[:1], dtype=row_dtype(logits.dtype))
+
+
+def _fake_backward(grad, logits, x, backend):
+    return logits.new_empty(logits.shape)
+
+
+bernoulli_log_prob_backward = define(
+    "bernoulli_log_prob_backward", "(Tensor grad, Tensor logits, Tensor x, str backend) -> Tensor",
+    {"cpu": _backward_cpu, "triton": _backward_triton}, _fake_backward,
+)
 
 
 def _setup_context(ctx, inputs, output):
-    logits, x, compute_grad, backend = inputs
-    ctx.compute_grad, ctx.backend = compute_grad, backend
-    ctx.mark_non_differentiable(output[1])
-    # d/dx = a: the logits are kept only when x itself needs a gradient.
-    ctx.save_for_backward(output[1], logits if x.requires_grad else None, x if x.requires_grad else None)
+    logits, x, backend = inputs
+    ctx.backend = backend
+    ctx.save_for_backward(logits, x)
 
 
-def _backward(ctx, grad_log_prob, _):
-    grad, logits, x = ctx.saved_tensors
-    grad_logits = grad_x = None
-    if ctx.needs_input_grad[0]:
-        if not ctx.compute_grad:
-            raise RuntimeError("aevb_fast::bernoulli_log_prob ran with compute_grad=False, so it has no gradient "
-                               "for the logits; call it with compute_grad=True")
-        grad_logits = scale_rows(grad, grad_log_prob, ctx.backend)
-    if ctx.needs_input_grad[1]:
-        grad_x = fold_rows(scale_rows(logits.contiguous(), grad_log_prob, ctx.backend), x)
-    return grad_logits, grad_x, None, None
+def _backward(ctx, grad):
+    logits, x = ctx.saved_tensors
+    grad_logits = bernoulli_log_prob_backward(grad, logits, x, ctx.backend) if ctx.needs_input_grad[0] else None
+    # d/dx = a
+    grad_x = fold_rows(logits.to(grad.dtype) * grad[:, None], x) if ctx.needs_input_grad[1] else None
+    return grad_logits, grad_x, None
 
 
 bernoulli_log_prob = define(
-    "bernoulli_log_prob",
-    "(Tensor logits, Tensor x, bool compute_grad, str backend) -> (Tensor, Tensor)",
+    "bernoulli_log_prob", "(Tensor logits, Tensor x, str backend) -> Tensor",
     {"cpu": _forward_cpu, "triton": _forward_triton}, _fake, _setup_context, _backward,
 )

@@ -1,10 +1,12 @@
 """aevb_fast::gaussian_log_prob: per-row Gaussian log-likelihood (PAPER.md, Gaussian MLP decoder),
-log N(x; m, exp(s)) = -1/2 sum_d (log 2pi + s + (x - m)^2 exp(-s)), with
-d/dm = (x - m) exp(-s) and d/ds = ((x - m)^2 exp(-s) - 1) / 2 made in the same pass.
+log N(x; m, exp(s)) = -1/2 sum_d (log 2pi + s + (x - m)^2 exp(-s)). Its backward,
+aevb_fast::gaussian_log_prob_backward, recomputes d/dm = g (x - m) exp(-s) and
+d/ds = g ((x - m)^2 exp(-s) - 1) / 2 from the saved inputs, g being each row's upstream gradient
+(for the reason, see bernoulli.py).
 
 Shapes: mean, logvar [N, D] of one dtype; x [Nx, D] with N a multiple of Nx (row n reads
-x[n % Nx]); log_prob [N] float32 (float64 for float64 values); grad_mean, grad_logvar [N, D] in
-the values' dtype, or [0] without compute_grad.
+x[n % Nx]); log_prob and g [N] float32 (float64 for float64 values); grad_mean, grad_logvar [N, D]
+in the values' dtype.
 """
 
 import torch
@@ -12,10 +14,9 @@ import torch
 from ._library import define, require, row_dtype, triton_kernels
 from ._native import dtype_code, empty, native, threads
 from ._targets import fold_rows, kernel_target
-from .scale_rows import scale_rows
 
 
-def _check(x, mean, logvar):
+def _check(x, mean, logvar, grad=None):
     require(mean.dim() == 2 and mean.shape == logvar.shape and mean.dtype == logvar.dtype
             and mean.is_floating_point(),
             lambda: f"aevb_fast::gaussian_log_prob: mean and logvar must be [N, D] of one floating dtype, got "
@@ -26,56 +27,79 @@ def _check(x, mean, logvar):
             f"beside {tuple(mean.shape)}")
     require(x.is_floating_point() or x.dtype in (torch.uint8, torch.bool),
             lambda: f"aevb_fast::gaussian_log_prob: x must be floating, uint8 or bool, got {x.dtype}")
+    require(grad is None or (grad.shape == mean.shape[:1] and grad.dtype == row_dtype(mean.dtype)),
+            lambda: f"aevb_fast::gaussian_log_prob_backward: grad must be [N] {row_dtype(mean.dtype)} beside mean "
+            f"{tuple(mean.shape)}, got {tuple(grad.shape)} {grad.dtype}")
 
 
-def _forward_cpu(x, mean, logvar, compute_grad):
+def _forward_cpu(x, mean, logvar):
     _check(x, mean, logvar)
     mean, logvar = mean.contiguous(), logvar.contiguous()
     x = kernel_target(x, mean.dtype)
     N, D = mean.shape
     log_prob = mean.new_empty((N,), dtype=row_dtype(mean.dtype))
-    grad_shape = (N, D) if compute_grad else (0,)
-    grad_mean, grad_logvar = empty(grad_shape, mean.dtype), empty(grad_shape, mean.dtype)
-    native.gaussian_forward(
-        dtype_code(mean.dtype), dtype_code(x.dtype), x.data_ptr(), mean.data_ptr(), logvar.data_ptr(),
-        log_prob.data_ptr(), grad_mean.data_ptr() if compute_grad else 0,
-        grad_logvar.data_ptr() if compute_grad else 0, N, x.shape[0], D, threads())
-    return log_prob, grad_mean, grad_logvar
+    native.gaussian_forward(dtype_code(mean.dtype), dtype_code(x.dtype), x.data_ptr(), mean.data_ptr(),
+                            logvar.data_ptr(), log_prob.data_ptr(), N, x.shape[0], D, threads())
+    return log_prob
 
 
-def _forward_triton(x, mean, logvar, compute_grad):
+def _forward_triton(x, mean, logvar):
     _check(x, mean, logvar)
     return triton_kernels().gaussian.forward(kernel_target(x, mean.dtype), mean.contiguous(), logvar.contiguous(),
-                                             compute_grad, row_dtype(mean.dtype))
+                                             row_dtype(mean.dtype))
 
 
-def _fake(x, mean, logvar, compute_grad, backend):
+def _backward_cpu(grad, x, mean, logvar):
+    _check(x, mean, logvar, grad)
+    mean, logvar, grad = mean.contiguous(), logvar.contiguous(), grad.contiguous()
+    x = kernel_target(x, mean.dtype)
     N, D = mean.shape
-    grad_shape = (N, D) if compute_grad else (0,)
-    return mean.new_empty((N,), dtype=row_dtype(mean.dtype)), mean.new_empty(grad_shape), mean.new_empty(grad_shape)
+    grad_mean, grad_logvar = empty((N, D), mean.dtype), empty((N, D), mean.dtype)
+    native.gaussian_backward(dtype_code(mean.dtype), dtype_code(x.dtype), grad.data_ptr(), x.data_ptr(),
+                             mean.data_ptr(), logvar.data_ptr(), grad_mean.data_ptr(), grad_logvar.data_ptr(), N,
+                             x.shape[0], D, threads())
+    return grad_mean, grad_logvar
+
+
+def _backward_triton(grad, x, mean, logvar):
+    _check(x, mean, logvar, grad)
+    return triton_kernels().gaussian.backward(grad.contiguous(), kernel_target(x, mean.dtype), mean.contiguous(),
+                                              logvar.contiguous())
+
+
+def _fake(x, mean, logvar, backend):
+    return mean.new_empty(mean.shape[:1], dtype=row_dtype(mean.dtype))
+
+
+def _fake_backward(grad, x, mean, logvar, backend):
+    return mean.new_empty(mean.shape), mean.new_empty(mean.shape)
+
+
+gaussian_log_prob_backward = define(
+    "gaussian_log_prob_backward",
+    "(Tensor grad, Tensor x, Tensor mean, Tensor logvar, str backend) -> (Tensor, Tensor)",
+    {"cpu": _backward_cpu, "triton": _backward_triton}, _fake_backward,
+)
 
 
 def _setup_context(ctx, inputs, output):
-    x, mean, logvar, compute_grad, backend = inputs
-    ctx.compute_grad, ctx.backend = compute_grad, backend
-    ctx.mark_non_differentiable(output[1], output[2])
-    ctx.save_for_backward(output[1], output[2], x if x.requires_grad else None)
+    x, mean, logvar, backend = inputs
+    ctx.backend = backend
+    ctx.save_for_backward(x, mean, logvar)
 
 
-def _backward(ctx, grad_log_prob, _, __):
-    grad_mean, grad_logvar, x = ctx.saved_tensors
-    if any(ctx.needs_input_grad[:3]) and not ctx.compute_grad:
-        raise RuntimeError("aevb_fast::gaussian_log_prob ran with compute_grad=False, so it has no gradients; "
-                           "call it with compute_grad=True")
-    d_mean = scale_rows(grad_mean, grad_log_prob, ctx.backend) if any(ctx.needs_input_grad[:2]) else None
+def _backward(ctx, grad):
+    x, mean, logvar = ctx.saved_tensors
+    if not any(ctx.needs_input_grad[:3]):
+        return None, None, None, None
+    grad_mean, grad_logvar = gaussian_log_prob_backward(grad, x, mean, logvar, ctx.backend)
     # log N is a function of x - m: d/dx = -d/dm.
-    d_x = fold_rows(-d_mean, x) if ctx.needs_input_grad[0] else None
-    d_logvar = scale_rows(grad_logvar, grad_log_prob, ctx.backend) if ctx.needs_input_grad[2] else None
-    return d_x, d_mean if ctx.needs_input_grad[1] else None, d_logvar, None, None
+    grad_x = fold_rows(-grad_mean, x) if ctx.needs_input_grad[0] else None
+    return (grad_x, grad_mean if ctx.needs_input_grad[1] else None,
+            grad_logvar if ctx.needs_input_grad[2] else None, None)
 
 
 gaussian_log_prob = define(
-    "gaussian_log_prob",
-    "(Tensor x, Tensor mean, Tensor logvar, bool compute_grad, str backend) -> (Tensor, Tensor, Tensor)",
+    "gaussian_log_prob", "(Tensor x, Tensor mean, Tensor logvar, str backend) -> Tensor",
     {"cpu": _forward_cpu, "triton": _forward_triton}, _fake, _setup_context, _backward,
 )

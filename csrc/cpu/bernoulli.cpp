@@ -1,7 +1,8 @@
 // Bernoulli log-likelihood from logits (PAPER.md, Bernoulli MLP decoder):
 //   log p(x|z) = sum_d x log y + (1 - x) log(1 - y),  y = sigmoid(a)
 //              = sum_d x a - softplus(a),  softplus(a) = max(a, 0) + log1p(exp(-|a|))
-//   d/da = x - sigmoid(a), made in the same pass when a gradient is wanted.
+//   backward:  d/da = g (x - sigmoid(a)), g the row's upstream gradient, recomputed from a and x
+//              (cheaper than storing a gradient between the passes: see kernels.h).
 #include <cstdint>
 
 #include "kernels.h"
@@ -11,7 +12,7 @@ namespace aevb::cpu {
 namespace {
 
 template <typename T, typename X>
-AEVB_SIMD double forward_chunk(const T* logits, const X* x, T* grad, int64_t n, int64_t* bad) {
+AEVB_SIMD double forward_chunk(const T* logits, const X* x, int64_t n, int64_t* bad) {
   using M = math_t<T>;
   // exp in a pass of its own: chained with log1p in one loop, the two polynomials' latency
   // stalled the pipeline (a third slower).
@@ -23,37 +24,44 @@ AEVB_SIMD double forward_chunk(const T* logits, const X* x, T* grad, int64_t n, 
   }
   double acc = 0;
   int32_t outside = 0;  // a chunk holds at most kChunk elements
-  const bool want_grad = grad != nullptr;
 #pragma omp simd reduction(+ : acc, outside)
   for (int64_t i = 0; i < n; ++i) {
     const M a = load<M>(logits[i]), t = load<M>(x[i]);
-    const M e = exp_neg_abs[i], u = M(1) + e, r = M(1) / u;
-    acc += static_cast<double>(t * a - ((a > M(0) ? a : M(0)) + vlog1p(e, u, r)));
+    const M e = exp_neg_abs[i], u = M(1) + e;
+    acc += static_cast<double>(t * a - ((a > M(0) ? a : M(0)) + vlog1p(e, u, M(1) / u)));
     outside += (t < M(0) || t > M(1)) ? 1 : 0;
-    // sigmoid(a) = 1 / (1 + e) for a >= 0, e / (1 + e) below
-    if (want_grad) grad[i] = store<T>(t - (a >= M(0) ? r : e * r));
   }
   *bad += outside;
   return acc;
 }
 
+template <typename T, typename X>
+AEVB_SIMD void backward_chunk(math_t<T> g, const T* logits, const X* x, T* grad, int64_t n) {
+  using M = math_t<T>;
+#pragma omp simd
+  for (int64_t i = 0; i < n; ++i) {
+    const M a = load<M>(logits[i]);
+    const M e = vexp(-(a < M(0) ? -a : a)), r = M(1) / (M(1) + e);
+    // sigmoid(a) = 1 / (1 + e) for a >= 0, e / (1 + e) below
+    grad[i] = store<T>(g * (load<M>(x[i]) - (a >= M(0) ? r : e * r)));
+  }
+}
+
 }  // namespace
 
-int64_t bernoulli_forward(DType t, DType tx, const void* logits, const void* x, void* log_prob, void* grad, int64_t N,
-                          int64_t Nx, int64_t D, int threads) {
+int64_t bernoulli_forward(DType t, DType tx, const void* logits, const void* x, void* log_prob, int64_t N, int64_t Nx,
+                          int64_t D, int threads) {
   int64_t bad = 0;
   dispatch_value_target(t, tx, [&](auto tag, auto xtag) {
     using T = typename decltype(tag)::type;
     using X = typename decltype(xtag)::type;
     const T* a = static_cast<const T*>(logits);
     const X* x_ = static_cast<const X*>(x);
-    T* g = static_cast<T*>(grad);
     reduce_rows(N, D, 1, static_cast<math_t<T>*>(log_prob), threads_for(N * D, threads),
                 [&](int64_t row, int64_t begin, int64_t end, double* partial) {
                   int64_t outside = 0;
-                  const int64_t at = row * D + begin;
-                  partial[0] = forward_chunk<T, X>(a + at, x_ + (row % Nx) * D + begin, g ? g + at : nullptr,
-                                                   end - begin, &outside);
+                  partial[0] = forward_chunk<T, X>(a + row * D + begin, x_ + (row % Nx) * D + begin, end - begin,
+                                                   &outside);
                   if (outside) {
 #pragma omp atomic
                     bad += outside;
@@ -61,6 +69,22 @@ int64_t bernoulli_forward(DType t, DType tx, const void* logits, const void* x, 
                 });
   });
   return bad;
+}
+
+void bernoulli_backward(DType t, DType tx, const void* grad_log_prob, const void* logits, const void* x, void* grad,
+                        int64_t N, int64_t Nx, int64_t D, int threads) {
+  dispatch_value_target(t, tx, [&](auto tag, auto xtag) {
+    using T = typename decltype(tag)::type;
+    using X = typename decltype(xtag)::type;
+    const math_t<T>* g = static_cast<const math_t<T>*>(grad_log_prob);
+    const T* a = static_cast<const T*>(logits);
+    const X* x_ = static_cast<const X*>(x);
+    T* out = static_cast<T*>(grad);
+    for_each_chunk(N, D, threads_for(N * D, threads), [&](int64_t row, int64_t begin, int64_t end) {
+      const int64_t at = row * D + begin;
+      backward_chunk<T, X>(g[row], a + at, x_ + (row % Nx) * D + begin, out + at, end - begin);
+    });
+  });
 }
 
 }  // namespace aevb::cpu

@@ -1,12 +1,16 @@
-// Output buffers on transparent huge pages, handed to Python as DLPack tensors.
+// Large kernel outputs on transparent huge pages, handed to Python as DLPack tensors, and a cache of
+// freed ones.
 //
 // Why: the first touch of a fresh multi-megabyte buffer costs one page fault per 4 KiB page, which
-// on these machines took as long as the kernel that fills it (about 90 ms for 200 MB). Asking the
-// kernel for 2 MiB pages (madvise MADV_HUGEPAGE, honoured where transparent huge pages are set to
-// "madvise" or "always") cuts that several-fold. The memory goes back to the system when the
-// tensor is freed; nothing is cached.
+// on the CI machine took as long as the kernel that fills it (about 90 ms for 200 MB; glibc hands
+// out fresh mappings from 32 MiB on). 2 MiB pages (madvise MADV_HUGEPAGE, honoured where
+// transparent huge pages are "madvise" or "always") fault several times faster but not reliably
+// (direct compaction stalled some faults there); reusing a freed buffer faults not at all. So freed
+// buffers are kept, by size, up to AEVB_FAST_CPU_CACHE_MB (default 1024; 0 turns the cache off), as
+// a GPU caching allocator does; aevb_fast.empty_cache() hands them back to the system.
 #pragma once
 
+#include <cstddef>
 #include <cstdint>
 #include <vector>
 
@@ -40,7 +44,14 @@ struct DLManagedTensor {
 };
 
 // A contiguous, uninitialised tensor of `shape` and floating dtype `t` whose storage is aligned to
-// 2 MiB and advised to use huge pages; its deleter frees it.
+// 2 MiB and advised to use huge pages: a cached buffer of the same size if there is one. Its
+// deleter returns the buffer to the cache, or frees it when the cache is full.
 DLManagedTensor* empty_on_huge_pages(DType t, const std::vector<int64_t>& shape);
+
+// Bytes held by the cache; its limit (set_cache_limit frees what no longer fits and returns the old
+// limit); handing every cached buffer back.
+size_t cached_bytes();
+size_t set_cache_limit(size_t bytes);
+void empty_cache();
 
 }  // namespace aevb::cpu

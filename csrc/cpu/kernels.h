@@ -21,18 +21,28 @@ void reparameterize_backward(DType t, const void* grad_z, const void* grad_kl, c
                              const int64_t* seed, void* grad_mu, void* grad_logvar, int64_t B, int64_t Z, int64_t L,
                              bool mc, int threads);
 
-// log_prob[n] = sum_d x*a - softplus(a) with a = logits[n, d] and x = x[n % Nx, d]; when grad is not
-// null, also grad[n, d] = x - sigmoid(a). Returns how many targets lie outside [0, 1].
-int64_t bernoulli_forward(DType t, DType tx, const void* logits, const void* x, void* log_prob, void* grad, int64_t N,
-                          int64_t Nx, int64_t D, int threads);
+// The likelihoods' forward passes make the per-row values only; their backward passes recompute the
+// gradient from the inputs and scale it by the row's upstream gradient g[n] (a row output's dtype).
+// Storing the gradient in the forward instead would cost one more [N, D] buffer alive between the
+// passes, written and read again; recomputing costs one exp per element.
 
-// log_prob[n] = sum_d log N(x; mean, exp(logvar)), x = x[n % Nx, d]; when grad_mean is not null,
-// also the gradients of log_prob with respect to mean and logvar.
-void gaussian_forward(DType t, DType tx, const void* x, const void* mean, const void* logvar, void* log_prob,
-                      void* grad_mean, void* grad_logvar, int64_t N, int64_t Nx, int64_t D, int threads);
+// log_prob[n] = sum_d x*a - softplus(a) with a = logits[n, d] and x = x[n % Nx, d]. Returns how many
+// targets lie outside [0, 1].
+int64_t bernoulli_forward(DType t, DType tx, const void* logits, const void* x, void* log_prob, int64_t N, int64_t Nx,
+                          int64_t D, int threads);
 
-// out[n, d] = grad[n, d] * scale[n]; scale is a row output (double or float).
-void scale_rows(DType t, const void* grad, const void* scale, void* out, int64_t N, int64_t D, int threads);
+// grad[n, d] = g[n] (x - sigmoid(a)).
+void bernoulli_backward(DType t, DType tx, const void* grad_log_prob, const void* logits, const void* x, void* grad,
+                        int64_t N, int64_t Nx, int64_t D, int threads);
+
+// log_prob[n] = sum_d log N(x; mean, exp(logvar)), x = x[n % Nx, d].
+void gaussian_forward(DType t, DType tx, const void* x, const void* mean, const void* logvar, void* log_prob, int64_t N,
+                      int64_t Nx, int64_t D, int threads);
+
+// grad_mean[n, d] = g[n] (x - mean) exp(-logvar),  grad_logvar[n, d] = g[n] ((x - mean)^2 exp(-logvar) - 1) / 2.
+void gaussian_backward(DType t, DType tx, const void* grad_log_prob, const void* x, const void* mean,
+                       const void* logvar, void* grad_mean, void* grad_logvar, int64_t N, int64_t Nx, int64_t D,
+                       int threads);
 
 // The four Philox4x32-10 words at counters offset .. offset + n - 1, key seed: out[4 * i + k].
 void philox_words(uint64_t seed, uint64_t offset, int64_t n, uint32_t* out);

@@ -45,6 +45,12 @@ __attribute__((target("avx2"))) void words_avx2(uint64_t seed, uint64_t offset, 
                                                 uint32_t* w1) {
   const __m256i A = _mm256_set1_epi32(static_cast<int>(kPhiloxRoundA)), B = _mm256_set1_epi32(static_cast<int>(kPhiloxRoundB));
   const __m256i lanes = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
+  // The round keys depend on the seed alone: broadcast them once, not in every block.
+  __m256i key0[10], key1[10];
+  for (int round = 0; round < 10; ++round) {
+    key0[round] = _mm256_set1_epi32(static_cast<int>(static_cast<uint32_t>(seed) + round * kPhiloxKeyA));
+    key1[round] = _mm256_set1_epi32(static_cast<int>(static_cast<uint32_t>(seed >> 32) + round * kPhiloxKeyB));
+  }
   int64_t i = 0;
   for (; i + 8 <= n; i += 8) {
     const uint64_t first = offset + static_cast<uint64_t>(i);
@@ -55,7 +61,6 @@ __attribute__((target("avx2"))) void words_avx2(uint64_t seed, uint64_t offset, 
     __m256i c0 = _mm256_add_epi32(_mm256_set1_epi32(static_cast<int>(static_cast<uint32_t>(first))), lanes);
     __m256i c1 = _mm256_set1_epi32(static_cast<int>(static_cast<uint32_t>(first >> 32)));
     __m256i c2 = _mm256_setzero_si256(), c3 = _mm256_setzero_si256();
-    uint32_t k0 = static_cast<uint32_t>(seed), k1 = static_cast<uint32_t>(seed >> 32);
 #pragma GCC unroll 10
     for (int round = 0; round < 10; ++round) {
       const __m256i p0e = _mm256_mul_epu32(c0, A), p0o = _mm256_mul_epu32(_mm256_srli_epi64(c0, 32), A);
@@ -64,12 +69,10 @@ __attribute__((target("avx2"))) void words_avx2(uint64_t seed, uint64_t offset, 
       const __m256i lo0 = _mm256_blend_epi32(p0e, _mm256_slli_epi64(p0o, 32), 0xAA);
       const __m256i hi2 = _mm256_blend_epi32(_mm256_srli_epi64(p2e, 32), p2o, 0xAA);
       const __m256i lo2 = _mm256_blend_epi32(p2e, _mm256_slli_epi64(p2o, 32), 0xAA);
-      c0 = _mm256_xor_si256(_mm256_xor_si256(hi2, c1), _mm256_set1_epi32(static_cast<int>(k0)));
-      c2 = _mm256_xor_si256(_mm256_xor_si256(hi0, c3), _mm256_set1_epi32(static_cast<int>(k1)));
+      c0 = _mm256_xor_si256(_mm256_xor_si256(hi2, c1), key0[round]);
+      c2 = _mm256_xor_si256(_mm256_xor_si256(hi0, c3), key1[round]);
       c1 = lo2;
       c3 = lo0;
-      k0 += kPhiloxKeyA;
-      k1 += kPhiloxKeyB;
     }
     _mm256_storeu_si256(reinterpret_cast<__m256i*>(w0 + i), c0);
     _mm256_storeu_si256(reinterpret_cast<__m256i*>(w1 + i), c1);
@@ -82,6 +85,11 @@ __attribute__((target("avx512f"))) void words_avx512(uint64_t seed, uint64_t off
   const __m512i A = _mm512_set1_epi32(static_cast<int>(kPhiloxRoundA)), B = _mm512_set1_epi32(static_cast<int>(kPhiloxRoundB));
   const __m512i lanes = _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
   const __mmask16 odd = 0xAAAA;
+  __m512i key0[10], key1[10];
+  for (int round = 0; round < 10; ++round) {
+    key0[round] = _mm512_set1_epi32(static_cast<int>(static_cast<uint32_t>(seed) + round * kPhiloxKeyA));
+    key1[round] = _mm512_set1_epi32(static_cast<int>(static_cast<uint32_t>(seed >> 32) + round * kPhiloxKeyB));
+  }
   int64_t i = 0;
   for (; i + 16 <= n; i += 16) {
     const uint64_t first = offset + static_cast<uint64_t>(i);
@@ -92,7 +100,6 @@ __attribute__((target("avx512f"))) void words_avx512(uint64_t seed, uint64_t off
     __m512i c0 = _mm512_add_epi32(_mm512_set1_epi32(static_cast<int>(static_cast<uint32_t>(first))), lanes);
     __m512i c1 = _mm512_set1_epi32(static_cast<int>(static_cast<uint32_t>(first >> 32)));
     __m512i c2 = _mm512_setzero_si512(), c3 = _mm512_setzero_si512();
-    uint32_t k0 = static_cast<uint32_t>(seed), k1 = static_cast<uint32_t>(seed >> 32);
 #pragma GCC unroll 10
     for (int round = 0; round < 10; ++round) {
       const __m512i p0e = _mm512_mul_epu32(c0, A), p0o = _mm512_mul_epu32(_mm512_srli_epi64(c0, 32), A);
@@ -101,12 +108,10 @@ __attribute__((target("avx512f"))) void words_avx512(uint64_t seed, uint64_t off
       const __m512i lo0 = _mm512_mask_blend_epi32(odd, p0e, _mm512_slli_epi64(p0o, 32));
       const __m512i hi2 = _mm512_mask_blend_epi32(odd, _mm512_srli_epi64(p2e, 32), p2o);
       const __m512i lo2 = _mm512_mask_blend_epi32(odd, p2e, _mm512_slli_epi64(p2o, 32));
-      c0 = _mm512_xor_si512(_mm512_xor_si512(hi2, c1), _mm512_set1_epi32(static_cast<int>(k0)));
-      c2 = _mm512_xor_si512(_mm512_xor_si512(hi0, c3), _mm512_set1_epi32(static_cast<int>(k1)));
+      c0 = _mm512_xor_si512(_mm512_xor_si512(hi2, c1), key0[round]);
+      c2 = _mm512_xor_si512(_mm512_xor_si512(hi0, c3), key1[round]);
       c1 = lo2;
       c3 = lo0;
-      k0 += kPhiloxKeyA;
-      k1 += kPhiloxKeyB;
     }
     _mm512_storeu_si512(w0 + i, c0);
     _mm512_storeu_si512(w1 + i, c1);

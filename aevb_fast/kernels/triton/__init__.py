@@ -4,9 +4,8 @@ set before this package is first imported).
 One module per op, each holding its kernel and a launcher that takes contiguous tensors and
 returns the op's outputs:
   reparameterize  z = mu + exp(logvar / 2) * eps with the KL term, and its backward
-  bernoulli       per-row Bernoulli log-likelihood with d/dlogits
-  gaussian        per-row Gaussian log-likelihood with d/dmean and d/dlogvar
-  scale_rows      out = grad * scale[row], the likelihoods' backward
+  bernoulli       per-row Bernoulli log-likelihood, and its backward
+  gaussian        per-row Gaussian log-likelihood, and its backward
 
 load_error is None when the kernels loaded; interpreted says whether they run under the interpreter.
 """
@@ -14,7 +13,7 @@ load_error is None when the kernels loaded; interpreted says whether they run un
 try:
     from triton.runtime.interpreter import InterpretedFunction
 
-    from . import bernoulli, gaussian, reparameterize, scale_rows
+    from . import bernoulli, gaussian, reparameterize
 
     load_error = None
     interpreted = isinstance(bernoulli.bernoulli_forward_kernel, InterpretedFunction)
@@ -22,4 +21,4 @@ except ImportError as error:  # triton is an optional dependency
     load_error = f"{type(error).__name__}: {error}"
     interpreted = False
 
-__all__ = ["bernoulli", "gaussian", "interpreted", "load_error", "reparameterize", "scale_rows"]
+__all__ = ["bernoulli", "gaussian", "interpreted", "load_error", "reparameterize"]

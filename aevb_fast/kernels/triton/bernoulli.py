@@ -1,12 +1,12 @@
-"""Triton kernel of the per-row Bernoulli log-likelihood from logits (PAPER.md, Bernoulli MLP
-decoder), with its gradient made in the same pass:
+"""Triton kernels of the per-row Bernoulli log-likelihood from logits (PAPER.md, Bernoulli MLP
+decoder) and of its backward, which recomputes the gradient from the logits and targets:
 
     log p(x|z) = sum_d x a - softplus(a),  softplus(a) = max(a, 0) + log1p(exp(-|a|))
-    d/da = x - sigmoid(a)
+    d/da = g (x - sigmoid(a)),  g the row's upstream gradient
 
 Shapes: logits [N, D] contiguous; x [Nx, D] contiguous, N a multiple of Nx (row n reads
-x[n % Nx]), float, uint8 or bool; log_prob [N] in the math dtype (float32; float64 for float64
-logits); grad [N, D] in the logits' dtype. Targets outside [0, 1] are not checked here (that
+x[n % Nx]), float, uint8 or bool; log_prob and g [N] in the math dtype (float32; float64 for
+float64 logits); grad [N, D] in the logits' dtype. Targets outside [0, 1] are not checked here (that
 would cost a device sync).
 """
 
@@ -26,8 +26,8 @@ def log1p_small(e, u):
 
 
 @triton.jit
-def bernoulli_forward_kernel(logits_ptr, x_ptr, log_prob_ptr, grad_ptr, N, Nx, D, COMPUTE_GRAD: tl.constexpr,
-                             BLOCK_ROWS: tl.constexpr, BLOCK_COLS: tl.constexpr):
+def bernoulli_forward_kernel(logits_ptr, x_ptr, log_prob_ptr, N, Nx, D, BLOCK_ROWS: tl.constexpr,
+                             BLOCK_COLS: tl.constexpr):
     rows, row_ok = row_block(tl.program_id(0), N, BLOCK_ROWS)
     x_rows = rows % Nx
     math_t = log_prob_ptr.dtype.element_ty
@@ -37,26 +37,48 @@ def bernoulli_forward_kernel(logits_ptr, x_ptr, log_prob_ptr, grad_ptr, N, Nx, D
         a = tl.load(logits_ptr + at, mask=mask, other=0).to(math_t)
         x = tl.load(x_ptr + x_rows[:, None] * D + cols[None, :], mask=mask, other=0).to(math_t)
         e = tl.exp(-tl.abs(a))
-        u = 1.0 + e
-        acc += tl.where(mask, x * a - tl.maximum(a, 0.0) - log1p_small(e, u), 0.0)
-        if COMPUTE_GRAD:
-            # sigmoid(a) = 1 / (1 + e) for a >= 0, e / (1 + e) below
-            r = 1.0 / u
-            tl.store(grad_ptr + at, (x - tl.where(a >= 0, r, e * r)).to(grad_ptr.dtype.element_ty), mask=mask)
+        acc += tl.where(mask, x * a - tl.maximum(a, 0.0) - log1p_small(e, 1.0 + e), 0.0)
     tl.store(log_prob_ptr + rows, tl.sum(acc, axis=1), mask=row_ok)
 
 
-def forward(logits: torch.Tensor, x: torch.Tensor, compute_grad: bool,
-            row_dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:
-    """(log_prob [N], grad [N, D] or [0] without compute_grad) for contiguous logits and x."""
+@triton.jit
+def bernoulli_backward_kernel(grad_log_prob_ptr, logits_ptr, x_ptr, grad_ptr, N, Nx, D, BLOCK_ROWS: tl.constexpr,
+                              BLOCK_COLS: tl.constexpr):
+    rows, row_ok = row_block(tl.program_id(0), N, BLOCK_ROWS)
+    x_rows = rows % Nx
+    math_t = grad_log_prob_ptr.dtype.element_ty
+    g = tl.load(grad_log_prob_ptr + rows, mask=row_ok, other=0)[:, None]
+    for start in range(0, D, BLOCK_COLS):
+        cols, mask, at = tile(rows, row_ok, start, D, BLOCK_COLS)
+        a = tl.load(logits_ptr + at, mask=mask, other=0).to(math_t)
+        x = tl.load(x_ptr + x_rows[:, None] * D + cols[None, :], mask=mask, other=0).to(math_t)
+        e = tl.exp(-tl.abs(a))
+        r = 1.0 / (1.0 + e)
+        # sigmoid(a) = 1 / (1 + e) for a >= 0, e / (1 + e) below
+        tl.store(grad_ptr + at, (g * (x - tl.where(a >= 0, r, e * r))).to(grad_ptr.dtype.element_ty), mask=mask)
+
+
+def forward(logits: torch.Tensor, x: torch.Tensor, row_dtype: torch.dtype) -> torch.Tensor:
+    """log_prob [N] for contiguous logits and x."""
     N, D = logits.shape
     log_prob = logits.new_empty((N,), dtype=row_dtype)
-    grad = logits.new_empty((N, D) if compute_grad else (0,))
     if N == 0:
-        return log_prob, grad
+        return log_prob
     kernel = bernoulli_forward_kernel
     blocks = row_blocks(kernel, N, D)
     with on_device(logits):
-        kernel[(triton.cdiv(N, blocks["BLOCK_ROWS"]),)](logits, x, log_prob, grad if compute_grad else logits, N,
-                                                        x.shape[0], D, COMPUTE_GRAD=compute_grad, **blocks)
-    return log_prob, grad
+        kernel[(triton.cdiv(N, blocks["BLOCK_ROWS"]),)](logits, x, log_prob, N, x.shape[0], D, **blocks)
+    return log_prob
+
+
+def backward(grad: torch.Tensor, logits: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+    """grad_logits [N, D] for the contiguous row gradients grad [N], logits and x."""
+    N, D = logits.shape
+    grad_logits = torch.empty_like(logits)
+    if N == 0:
+        return grad_logits
+    kernel = bernoulli_backward_kernel
+    blocks = row_blocks(kernel, N, D)
+    with on_device(logits):
+        kernel[(triton.cdiv(N, blocks["BLOCK_ROWS"]),)](grad, logits, x, grad_logits, N, x.shape[0], D, **blocks)
+    return grad_logits
