@@ -103,6 +103,8 @@ def _gaussian_params(mu, logvar) -> tuple[torch.Tensor, torch.Tensor]:
         raise ValueError(f"mu and logvar must have the same shape, got mu {list(mu.shape)} and logvar {list(logvar.shape)}")
     if mu.dim() == 0 or mu.shape[-1] == 0:
         raise ValueError(f"mu and logvar must have a latent dimension [..., Z] with Z >= 1, got {list(mu.shape)}")
+    if mu.dtype == logvar.dtype:
+        return mu, logvar
     dtype = torch.promote_types(mu.dtype, logvar.dtype)
     return mu.to(dtype), logvar.to(dtype)
 

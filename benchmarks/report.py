@@ -120,11 +120,21 @@ def markdown(header: str, rows, steps, overheads, figures, device) -> str:
     return "\n".join(parts) + "\n"
 
 
+def _color(name: str) -> str:
+    """One color per provider across every figure (matplotlib's default cycle, by first use)."""
+    cycle = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    return cycle[_COLORS.setdefault(name, len(_COLORS)) % len(cycle)]
+
+
+_COLORS: dict[str, int] = {}
+
+
 def _grouped_bars(ax, groups: list[str], series: dict[str, list[float]], errors=None, log=False):
     width = 0.8 / max(len(series), 1)
     for i, (name, values) in enumerate(series.items()):
         positions = [g + (i - (len(series) - 1) / 2) * width for g in range(len(groups))]
-        ax.bar(positions, values, width, label=name, yerr=None if errors is None else errors[name], capsize=2)
+        ax.bar(positions, values, width, label=name, color=_color(name),
+               yerr=None if errors is None else errors[name], capsize=2)
     ax.set_xticks(range(len(groups)), groups, fontsize=8)
     if log:
         ax.set_yscale("log")
@@ -165,7 +175,8 @@ def plots(rows, steps, out: Path) -> list[Path]:
                 _grouped_bars(ax, sizes, series, errors, log)
                 ax.set_title(op, fontsize=10)
             axes[0][0].set_ylabel(title, fontsize=8)
-            axes[0][-1].legend(fontsize=7)
+            handles = {label: handle for ax in axes[0] for handle, label in zip(*ax.get_legend_handles_labels())}
+            axes[0][-1].legend(handles.values(), handles.keys(), fontsize=7)
             fig.suptitle(f"{title}, {dtype}", fontsize=10)
             fig.tight_layout()
             path = out / f"{kind}_{dtype}.png"
