@@ -28,3 +28,13 @@ def row_blocks(kernel, rows: int, cols: int) -> dict:
 def on_device(t: torch.Tensor):
     """Triton launches on the current CUDA device: make it the tensor's."""
     return torch.cuda.device(t.device) if t.is_cuda else contextlib.nullcontext()
+
+
+def launch_rows(kernel, rows: int, cols: int, like: torch.Tensor, *args, **constexprs) -> None:
+    """Runs kernel(*args, **constexprs) over the row blocks of a [rows, cols] problem on like's
+    device (nothing to do for no rows)."""
+    if rows == 0:
+        return
+    blocks = row_blocks(kernel, rows, cols)
+    with on_device(like):
+        kernel[(triton.cdiv(rows, blocks["BLOCK_ROWS"]),)](*args, **constexprs, **blocks)

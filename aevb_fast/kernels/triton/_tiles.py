@@ -20,3 +20,10 @@ def tile(rows, row_ok, start, width, BLOCK_COLS: tl.constexpr):
     cols = start + tl.arange(0, BLOCK_COLS)
     mask = row_ok[:, None] & (cols < width)[None, :]
     return cols, mask, rows[:, None] * width + cols[None, :]
+
+
+@triton.jit
+def target_tile(x_ptr, rows, Nx, cols, width, mask):
+    """The targets beside a tile of values: row n of the values reads row n % Nx of x [Nx, width],
+    so the L samples of one batch share its targets without a copy."""
+    return tl.load(x_ptr + (rows % Nx)[:, None] * width + cols[None, :], mask=mask, other=0)

@@ -14,8 +14,8 @@ import torch
 import triton
 import triton.language as tl
 
-from ._launch import on_device, row_blocks
-from ._tiles import row_block, tile
+from ._launch import launch_rows
+from ._tiles import row_block, target_tile, tile
 
 
 @triton.jit
@@ -29,13 +29,12 @@ def log1p_small(e, u):
 def bernoulli_forward_kernel(logits_ptr, x_ptr, log_prob_ptr, N, Nx, D, BLOCK_ROWS: tl.constexpr,
                              BLOCK_COLS: tl.constexpr):
     rows, row_ok = row_block(tl.program_id(0), N, BLOCK_ROWS)
-    x_rows = rows % Nx
     math_t = log_prob_ptr.dtype.element_ty
     acc = tl.zeros([BLOCK_ROWS, BLOCK_COLS], dtype=math_t)
     for start in range(0, D, BLOCK_COLS):
         cols, mask, at = tile(rows, row_ok, start, D, BLOCK_COLS)
         a = tl.load(logits_ptr + at, mask=mask, other=0).to(math_t)
-        x = tl.load(x_ptr + x_rows[:, None] * D + cols[None, :], mask=mask, other=0).to(math_t)
+        x = target_tile(x_ptr, rows, Nx, cols, D, mask).to(math_t)
         e = tl.exp(-tl.abs(a))
         acc += tl.where(mask, x * a - tl.maximum(a, 0.0) - log1p_small(e, 1.0 + e), 0.0)
     tl.store(log_prob_ptr + rows, tl.sum(acc, axis=1), mask=row_ok)
@@ -45,13 +44,12 @@ def bernoulli_forward_kernel(logits_ptr, x_ptr, log_prob_ptr, N, Nx, D, BLOCK_RO
 def bernoulli_backward_kernel(grad_log_prob_ptr, logits_ptr, x_ptr, grad_ptr, N, Nx, D, BLOCK_ROWS: tl.constexpr,
                               BLOCK_COLS: tl.constexpr):
     rows, row_ok = row_block(tl.program_id(0), N, BLOCK_ROWS)
-    x_rows = rows % Nx
     math_t = grad_log_prob_ptr.dtype.element_ty
     g = tl.load(grad_log_prob_ptr + rows, mask=row_ok, other=0)[:, None]
     for start in range(0, D, BLOCK_COLS):
         cols, mask, at = tile(rows, row_ok, start, D, BLOCK_COLS)
         a = tl.load(logits_ptr + at, mask=mask, other=0).to(math_t)
-        x = tl.load(x_ptr + x_rows[:, None] * D + cols[None, :], mask=mask, other=0).to(math_t)
+        x = target_tile(x_ptr, rows, Nx, cols, D, mask).to(math_t)
         e = tl.exp(-tl.abs(a))
         r = 1.0 / (1.0 + e)
         # sigmoid(a) = 1 / (1 + e) for a >= 0, e / (1 + e) below
@@ -62,12 +60,7 @@ def forward(logits: torch.Tensor, x: torch.Tensor, row_dtype: torch.dtype) -> to
     """log_prob [N] for contiguous logits and x."""
     N, D = logits.shape
     log_prob = logits.new_empty((N,), dtype=row_dtype)
-    if N == 0:
-        return log_prob
-    kernel = bernoulli_forward_kernel
-    blocks = row_blocks(kernel, N, D)
-    with on_device(logits):
-        kernel[(triton.cdiv(N, blocks["BLOCK_ROWS"]),)](logits, x, log_prob, N, x.shape[0], D, **blocks)
+    launch_rows(bernoulli_forward_kernel, N, D, logits, logits, x, log_prob, N, x.shape[0], D)
     return log_prob
 
 
@@ -75,10 +68,5 @@ def backward(grad: torch.Tensor, logits: torch.Tensor, x: torch.Tensor) -> torch
     """grad_logits [N, D] for the contiguous row gradients grad [N], logits and x."""
     N, D = logits.shape
     grad_logits = torch.empty_like(logits)
-    if N == 0:
-        return grad_logits
-    kernel = bernoulli_backward_kernel
-    blocks = row_blocks(kernel, N, D)
-    with on_device(logits):
-        kernel[(triton.cdiv(N, blocks["BLOCK_ROWS"]),)](grad, logits, x, grad_logits, N, x.shape[0], D, **blocks)
+    launch_rows(bernoulli_backward_kernel, N, D, logits, grad, logits, x, grad_logits, N, x.shape[0], D)
     return grad_logits

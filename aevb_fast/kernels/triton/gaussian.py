@@ -15,8 +15,8 @@ import torch
 import triton
 import triton.language as tl
 
-from ._launch import on_device, row_blocks
-from ._tiles import row_block, tile
+from ._launch import launch_rows
+from ._tiles import row_block, target_tile, tile
 
 LOG_2PI = tl.constexpr(math.log(2 * math.pi))
 
@@ -25,12 +25,11 @@ LOG_2PI = tl.constexpr(math.log(2 * math.pi))
 def gaussian_forward_kernel(x_ptr, mean_ptr, logvar_ptr, log_prob_ptr, N, Nx, D, BLOCK_ROWS: tl.constexpr,
                             BLOCK_COLS: tl.constexpr):
     rows, row_ok = row_block(tl.program_id(0), N, BLOCK_ROWS)
-    x_rows = rows % Nx
     math_t = log_prob_ptr.dtype.element_ty
     acc = tl.zeros([BLOCK_ROWS, BLOCK_COLS], dtype=math_t)
     for start in range(0, D, BLOCK_COLS):
         cols, mask, at = tile(rows, row_ok, start, D, BLOCK_COLS)
-        x = tl.load(x_ptr + x_rows[:, None] * D + cols[None, :], mask=mask, other=0).to(math_t)
+        x = target_tile(x_ptr, rows, Nx, cols, D, mask).to(math_t)
         d = x - tl.load(mean_ptr + at, mask=mask, other=0).to(math_t)
         s = tl.load(logvar_ptr + at, mask=mask, other=0).to(math_t)
         acc += tl.where(mask, LOG_2PI + s + d * d * tl.exp(-s), 0.0)
@@ -41,12 +40,11 @@ def gaussian_forward_kernel(x_ptr, mean_ptr, logvar_ptr, log_prob_ptr, N, Nx, D,
 def gaussian_backward_kernel(grad_log_prob_ptr, x_ptr, mean_ptr, logvar_ptr, grad_mean_ptr, grad_logvar_ptr, N, Nx, D,
                              BLOCK_ROWS: tl.constexpr, BLOCK_COLS: tl.constexpr):
     rows, row_ok = row_block(tl.program_id(0), N, BLOCK_ROWS)
-    x_rows = rows % Nx
     math_t = grad_log_prob_ptr.dtype.element_ty
     g = tl.load(grad_log_prob_ptr + rows, mask=row_ok, other=0)[:, None]
     for start in range(0, D, BLOCK_COLS):
         cols, mask, at = tile(rows, row_ok, start, D, BLOCK_COLS)
-        x = tl.load(x_ptr + x_rows[:, None] * D + cols[None, :], mask=mask, other=0).to(math_t)
+        x = target_tile(x_ptr, rows, Nx, cols, D, mask).to(math_t)
         d = x - tl.load(mean_ptr + at, mask=mask, other=0).to(math_t)
         w = g * tl.exp(-tl.load(logvar_ptr + at, mask=mask, other=0).to(math_t))
         tl.store(grad_mean_ptr + at, (d * w).to(grad_mean_ptr.dtype.element_ty), mask=mask)
@@ -57,12 +55,7 @@ def forward(x: torch.Tensor, mean: torch.Tensor, logvar: torch.Tensor, row_dtype
     """log_prob [N] for contiguous inputs."""
     N, D = mean.shape
     log_prob = mean.new_empty((N,), dtype=row_dtype)
-    if N == 0:
-        return log_prob
-    kernel = gaussian_forward_kernel
-    blocks = row_blocks(kernel, N, D)
-    with on_device(mean):
-        kernel[(triton.cdiv(N, blocks["BLOCK_ROWS"]),)](x, mean, logvar, log_prob, N, x.shape[0], D, **blocks)
+    launch_rows(gaussian_forward_kernel, N, D, mean, x, mean, logvar, log_prob, N, x.shape[0], D)
     return log_prob
 
 
@@ -71,11 +64,5 @@ def backward(grad: torch.Tensor, x: torch.Tensor, mean: torch.Tensor,
     """(grad_mean, grad_logvar) [N, D] for the contiguous row gradients grad [N] and inputs."""
     N, D = mean.shape
     grad_mean, grad_logvar = torch.empty_like(mean), torch.empty_like(mean)
-    if N == 0:
-        return grad_mean, grad_logvar
-    kernel = gaussian_backward_kernel
-    blocks = row_blocks(kernel, N, D)
-    with on_device(mean):
-        kernel[(triton.cdiv(N, blocks["BLOCK_ROWS"]),)](grad, x, mean, logvar, grad_mean, grad_logvar, N, x.shape[0], D,
-                                                        **blocks)
+    launch_rows(gaussian_backward_kernel, N, D, mean, grad, x, mean, logvar, grad_mean, grad_logvar, N, x.shape[0], D)
     return grad_mean, grad_logvar

@@ -14,7 +14,7 @@ import torch
 import triton
 import triton.language as tl
 
-from ._launch import on_device, row_blocks
+from ._launch import launch_rows, on_device, row_blocks
 from ._tiles import row_block, tile
 
 
@@ -111,16 +111,11 @@ def backward(grad_z: torch.Tensor | None, grad_kl: torch.Tensor | None, mu: torc
     """(grad_mu, grad_logvar) [B, Z] from contiguous upstream gradients of z and kl (either None)."""
     B, Z = mu.shape
     grad_mu, grad_logvar = torch.empty_like(mu), torch.empty_like(logvar)
-    if mu.numel() == 0:
-        return grad_mu, grad_logvar
-    kernel = reparameterize_backward_kernel
-    blocks = row_blocks(kernel, B, Z)
     # A missing input is never read; an empty tensor of its dtype stands in for the pointer (the
     # KL gradient's dtype is the kernel's math dtype). B * Z is passed from here so that it is an
     # int64 wherever it needs to be.
-    with on_device(mu):
-        kernel[(triton.cdiv(B, blocks["BLOCK_ROWS"]),)](
-            grad_z if grad_z is not None else mu, grad_kl if grad_kl is not None else mu.new_empty(0, dtype=kl_dtype),
-            mu, logvar, seed, grad_mu, grad_logvar, B, Z, n_samples, B * Z, MC=mc, HAS_GRAD_Z=grad_z is not None,
-            HAS_GRAD_KL=grad_kl is not None, **blocks)
+    launch_rows(reparameterize_backward_kernel, B, Z, mu, grad_z if grad_z is not None else mu,
+                grad_kl if grad_kl is not None else mu.new_empty(0, dtype=kl_dtype), mu, logvar, seed, grad_mu,
+                grad_logvar, B, Z, n_samples, B * Z, MC=mc, HAS_GRAD_Z=grad_z is not None,
+                HAS_GRAD_KL=grad_kl is not None)
     return grad_mu, grad_logvar
