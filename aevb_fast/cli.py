@@ -64,11 +64,51 @@ def info() -> str:
     return "\n".join(lines)
 
 
+def _count(text: str) -> int:
+    """A sample count as an int, written plainly or as 1e6."""
+    value = float(text)
+    if not value.is_integer() or value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive whole number, got {text!r}")
+    return int(value)
+
+
+def _train_parser(commands) -> None:
+    from .train import OPTIMIZERS, TrainConfig
+
+    defaults = TrainConfig()
+    p = commands.add_parser("train", help="train the paper's VAE (Adagrad, M = 100, L = 1, estimator B by default)")
+    p.add_argument("--dataset", default=defaults.dataset, help="mnist5k (embedded), mnist or frey")
+    p.add_argument("--data-path", default=None, help="mnist: directory of the IDX .gz files; frey: frey_rawface.mat")
+    p.add_argument("--latent-dim", type=int, default=defaults.latent_dim, help="Nz")
+    p.add_argument("--hidden-dim", type=int, default=None, help="default: 500 for MNIST, 200 for Frey Face")
+    p.add_argument("--optimizer", default=defaults.optimizer, choices=OPTIMIZERS)
+    p.add_argument("--lr", type=float, default=None, help="default: 0.02 for adagrad, 1e-3 for adam")
+    p.add_argument("--batch-size", type=int, default=defaults.batch_size, help="M")
+    p.add_argument("--n-samples", type=int, default=defaults.n_samples, help="L")
+    p.add_argument("--estimator", default=defaults.estimator, choices=["analytic", "mc"], help="B (analytic) or A (mc)")
+    p.add_argument("--samples", type=_count, default=defaults.samples, help="training samples to evaluate, e.g. 1e6")
+    p.add_argument("--eval-every", type=_count, default=defaults.eval_every, help="samples between evaluations")
+    p.add_argument("--seed", type=int, default=defaults.seed)
+    p.add_argument("--device", default=defaults.device)
+    p.add_argument("--backend", default=None, help="auto, triton, cuda, cpu or torch")
+    p.add_argument("--out", default=defaults.out, help="directory for metrics and the checkpoint")
+    p.add_argument("--resume", action="store_true", help="continue from the checkpoint in --out")
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="aevb-fast", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
     commands.add_parser("info", help="print versions and which backends are built and usable here")
+    _train_parser(commands)
     args = parser.parse_args(argv)
     if args.command == "info":
         print(info())
+    elif args.command == "train":
+        from .train import TrainConfig, train
+
+        settings = {k: v for k, v in vars(args).items() if k not in ("command", "resume")}
+        try:
+            train(TrainConfig(**settings), resume=args.resume)
+        except ValueError as error:
+            parser.exit(2, f"aevb-fast train: error: {error}\n")
     return 0
