@@ -1,9 +1,11 @@
 """Command line: `python -m aevb_fast info` (or `aevb-fast info`) prints what a bug report needs."""
 
 import argparse
+import json
 import os
 import platform
 import sys
+from pathlib import Path
 
 import torch
 
@@ -95,20 +97,46 @@ def _train_parser(commands) -> None:
     p.add_argument("--resume", action="store_true", help="continue from the checkpoint in --out")
 
 
+def _evaluate(out: str, k: int, n_samples: int, seed: int) -> dict:
+    """The test set's bounds (estimators B and A) and marginal log-likelihood of a run; also written
+    to OUT/evaluation.json."""
+    from .evaluate import lower_bound, marginal_log_likelihood
+    from .train import load_run
+
+    model, data, config = load_run(out)
+    torch.manual_seed(seed)
+    common = dict(device=config.device, backend=config.backend)
+    result = {
+        "test_bound_B": lower_bound(model, data.test, estimator="analytic", n_samples=n_samples, **common),
+        "test_bound_A": lower_bound(model, data.test, estimator="mc", n_samples=n_samples, **common),
+        f"test_log_likelihood_k{k}": marginal_log_likelihood(model, data.test, k=k, **common),
+    }
+    (Path(out) / "evaluation.json").write_text(json.dumps(result, indent=1))
+    return result
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="aevb-fast", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
     commands.add_parser("info", help="print versions and which backends are built and usable here")
     _train_parser(commands)
+    evaluate = commands.add_parser("evaluate", help="test bounds and marginal log-likelihood of a trained run")
+    evaluate.add_argument("--out", required=True, help="the run's directory (aevb-fast train --out)")
+    evaluate.add_argument("--k", type=int, default=1000, help="importance samples for log p(x)")
+    evaluate.add_argument("--n-samples", type=int, default=1, help="samples L for the bounds")
+    evaluate.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
-    if args.command == "info":
-        print(info())
-    elif args.command == "train":
-        from .train import TrainConfig, train
+    try:
+        if args.command == "info":
+            print(info())
+        elif args.command == "train":
+            from .train import TrainConfig, train
 
-        settings = {k: v for k, v in vars(args).items() if k not in ("command", "resume")}
-        try:
+            settings = {k: v for k, v in vars(args).items() if k not in ("command", "resume")}
             train(TrainConfig(**settings), resume=args.resume)
-        except ValueError as error:
-            parser.exit(2, f"aevb-fast train: error: {error}\n")
+        else:
+            for name, value in _evaluate(args.out, args.k, args.n_samples, args.seed).items():
+                print(f"{name:<28} {value:10.3f}")
+    except ValueError as error:
+        parser.exit(2, f"aevb-fast {args.command}: error: {error}\n")
     return 0

@@ -23,6 +23,7 @@ from pathlib import Path
 import torch
 
 from . import data as datasets
+from .evaluate import lower_bound
 from .functional import ESTIMATORS, check_choice
 from .models import VAE
 
@@ -62,16 +63,6 @@ class TrainConfig:
                 raise ValueError(f"{name} must be a positive int, got {value!r}")
         if self.lr is not None and not (math.isfinite(self.lr) and self.lr > 0):
             raise ValueError(f"lr must be a positive number, got {self.lr!r}")
-
-
-def bound(model: VAE, rows: torch.Tensor, config: TrainConfig, batch: int = 1000) -> float:
-    """The lower bound per datapoint (estimator B, one sample) over uint8 rows, without gradients."""
-    total = 0.0
-    with torch.no_grad():
-        for start in range(0, rows.shape[0], batch):
-            x = datasets.to_unit(rows[start:start + batch].to(config.device))
-            total -= model(x, reduction="sum", backend=config.backend).item()
-    return total / rows.shape[0]
 
 
 def _log_prior_share(model: VAE, n_train: int) -> torch.Tensor:
@@ -132,8 +123,9 @@ def train(config: TrainConfig, resume: bool = False, progress: bool | None = Non
                   end="", file=sys.stderr, flush=True)
         if seen % config.eval_every < config.batch_size or seen >= config.samples:
             window.clear()
-            rows.append(dict(zip(METRICS, (seen, bound(model, data.train, config), bound(model, data.test, config),
-                                           elapsed, seen / elapsed))))
+            train_bound, test_bound = (lower_bound(model, part, device=config.device, backend=config.backend)
+                                       for part in (data.train, data.test))
+            rows.append(dict(zip(METRICS, (seen, train_bound, test_bound, elapsed, seen / elapsed))))
             _write_metrics(rows, out)
             _save_atomically({"model": model.state_dict(), "optimizer": optimizer.state_dict(),
                               "order": order.get_state(), "rng": torch.get_rng_state(), "samples": seen,
@@ -142,6 +134,19 @@ def train(config: TrainConfig, resume: bool = False, progress: bool | None = Non
     if progress:
         print(file=sys.stderr)
     return model
+
+
+def load_run(out: str | Path) -> tuple[VAE, datasets.Dataset, TrainConfig]:
+    """The model of a run's last checkpoint, with its data set and settings."""
+    checkpoint = Path(out) / "checkpoint.pt"
+    if not checkpoint.is_file():
+        raise ValueError(f"{checkpoint} is missing: evaluate a directory that aevb-fast train wrote")
+    state = torch.load(checkpoint, weights_only=True)
+    config = TrainConfig(**state["config"])
+    data = datasets.load(config.dataset, config.data_path)
+    model = VAE(data.dim, config.hidden_dim or HIDDEN[config.dataset], config.latent_dim, data.likelihood)
+    model.load_state_dict(state["model"])
+    return model.to(config.device), data, config
 
 
 def _write_metrics(rows: list[dict], out: Path) -> None:

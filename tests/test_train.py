@@ -2,6 +2,7 @@
 written, a resumed run ends where the uninterrupted one does (bit for bit on CPU), and the CLI."""
 
 import csv
+import json
 
 import pytest
 import torch
@@ -47,6 +48,22 @@ def test_cli_train(tmp_path, capsys):
         cli.main(["train", "--dataset", "frey", "--out", str(tmp_path)])
     assert exit_.value.code == 2
     assert "dataset='frey' needs a path: the file frey_rawface.mat" in capsys.readouterr().err
+
+
+def test_cli_evaluate(tmp_path, capsys):
+    cli.main(["train", "--hidden-dim", "16", "--latent-dim", "2", "--samples", "200", "--eval-every", "200",
+              "--out", str(tmp_path)])
+    assert cli.main(["evaluate", "--out", str(tmp_path), "--k", "20"]) == 0
+    printed = capsys.readouterr().out
+    result = json.loads((tmp_path / "evaluation.json").read_text())
+    assert set(result) == {"test_bound_B", "test_bound_A", "test_log_likelihood_k20"}
+    assert result["test_log_likelihood_k20"] > result["test_bound_B"] - 1.0 and "test_bound_A" in printed
+    # The test bound of estimator B matches the one training logged at its end, up to the noise.
+    assert result["test_bound_B"] == pytest.approx(float(_metrics(tmp_path)[-1]["test_bound"]), abs=2.0)
+    with pytest.raises(SystemExit) as exit_:
+        cli.main(["evaluate", "--out", str(tmp_path / "nothing")])
+    assert exit_.value.code == 2
+    assert "checkpoint.pt is missing: evaluate a directory that aevb-fast train wrote" in capsys.readouterr().err
 
 
 def test_bad_settings_are_rejected():
