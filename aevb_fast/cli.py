@@ -95,6 +95,7 @@ def _train_parser(commands) -> None:
     p.add_argument("--backend", default=None, help="auto, triton, cuda, cpu or torch")
     p.add_argument("--out", default=defaults.out, help="directory for metrics and the checkpoint")
     p.add_argument("--resume", action="store_true", help="continue from the checkpoint in --out")
+    p.add_argument("--no-figures", dest="figures", action="store_false", help="skip the PNG figures")
 
 
 def _evaluate(out: str, k: int, n_samples: int, seed: int) -> dict:

@@ -4,7 +4,7 @@ run for a number of training samples evaluated; the train and test bounds are lo
 count as in the paper's Figure 2.
 
     config = TrainConfig(dataset="mnist5k", latent_dim=20, samples=1_000_000, out="runs/mnist5k-z20")
-    train(config)       # writes metrics.csv, metrics.json and checkpoint.pt into config.out
+    train(config)       # writes metrics.csv/.json, checkpoint.pt and the figures into config.out
 
 A run killed at any point continues with train(config, resume=True) from its last checkpoint and
 reaches the parameters the uninterrupted run would have reached.
@@ -23,6 +23,7 @@ from pathlib import Path
 import torch
 
 from . import data as datasets
+from . import figures as plots
 from .evaluate import lower_bound
 from .functional import ESTIMATORS, check_choice
 from .models import VAE
@@ -52,6 +53,7 @@ class TrainConfig:
     device: str = "cpu"
     backend: str | None = None
     out: str = "runs/default"
+    figures: bool = True  # bound.png, samples.png and (Nz = 2) manifold.png at the end
 
     def check(self) -> None:
         check_choice("dataset", self.dataset, datasets.DATASETS)
@@ -82,6 +84,8 @@ def train(config: TrainConfig, resume: bool = False, progress: bool | None = Non
     one-line progress display on stderr (default: when stderr is a terminal)."""
     config.check()
     progress = sys.stderr.isatty() if progress is None else progress
+    if config.figures:
+        plots._pyplot()  # fail now, not after the training, if matplotlib is missing
     out = Path(config.out)
     out.mkdir(parents=True, exist_ok=True)
     data = datasets.load(config.dataset, config.data_path)
@@ -133,6 +137,11 @@ def train(config: TrainConfig, resume: bool = False, progress: bool | None = Non
                               "config": dataclasses.asdict(config)}, checkpoint)
     if progress:
         print(file=sys.stderr)
+    if config.figures:
+        plots.bound_curve(rows, config.dataset, config.latent_dim, out / "bound.png")
+        plots.samples(model, data.image_shape, out / "samples.png")
+        if config.latent_dim == 2:
+            plots.manifold(model, data.image_shape, out / "manifold.png")
     return model
 
 

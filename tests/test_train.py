@@ -25,11 +25,12 @@ def test_training_improves_the_bound_and_writes_its_files(tmp_path):
     assert [int(r["samples"]) for r in rows] == [1000, 2000, 3000]
     assert float(rows[-1]["test_bound"]) > float(rows[0]["test_bound"]) + 5
     assert float(rows[-1]["train_bound"]) < 0 and float(rows[-1]["samples_per_s"]) > 0
-    assert {p.name for p in tmp_path.iterdir()} == {"metrics.csv", "metrics.json", "checkpoint.pt"}
+    assert {p.name for p in tmp_path.iterdir()} == {"metrics.csv", "metrics.json", "checkpoint.pt", "bound.png",
+                                                   "samples.png", "manifold.png"}  # Nz = 2: the manifold too
 
 
 def test_resume_ends_where_the_uninterrupted_run_does(tmp_path):
-    settings = dict(**TINY, eval_every=600, lr=0.1)
+    settings = dict(**TINY, eval_every=600, lr=0.1, figures=False)
     whole = train(TrainConfig(**settings, samples=3000, out=str(tmp_path / "whole")), progress=False)
     train(TrainConfig(**settings, samples=1200, out=str(tmp_path / "cut")), progress=False)  # "killed" at 1200
     resumed = train(TrainConfig(**settings, samples=3000, out=str(tmp_path / "cut")), resume=True, progress=False)
