@@ -22,7 +22,8 @@ PAPER_TEST_BOUND = {
 }
 
 
-def _pyplot():
+def pyplot():
+    """matplotlib.pyplot drawing to files, or a ValueError saying how to install it."""
     try:
         import matplotlib
     except ImportError:
@@ -38,7 +39,7 @@ def bound_curve(rows: list[dict], dataset: str, latent_dim: int, path: Path) -> 
     """Train and test bound per datapoint against training samples evaluated, log x axis, with the
     paper's test points for the same data and Nz where it reports them (full MNIST's for the
     5,000-digit sample, which is the nearest it has)."""
-    plt = _pyplot()
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(6, 4))
     samples = [r["samples"] for r in rows]
     ax.plot(samples, [r["train_bound"] for r in rows], label="train")
@@ -78,7 +79,7 @@ def _grid(plt, images: torch.Tensor, image_shape, rows: int, path: Path, title: 
 
 def samples(model: VAE, image_shape: tuple[int, int], path: Path, n: int = 10, seed: int = 0) -> None:
     """n x n images decoded from z ~ N(0, I) (the paper's Figure 5)."""
-    plt = _pyplot()
+    plt = pyplot()
     weight = model.decoder.hidden.weight
     z = torch.randn(n * n, weight.shape[1], generator=torch.Generator().manual_seed(seed)).to(weight)
     _grid(plt, _decoded_means(model, z), image_shape, n, path, "random samples")
@@ -87,7 +88,7 @@ def samples(model: VAE, image_shape: tuple[int, int], path: Path, n: int = 10, s
 def manifold(model: VAE, image_shape: tuple[int, int], path: Path, n: int = 20) -> None:
     """For Nz = 2: the decoded means over a grid of z, linearly spaced coordinates on the unit square
     mapped through the Gaussian's inverse CDF (the paper's Figure 4)."""
-    plt = _pyplot()
+    plt = pyplot()
     weight = model.decoder.hidden.weight
     if weight.shape[1] != 2:
         raise ValueError(f"the manifold figure needs Nz = 2, got Nz = {weight.shape[1]}")

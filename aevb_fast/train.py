@@ -85,7 +85,7 @@ def train(config: TrainConfig, resume: bool = False, progress: bool | None = Non
     config.check()
     progress = sys.stderr.isatty() if progress is None else progress
     if config.figures:
-        plots._pyplot()  # fail now, not after the training, if matplotlib is missing
+        plots.pyplot()  # fail now, not after the training, if matplotlib is missing
     out = Path(config.out)
     out.mkdir(parents=True, exist_ok=True)
     data = datasets.load(config.dataset, config.data_path)
