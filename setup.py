@@ -30,6 +30,7 @@ class CMakeBuild(build_ext):
             f"-DPython_EXECUTABLE={sys.executable}",
             f"-Dpybind11_DIR={pybind11.get_cmake_dir()}",
             f"-DAEVB_FAST_CUDA={os.environ.get('AEVB_FAST_CUDA', 'auto')}",
+            f"-DAEVB_FAST_WERROR={os.environ.get('AEVB_FAST_WERROR', '0')}",
         ]
         if "AEVB_FAST_CUDA_ARCHITECTURES" in os.environ:
             configure.append(f"-DAEVB_FAST_CUDA_ARCHITECTURES={os.environ['AEVB_FAST_CUDA_ARCHITECTURES']}")

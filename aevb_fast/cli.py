@@ -34,7 +34,8 @@ def _extension_lines() -> list[str]:
         major, minor = divmod(build["cuda"] // 10, 100)
         count = native.cuda.device_count()
         devices = f"{count} device(s)" if count else f"no usable device ({native.cuda.unavailable_reason()})"
-        lines.append(f"  CUDA      sources built against CUDA {major}.{minor}; {devices}")
+        archs = ", ".join(f"sm_{a}" for a in build["cuda_architectures"].split(","))
+        lines.append(f"  CUDA      kernels built against CUDA {major}.{minor} for {archs}; {devices}")
     else:
         lines.append("  CUDA      sources not built (no nvcc at build time, or AEVB_FAST_CUDA=0)")
     return lines

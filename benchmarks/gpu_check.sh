@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
-# The one prepared GPU check (DESIGN.md): rebuild the extension with its CUDA half, run every test
-# with the Triton kernels compiled for the GPU, then the GPU benchmark rows, and write it all to
-# one markdown file (the benchmark runner's results.md, results.csv and figures beside it). Meant
-# to finish in well under 8 minutes on an H100/H200.
+# The one prepared GPU check (DESIGN.md): rebuild the extension with its CUDA kernels, run every
+# test with the Triton kernels compiled for the GPU and the CUDA kernels, then the GPU benchmark
+# rows, then the CUDA kernels' tests under compute-sanitizer's memcheck, and write it all to one
+# markdown file (the benchmark runner's results.md, results.csv and figures beside it). Meant to
+# finish in well under 8 minutes on an H100/H200.
 #
 #   bash benchmarks/gpu_check.sh [--dry-run] [OUT_DIR]
 #
@@ -65,6 +66,16 @@ else
   step "Tests" "$python" -m pytest -q -p no:cacheprovider -rs --durations=10 tests || status=1
   step "Benchmarks" "$python" -m benchmarks --device cuda --dtype float32 bfloat16 --rounds 5 --out "$out" \
     || status=1
+  sanitizer=$(command -v compute-sanitizer || echo /usr/local/cuda/bin/compute-sanitizer)
+  if [ -x "$sanitizer" ]; then
+    # The tests that run the CUDA kernels on CUDA tensors; gradcheck's many small launches and
+    # the 2^31-element cases would not fit the time.
+    step "compute-sanitizer memcheck (CUDA kernels)" timeout 240 "$sanitizer" --tool memcheck --error-exitcode 1 \
+      "$python" -m pytest -q -p no:cacheprovider -x tests/test_ops.py tests/test_backends_agree.py tests/test_gpu.py \
+      -k "(cuda-cuda or test_gpu) and not triton and not gradcheck and not opcheck" || status=1
+  else
+    printf '\n## compute-sanitizer\n\nnot found on this machine: the memcheck step did not run\n' >>"$report"
+  fi
 fi
 printf '\nTotal: %s s\n' "$(($(date +%s) - started))" >>"$report"
 echo "report: $report"

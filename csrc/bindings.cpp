@@ -10,11 +10,12 @@
 #include "cpu/huge_pages.h"
 #include "cpu/kernels.h"
 #ifdef AEVB_FAST_WITH_CUDA
+#include "cuda/kernels.h"
 #include "cuda/runtime.h"
 #endif
 
 namespace py = pybind11;
-using aevb::cpu::DType;
+using aevb::DType;
 
 namespace {
 
@@ -24,6 +25,75 @@ T* ptr(uintptr_t address) {
 }
 
 DType dtype(int code) { return static_cast<DType>(code); }
+
+#ifdef AEVB_FAST_WITH_CUDA
+// The CUDA kernels take the CPU kernels' arguments with the buffers' device and the stream to
+// launch on (a cudaStream_t as an integer) in place of the thread count.
+void bind_cuda(py::module_ m) {
+  const auto nogil = py::call_guard<py::gil_scoped_release>();
+  auto stream = [](uintptr_t s) { return reinterpret_cast<void*>(s); };
+  m.def("device_count", &aevb::cuda::device_count);
+  m.def("unavailable_reason", &aevb::cuda::unavailable_reason);
+  m.def(
+      "philox_words",
+      [](uint64_t seed, uint64_t offset, int64_t n, uintptr_t out) {
+        aevb::cuda::philox_words(seed, offset, n, ptr<uint32_t>(out));
+      },
+      nogil);
+  m.def(
+      "reparameterize_forward",
+      [=](int t, uintptr_t mu, uintptr_t logvar, uintptr_t seed, uintptr_t z, uintptr_t kl, int64_t B, int64_t Z,
+          int64_t L, bool mc, int device, uintptr_t s) {
+        aevb::cuda::reparameterize_forward(dtype(t), ptr<const void>(mu), ptr<const void>(logvar),
+                                           ptr<const int64_t>(seed), ptr<void>(z), ptr<void>(kl), B, Z, L, mc, device,
+                                           stream(s));
+      },
+      nogil);
+  m.def(
+      "reparameterize_backward",
+      [=](int t, uintptr_t grad_z, uintptr_t grad_kl, uintptr_t mu, uintptr_t logvar, uintptr_t seed,
+          uintptr_t grad_mu, uintptr_t grad_logvar, int64_t B, int64_t Z, int64_t L, bool mc, int device, uintptr_t s) {
+        aevb::cuda::reparameterize_backward(dtype(t), ptr<const void>(grad_z), ptr<const void>(grad_kl),
+                                            ptr<const void>(mu), ptr<const void>(logvar), ptr<const int64_t>(seed),
+                                            ptr<void>(grad_mu), ptr<void>(grad_logvar), B, Z, L, mc, device,
+                                            stream(s));
+      },
+      nogil);
+  m.def(
+      "bernoulli_forward",
+      [=](int t, int tx, uintptr_t logits, uintptr_t x, uintptr_t log_prob, int64_t N, int64_t Nx, int64_t D,
+          int device, uintptr_t s) {
+        aevb::cuda::bernoulli_forward(dtype(t), dtype(tx), ptr<const void>(logits), ptr<const void>(x),
+                                      ptr<void>(log_prob), N, Nx, D, device, stream(s));
+      },
+      nogil);
+  m.def(
+      "bernoulli_backward",
+      [=](int t, int tx, uintptr_t grad_log_prob, uintptr_t logits, uintptr_t x, uintptr_t grad, int64_t N,
+          int64_t Nx, int64_t D, int device, uintptr_t s) {
+        aevb::cuda::bernoulli_backward(dtype(t), dtype(tx), ptr<const void>(grad_log_prob), ptr<const void>(logits),
+                                       ptr<const void>(x), ptr<void>(grad), N, Nx, D, device, stream(s));
+      },
+      nogil);
+  m.def(
+      "gaussian_forward",
+      [=](int t, int tx, uintptr_t x, uintptr_t mean, uintptr_t logvar, uintptr_t log_prob, int64_t N, int64_t Nx,
+          int64_t D, int device, uintptr_t s) {
+        aevb::cuda::gaussian_forward(dtype(t), dtype(tx), ptr<const void>(x), ptr<const void>(mean),
+                                     ptr<const void>(logvar), ptr<void>(log_prob), N, Nx, D, device, stream(s));
+      },
+      nogil);
+  m.def(
+      "gaussian_backward",
+      [=](int t, int tx, uintptr_t grad_log_prob, uintptr_t x, uintptr_t mean, uintptr_t logvar, uintptr_t grad_mean,
+          uintptr_t grad_logvar, int64_t N, int64_t Nx, int64_t D, int device, uintptr_t s) {
+        aevb::cuda::gaussian_backward(dtype(t), dtype(tx), ptr<const void>(grad_log_prob), ptr<const void>(x),
+                                      ptr<const void>(mean), ptr<const void>(logvar), ptr<void>(grad_mean),
+                                      ptr<void>(grad_logvar), N, Nx, D, device, stream(s));
+      },
+      nogil);
+}
+#endif
 
 }  // namespace
 
@@ -124,17 +194,16 @@ PYBIND11_MODULE(_C, m) {
 #endif
 #ifdef AEVB_FAST_WITH_CUDA
   build["cuda"] = aevb::cuda::runtime_version();
-  py::module_ cuda = m.def_submodule("cuda", "CUDA runtime probe");
-  cuda.def("device_count", &aevb::cuda::device_count);
-  cuda.def("unavailable_reason", &aevb::cuda::unavailable_reason);
-  cuda.def(
-      "philox_words",
-      [](uint64_t seed, uint64_t offset, int64_t n, uintptr_t out) {
-        aevb::cuda::philox_words(seed, offset, n, ptr<uint32_t>(out));
-      },
-      nogil);
+  build["cuda_architectures"] = std::string(AEVB_FAST_CUDA_ARCHITECTURES);
+  bind_cuda(m.def_submodule("cuda", "The CUDA kernels and runtime probe"));
 #else
   build["cuda"] = 0;
+  build["cuda_architectures"] = std::string();
+#endif
+#ifdef AEVB_FAST_WERROR
+  build["warnings_as_errors"] = true;
+#else
+  build["warnings_as_errors"] = false;
 #endif
   m.attr("build") = build;
 }

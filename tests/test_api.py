@@ -190,7 +190,7 @@ def test_auto_never_picks_the_triton_interpreter(monkeypatch):
 
 
 def test_explicit_backend_that_cannot_serve_raises():
-    with pytest.raises(RuntimeError, match=r"backend='cuda' cannot serve cpu tensors here: the cuda kernels are not part of this version"):
+    with pytest.raises(RuntimeError, match=r"backend='cuda' cannot serve cpu tensors here: the cuda backend runs on CUDA tensors, not cpu tensors"):
         aevb_fast.reparameterize(torch.zeros(2, 3), torch.zeros(2, 3), backend="cuda")
     with pytest.raises(RuntimeError, match=r"backend='triton' cannot serve meta tensors here: the triton backend runs on CUDA tensors \(and CPU tensors under TRITON_INTERPRET=1\), not meta tensors"):
         aevb_fast.reparameterize(torch.zeros(2, 3, device="meta"), torch.zeros(2, 3, device="meta"), backend="triton")

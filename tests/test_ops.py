@@ -189,8 +189,25 @@ def test_op_arguments_are_checked():
         ops.bernoulli_log_prob(torch.zeros(5, 3), torch.zeros(2, 3), "cpu")
     with pytest.raises(ValueError, match=r"grad must be \[N\] torch.float32 beside logits \(2, 3\), got \(2,\) torch.float64"):
         ops.bernoulli_log_prob_backward(torch.zeros(2, dtype=torch.float64), torch.zeros(2, 3), torch.zeros(2, 3), "cpu")
-    with pytest.raises(RuntimeError, match=r"cannot run with backend='cuda' on cpu tensors: no 'cuda' kernel; kernels: cpu, triton"):
+    with pytest.raises(RuntimeError, match=r"cannot run with backend='cuda' on cpu tensors: the cuda backend runs on CUDA tensors, not cpu tensors"):
         ops.gaussian_log_prob(torch.zeros(2, 3), torch.zeros(2, 3), torch.zeros(2, 3), "cuda")
+    with pytest.raises(RuntimeError, match=r"cannot run with backend='torch' on cpu tensors: no 'torch' kernel; kernels: cpu, cuda, triton"):
+        ops.gaussian_log_prob(torch.zeros(2, 3), torch.zeros(2, 3), torch.zeros(2, 3), "torch")
+
+
+@pytest.mark.skipif("cpu" not in CPU_BACKENDS, reason="the cpu kernels are not built")
+def test_ops_refuse_tensors_on_different_devices():
+    # The eager path of each op (the dispatcher would send a mixed call to the meta kernel): a
+    # kernel is launched for the first tensor's device and must never see another device's pointer.
+    from aevb_fast.ops import bernoulli, gaussian, reparameterize
+
+    cpu, meta, seed = torch.zeros(2, 3), torch.zeros(2, 3, device="meta"), torch.tensor([1])
+    with pytest.raises(ValueError, match=r"aevb_fast::reparameterize: expected tensors on one device, got mu on cpu, logvar on meta"):
+        reparameterize.reparameterize(cpu, meta, seed, 1, False, "cpu")
+    with pytest.raises(ValueError, match=r"aevb_fast::bernoulli_log_prob: expected tensors on one device, got logits on cpu, x on meta"):
+        bernoulli.bernoulli_log_prob(cpu, meta, "cpu")
+    with pytest.raises(ValueError, match=r"aevb_fast::gaussian_log_prob_backward: expected tensors on one device, got x on cpu, mean on cpu, logvar on meta, grad on cpu"):
+        gaussian.gaussian_log_prob_backward(torch.zeros(2), cpu, cpu, meta, "cpu")
 
 
 @pytest.mark.skipif("cpu" not in CPU_BACKENDS, reason="the cpu kernels are not built")

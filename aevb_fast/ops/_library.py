@@ -32,6 +32,15 @@ def require(condition: bool, message: Callable[[], str]) -> None:
         raise ValueError(message())
 
 
+def require_one_device(op: str, **tensors: torch.Tensor | None) -> None:
+    """All given tensors (None skipped) on one device: a kernel launched for one device and handed
+    another's pointer would read the wrong memory or fault."""
+    devices = [t.device for t in tensors.values() if t is not None]
+    if any(d != devices[0] for d in devices):
+        raise ValueError(f"aevb_fast::{op}: expected tensors on one device, got "
+                         + ", ".join(f"{name} on {t.device}" for name, t in tensors.items() if t is not None))
+
+
 def triton_kernels():
     """aevb_fast.kernels.triton, imported on first use: importing triton takes half a second and
     reads TRITON_INTERPRET, which a user may set after importing aevb_fast."""

@@ -1,4 +1,6 @@
-"""The compiled extension aevb_fast._C, if this install has it, and how tensors are handed to it."""
+"""The compiled extension aevb_fast._C, if this install has it, and how tensors are handed to it:
+contiguous tensors' data_ptr(), dtype codes, and either torch's thread count (CPU kernels) or the
+tensors' CUDA device and torch's current stream on it (CUDA kernels)."""
 
 import math
 
@@ -27,9 +29,14 @@ def dtype_code(dtype: torch.dtype) -> int:
     return DTYPE_CODES[dtype]
 
 
-def threads() -> int:
-    """The CPU kernels use torch's thread count, so the two never oversubscribe the cores."""
-    return torch.get_num_threads()
+def launch(kernel: str, like: torch.Tensor, *args):
+    """Runs the native kernel `kernel` for tensors on like's device: the CPU kernel with torch's thread
+    count (so that its OpenMP pool and torch's never oversubscribe the cores), or the CUDA kernel on
+    like's device and torch's current stream there (so that it is ordered with torch's work and
+    captured by CUDA graphs)."""
+    if like.is_cuda:
+        return getattr(native.cuda, kernel)(*args, like.device.index, torch.cuda.current_stream(like.device).cuda_stream)
+    return getattr(native, kernel)(*args, torch.get_num_threads())
 
 
 # From this size on, glibc's malloc hands out freshly mapped memory whose every 4 KiB page faults
@@ -37,10 +44,15 @@ def threads() -> int:
 HUGE_PAGE_MIN_BYTES = 32 << 20
 
 
-def empty(shape: tuple[int, ...], dtype: torch.dtype) -> torch.Tensor:
-    """An uninitialised contiguous CPU tensor for a kernel to fill: from HUGE_PAGE_MIN_BYTES on, a
-    buffer on transparent huge pages, reused from an earlier freed output of the same size where
-    one is cached (csrc/cpu/huge_pages.h)."""
+_CPU = torch.device("cpu")
+
+
+def empty(shape: tuple[int, ...], dtype: torch.dtype, device: torch.device = _CPU) -> torch.Tensor:
+    """An uninitialised contiguous tensor for a kernel to fill. On the CPU, from HUGE_PAGE_MIN_BYTES
+    on, a buffer on transparent huge pages, reused from an earlier freed output of the same size
+    where one is cached (csrc/cpu/huge_pages.h)."""
+    if device.type != "cpu":
+        return torch.empty(shape, dtype=dtype, device=device)
     if math.prod(shape) * dtype.itemsize >= HUGE_PAGE_MIN_BYTES:
         return torch.from_dlpack(native.empty_on_huge_pages(DTYPE_CODES[dtype], list(shape)))
     return torch.empty(shape, dtype=dtype)

@@ -37,8 +37,21 @@ def unavailable_reason(backend: str, device_type: str) -> str | None:
     if backend == "triton":
         return _triton_unavailable_reason(device_type)
     if backend == "cuda":
-        return "the cuda kernels are not part of this version of aevb_fast"
+        return _cuda_unavailable_reason(device_type)
     raise ValueError(f"{backend!r} is not a kernel backend; expected one of {', '.join(KERNEL_BACKENDS)}")
+
+
+def _cuda_unavailable_reason(device_type: str) -> str | None:
+    if device_type != "cuda":
+        return f"the cuda backend runs on CUDA tensors, not {device_type} tensors"
+    if native is None:
+        return f"the compiled extension aevb_fast._C is not built ({load_error})"
+    if not native.build["cuda"]:
+        return ("aevb_fast._C was built without its CUDA kernels (nvcc was not found at build time): reinstall "
+                "with nvcc on the PATH, or AEVB_FAST_CUDA=1 to make the build require it")
+    if not native.cuda.device_count():
+        return f"the CUDA kernels see no usable device ({native.cuda.unavailable_reason()})"
+    return None
 
 
 def _triton_unavailable_reason(device_type: str) -> str | None:

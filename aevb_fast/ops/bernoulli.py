@@ -6,8 +6,8 @@ and targets, g being each row's upstream gradient.
 Shapes: logits [N, D]; x [Nx, D] with N a multiple of Nx (row n reads x[n % Nx], so L samples of
 one batch share its targets), float, uint8 or bool with values in [0, 1]; log_prob and g [N] float32
 (float64 for float64 logits); grad_logits [N, D] in the logits' dtype. The CPU kernel checks the
-targets' range in the same pass and raises ValueError on a violation; the Triton kernel does not (it
-would cost a device sync).
+targets' range in the same pass and raises ValueError on a violation; the GPU kernels (Triton and
+CUDA) do not (it would cost a device sync).
 
 Why recompute rather than store the gradient in the forward pass: both move the same bytes for
 float targets and recomputing moves fewer for uint8/bool ones, storing keeps a second [N, D] buffer
@@ -18,8 +18,8 @@ in).
 
 import torch
 
-from ._library import define, require, row_dtype, triton_kernels
-from ._native import dtype_code, empty, native, threads
+from ._library import define, require, require_one_device, row_dtype, triton_kernels
+from ._native import dtype_code, empty, launch
 from ._targets import fold_rows, kernel_target
 
 
@@ -34,17 +34,18 @@ def _check(logits, x, grad=None):
     require(grad is None or (grad.shape == logits.shape[:1] and grad.dtype == row_dtype(logits.dtype)),
             lambda: f"aevb_fast::bernoulli_log_prob_backward: grad must be [N] {row_dtype(logits.dtype)} beside logits "
             f"{tuple(logits.shape)}, got {tuple(grad.shape)} {grad.dtype}")
+    require_one_device("bernoulli_log_prob" if grad is None else "bernoulli_log_prob_backward", logits=logits, x=x, grad=grad)
 
 
-def _forward_cpu(logits, x):
+def _forward_native(logits, x):
     _check(logits, x)
     logits = logits.contiguous()
     x = kernel_target(x, logits.dtype)
     N, D = logits.shape
     log_prob = logits.new_empty((N,), dtype=row_dtype(logits.dtype))
-    outside = native.bernoulli_forward(dtype_code(logits.dtype), dtype_code(x.dtype), logits.data_ptr(), x.data_ptr(),
-                                       log_prob.data_ptr(), N, x.shape[0], D, threads())
-    if outside:
+    outside = launch("bernoulli_forward", logits, dtype_code(logits.dtype), dtype_code(x.dtype), logits.data_ptr(),
+                     x.data_ptr(), log_prob.data_ptr(), N, x.shape[0], D)
+    if outside:  # counted by the CPU kernel only
         raise ValueError("x holds values outside [0, 1]; Bernoulli targets must be probabilities in [0, 1]")
     return log_prob
 
@@ -55,14 +56,14 @@ def _forward_triton(logits, x):
                                               row_dtype(logits.dtype))
 
 
-def _backward_cpu(grad, logits, x):
+def _backward_native(grad, logits, x):
     _check(logits, x, grad)
     logits, grad = logits.contiguous(), grad.contiguous()
     x = kernel_target(x, logits.dtype)
     N, D = logits.shape
-    grad_logits = empty((N, D), logits.dtype)
-    native.bernoulli_backward(dtype_code(logits.dtype), dtype_code(x.dtype), grad.data_ptr(), logits.data_ptr(),
-                              x.data_ptr(), grad_logits.data_ptr(), N, x.shape[0], D, threads())
+    grad_logits = empty((N, D), logits.dtype, logits.device)
+    launch("bernoulli_backward", logits, dtype_code(logits.dtype), dtype_code(x.dtype), grad.data_ptr(),
+           logits.data_ptr(), x.data_ptr(), grad_logits.data_ptr(), N, x.shape[0], D)
     return grad_logits
 
 
@@ -81,7 +82,7 @@ def _fake_backward(grad, logits, x, backend):
 
 bernoulli_log_prob_backward = define(
     "bernoulli_log_prob_backward", "(Tensor grad, Tensor logits, Tensor x, str backend) -> Tensor",
-    {"cpu": _backward_cpu, "triton": _backward_triton}, _fake_backward,
+    {"cpu": _backward_native, "cuda": _backward_native, "triton": _backward_triton}, _fake_backward,
 )
 
 
@@ -101,5 +102,5 @@ def _backward(ctx, grad):
 
 bernoulli_log_prob = define(
     "bernoulli_log_prob", "(Tensor logits, Tensor x, str backend) -> Tensor",
-    {"cpu": _forward_cpu, "triton": _forward_triton}, _fake, _setup_context, _backward,
+    {"cpu": _forward_native, "cuda": _forward_native, "triton": _forward_triton}, _fake, _setup_context, _backward,
 )

@@ -11,8 +11,8 @@ in the values' dtype.
 
 import torch
 
-from ._library import define, require, row_dtype, triton_kernels
-from ._native import dtype_code, empty, native, threads
+from ._library import define, require, require_one_device, row_dtype, triton_kernels
+from ._native import dtype_code, empty, launch
 from ._targets import fold_rows, kernel_target
 
 
@@ -30,16 +30,17 @@ def _check(x, mean, logvar, grad=None):
     require(grad is None or (grad.shape == mean.shape[:1] and grad.dtype == row_dtype(mean.dtype)),
             lambda: f"aevb_fast::gaussian_log_prob_backward: grad must be [N] {row_dtype(mean.dtype)} beside mean "
             f"{tuple(mean.shape)}, got {tuple(grad.shape)} {grad.dtype}")
+    require_one_device("gaussian_log_prob" if grad is None else "gaussian_log_prob_backward", x=x, mean=mean, logvar=logvar, grad=grad)
 
 
-def _forward_cpu(x, mean, logvar):
+def _forward_native(x, mean, logvar):
     _check(x, mean, logvar)
     mean, logvar = mean.contiguous(), logvar.contiguous()
     x = kernel_target(x, mean.dtype)
     N, D = mean.shape
     log_prob = mean.new_empty((N,), dtype=row_dtype(mean.dtype))
-    native.gaussian_forward(dtype_code(mean.dtype), dtype_code(x.dtype), x.data_ptr(), mean.data_ptr(),
-                            logvar.data_ptr(), log_prob.data_ptr(), N, x.shape[0], D, threads())
+    launch("gaussian_forward", mean, dtype_code(mean.dtype), dtype_code(x.dtype), x.data_ptr(), mean.data_ptr(),
+           logvar.data_ptr(), log_prob.data_ptr(), N, x.shape[0], D)
     return log_prob
 
 
@@ -49,15 +50,14 @@ def _forward_triton(x, mean, logvar):
                                              row_dtype(mean.dtype))
 
 
-def _backward_cpu(grad, x, mean, logvar):
+def _backward_native(grad, x, mean, logvar):
     _check(x, mean, logvar, grad)
     mean, logvar, grad = mean.contiguous(), logvar.contiguous(), grad.contiguous()
     x = kernel_target(x, mean.dtype)
     N, D = mean.shape
-    grad_mean, grad_logvar = empty((N, D), mean.dtype), empty((N, D), mean.dtype)
-    native.gaussian_backward(dtype_code(mean.dtype), dtype_code(x.dtype), grad.data_ptr(), x.data_ptr(),
-                             mean.data_ptr(), logvar.data_ptr(), grad_mean.data_ptr(), grad_logvar.data_ptr(), N,
-                             x.shape[0], D, threads())
+    grad_mean, grad_logvar = empty((N, D), mean.dtype, mean.device), empty((N, D), mean.dtype, mean.device)
+    launch("gaussian_backward", mean, dtype_code(mean.dtype), dtype_code(x.dtype), grad.data_ptr(), x.data_ptr(),
+           mean.data_ptr(), logvar.data_ptr(), grad_mean.data_ptr(), grad_logvar.data_ptr(), N, x.shape[0], D)
     return grad_mean, grad_logvar
 
 
@@ -78,7 +78,7 @@ def _fake_backward(grad, x, mean, logvar, backend):
 gaussian_log_prob_backward = define(
     "gaussian_log_prob_backward",
     "(Tensor grad, Tensor x, Tensor mean, Tensor logvar, str backend) -> (Tensor, Tensor)",
-    {"cpu": _backward_cpu, "triton": _backward_triton}, _fake_backward,
+    {"cpu": _backward_native, "cuda": _backward_native, "triton": _backward_triton}, _fake_backward,
 )
 
 
@@ -101,5 +101,5 @@ def _backward(ctx, grad):
 
 gaussian_log_prob = define(
     "gaussian_log_prob", "(Tensor x, Tensor mean, Tensor logvar, str backend) -> Tensor",
-    {"cpu": _forward_cpu, "triton": _forward_triton}, _fake, _setup_context, _backward,
+    {"cpu": _forward_native, "cuda": _forward_native, "triton": _forward_triton}, _fake, _setup_context, _backward,
 )

@@ -9,8 +9,8 @@ op regenerates it. L = 0 gives the analytic KL alone.
 
 import torch
 
-from ._library import define, require, row_dtype, triton_kernels
-from ._native import dtype_code, empty, native, threads
+from ._library import define, require, require_one_device, row_dtype, triton_kernels
+from ._native import dtype_code, empty, launch
 
 
 def _check(mu, logvar, seed, n_samples):
@@ -21,17 +21,17 @@ def _check(mu, logvar, seed, n_samples):
             lambda: f"aevb_fast::reparameterize: seed must be one int64 on {mu.device}, got {tuple(seed.shape)} "
             f"{seed.dtype} on {seed.device}")
     require(n_samples >= 0, lambda: f"aevb_fast::reparameterize: n_samples must be >= 0, got {n_samples}")
+    require_one_device("reparameterize", mu=mu, logvar=logvar)
 
 
-def _forward_cpu(mu, logvar, seed, n_samples, mc):
+def _forward_native(mu, logvar, seed, n_samples, mc):
     _check(mu, logvar, seed, n_samples)
     mu, logvar = mu.contiguous(), logvar.contiguous()
     B, Z = mu.shape
-    z = empty((n_samples, B, Z), mu.dtype)
+    z = empty((n_samples, B, Z), mu.dtype, mu.device)
     kl = mu.new_empty((n_samples, B) if mc else (B,), dtype=row_dtype(mu.dtype))
-    native.reparameterize_forward(
-        dtype_code(mu.dtype), mu.data_ptr(), logvar.data_ptr(), seed.data_ptr(), z.data_ptr(), kl.data_ptr(),
-        B, Z, n_samples, mc, threads())
+    launch("reparameterize_forward", mu, dtype_code(mu.dtype), mu.data_ptr(), logvar.data_ptr(), seed.data_ptr(),
+           z.data_ptr(), kl.data_ptr(), B, Z, n_samples, mc)
     return z, kl
 
 
@@ -49,9 +49,10 @@ def _check_backward(grad_z, grad_kl, mu, logvar, seed, n_samples, mc):
     require(grad_kl is None or (grad_kl.shape == ((n_samples, B) if mc else (B,))
                                 and grad_kl.dtype == row_dtype(mu.dtype)),
             lambda: "aevb_fast::reparameterize_backward: grad_kl must match the kl output")
+    require_one_device("reparameterize_backward", grad_z=grad_z, grad_kl=grad_kl, mu=mu)
 
 
-def _backward_cpu(grad_z, grad_kl, mu, logvar, seed, n_samples, mc):
+def _backward_native(grad_z, grad_kl, mu, logvar, seed, n_samples, mc):
     _check_backward(grad_z, grad_kl, mu, logvar, seed, n_samples, mc)
     mu, logvar = mu.contiguous(), logvar.contiguous()
     B, Z = mu.shape
@@ -59,11 +60,10 @@ def _backward_cpu(grad_z, grad_kl, mu, logvar, seed, n_samples, mc):
     if grad_kl is None:
         grad_kl = mu.new_zeros((n_samples, B) if mc else (B,), dtype=row_dtype(mu.dtype))
     grad_kl = grad_kl.contiguous()
-    grad_mu, grad_logvar = empty(mu.shape, mu.dtype), empty(logvar.shape, logvar.dtype)
-    native.reparameterize_backward(
-        dtype_code(mu.dtype), grad_z.data_ptr() if grad_z is not None else 0, grad_kl.data_ptr(), mu.data_ptr(),
-        logvar.data_ptr(), seed.data_ptr(), grad_mu.data_ptr(), grad_logvar.data_ptr(), B, Z, n_samples, mc,
-        threads())
+    grad_mu, grad_logvar = empty(mu.shape, mu.dtype, mu.device), empty(logvar.shape, logvar.dtype, mu.device)
+    launch("reparameterize_backward", mu, dtype_code(mu.dtype), grad_z.data_ptr() if grad_z is not None else 0,
+           grad_kl.data_ptr(), mu.data_ptr(), logvar.data_ptr(), seed.data_ptr(), grad_mu.data_ptr(),
+           grad_logvar.data_ptr(), B, Z, n_samples, mc)
     return grad_mu, grad_logvar
 
 
@@ -87,7 +87,7 @@ reparameterize_backward = define(
     "reparameterize_backward",
     "(Tensor? grad_z, Tensor? grad_kl, Tensor mu, Tensor logvar, Tensor seed, int n_samples, bool mc, str backend)"
     " -> (Tensor, Tensor)",
-    {"cpu": _backward_cpu, "triton": _backward_triton}, _fake_backward,
+    {"cpu": _backward_native, "cuda": _backward_native, "triton": _backward_triton}, _fake_backward,
 )
 
 
@@ -108,5 +108,5 @@ def _backward(ctx, grad_z, grad_kl):
 reparameterize = define(
     "reparameterize",
     "(Tensor mu, Tensor logvar, Tensor seed, int n_samples, bool mc, str backend) -> (Tensor, Tensor)",
-    {"cpu": _forward_cpu, "triton": _forward_triton}, _fake, _setup_context, _backward,
+    {"cpu": _forward_native, "cuda": _forward_native, "triton": _forward_triton}, _fake, _setup_context, _backward,
 )

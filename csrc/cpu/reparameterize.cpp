@@ -96,7 +96,7 @@ AEVB_SIMD void backward_chunk(const T* grad_z, const R* grad_kl, const T* mu, co
 void reparameterize_forward(DType t, const void* mu, const void* logvar, const int64_t* seed, void* z, void* kl,
                             int64_t B, int64_t Z, int64_t L, bool mc, int threads) {
   const uint64_t key = static_cast<uint64_t>(*seed);
-  dispatch_float(t, [&](auto tag) {
+  dispatch_float<Types>(t, [&](auto tag) {
     using T = typename decltype(tag)::type;
     using R = math_t<T>;
     const T* mu_ = static_cast<const T*>(mu);
@@ -116,7 +116,7 @@ void reparameterize_backward(DType t, const void* grad_z, const void* grad_kl, c
                              const int64_t* seed, void* grad_mu, void* grad_logvar, int64_t B, int64_t Z, int64_t L,
                              bool mc, int threads) {
   const uint64_t key = static_cast<uint64_t>(*seed);
-  dispatch_float(t, [&](auto tag) {
+  dispatch_float<Types>(t, [&](auto tag) {
     using T = typename decltype(tag)::type;
     using R = math_t<T>;
     const T* gz = static_cast<const T*>(grad_z);

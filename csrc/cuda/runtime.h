@@ -1,4 +1,4 @@
-// The CUDA half of the extension, callable from host code compiled without nvcc. The module
+// The CUDA runtime probe, callable from host code compiled without nvcc. The module
 // links cudart statically, so it imports on machines with no GPU or driver; these calls then
 // report zero devices instead of failing.
 #pragma once

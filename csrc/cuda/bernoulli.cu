@@ -1,0 +1,102 @@
+// Bernoulli log-likelihood from logits on CUDA (PAPER.md, Bernoulli MLP decoder):
+//   log p(x|z) = sum_d x a - softplus(a),  softplus(a) = max(a, 0) + log1p(exp(-|a|))
+//   backward:  d/da = g (x - sigmoid(a)), g the row's upstream gradient, recomputed from a and x
+// Row n of the logits reads row n % Nx of the targets (the L samples of one batch share them).
+#include "kernels.h"
+#include "rows.cuh"
+
+namespace aevb::cuda {
+namespace {
+
+template <typename T, typename X, bool ALIGNED>
+__global__ void __launch_bounds__(kBlockThreads)
+    bernoulli_forward_kernel(const T* __restrict__ logits, const X* __restrict__ x, math_t<T>* __restrict__ log_prob,
+                             int64_t N, int64_t Nx, int64_t D) {
+  using M = math_t<T>;
+  constexpr int V = pack_size<T>;
+  for_each_row(N, [&](int64_t row, bool valid) {
+    M acc = 0;
+    if (valid) {
+      const T* a_row = logits + row * D;
+      const X* x_row = x + (row % Nx) * D;
+      for_each_pack<V>(D, [&](int64_t j) {
+        M a[V], t[V];
+        load_pack<ALIGNED>(a_row, j, D, a);
+        load_pack<ALIGNED>(x_row, j, D, t);
+#pragma unroll
+        for (int k = 0; k < V; ++k) {
+          const M softplus = (a[k] > M(0) ? a[k] : M(0)) + log1p_(exp_(a[k] < M(0) ? a[k] : -a[k]));
+          if (in_row<ALIGNED>(j, k, D)) acc += t[k] * a[k] - softplus;
+        }
+      });
+    }
+    acc = row_sum(acc);
+    if (valid && threadIdx.x == 0) log_prob[row] = acc;
+  });
+}
+
+template <typename T, typename X, bool ALIGNED>
+__global__ void __launch_bounds__(kBlockThreads)
+    bernoulli_backward_kernel(const math_t<T>* __restrict__ grad_log_prob, const T* __restrict__ logits,
+                              const X* __restrict__ x, T* __restrict__ grad, int64_t N, int64_t Nx, int64_t D) {
+  using M = math_t<T>;
+  constexpr int V = pack_size<T>;
+  for_each_row(N, [&](int64_t row, bool valid) {
+    if (!valid) return;
+    const M g = grad_log_prob[row];
+    const T* a_row = logits + row * D;
+    const X* x_row = x + (row % Nx) * D;
+    T* grad_row = grad + row * D;
+    for_each_pack<V>(D, [&](int64_t j) {
+      M a[V], t[V], out[V];
+      load_pack<ALIGNED>(a_row, j, D, a);
+      load_pack<ALIGNED>(x_row, j, D, t);
+#pragma unroll
+      for (int k = 0; k < V; ++k) {
+        const M e = exp_(a[k] < M(0) ? a[k] : -a[k]), r = M(1) / (M(1) + e);
+        // sigmoid(a) = 1 / (1 + e) for a >= 0, e / (1 + e) below
+        out[k] = g * (t[k] - (a[k] >= M(0) ? r : e * r));
+      }
+      store_pack<ALIGNED>(grad_row, j, D, out);
+    });
+  });
+}
+
+}  // namespace
+
+void bernoulli_forward(DType t, DType tx, const void* logits, const void* x, void* log_prob, int64_t N, int64_t Nx,
+                       int64_t D, int device, void* stream) {
+  dispatch_value_target<Types>(t, tx, [&](auto tag, auto xtag) {
+    using T = typename decltype(tag)::type;
+    using X = typename decltype(xtag)::type;
+    const auto* a = static_cast<const T*>(logits);
+    const auto* x_ = static_cast<const X*>(x);
+    auto* out = static_cast<math_t<T>*>(log_prob);
+    launch_rows<pack_size<T>>(
+        "bernoulli_forward", device, stream, N, D,
+        [&](auto aligned, dim3 grid, dim3 block, cudaStream_t s) {
+          bernoulli_forward_kernel<T, X, decltype(aligned)::value><<<grid, block, 0, s>>>(a, x_, out, N, Nx, D);
+        },
+        a, x_);
+  });
+}
+
+void bernoulli_backward(DType t, DType tx, const void* grad_log_prob, const void* logits, const void* x, void* grad,
+                        int64_t N, int64_t Nx, int64_t D, int device, void* stream) {
+  dispatch_value_target<Types>(t, tx, [&](auto tag, auto xtag) {
+    using T = typename decltype(tag)::type;
+    using X = typename decltype(xtag)::type;
+    const auto* g = static_cast<const math_t<T>*>(grad_log_prob);
+    const auto* a = static_cast<const T*>(logits);
+    const auto* x_ = static_cast<const X*>(x);
+    auto* out = static_cast<T*>(grad);
+    launch_rows<pack_size<T>>(
+        "bernoulli_backward", device, stream, N, D,
+        [&](auto aligned, dim3 grid, dim3 block, cudaStream_t s) {
+          bernoulli_backward_kernel<T, X, decltype(aligned)::value><<<grid, block, 0, s>>>(g, a, x_, out, N, Nx, D);
+        },
+        a, x_, static_cast<const T*>(out));
+  });
+}
+
+}  // namespace aevb::cuda

@@ -1,0 +1,113 @@
+// Gaussian log-likelihood on CUDA (PAPER.md, Gaussian MLP decoder), s = logvar:
+//   log N(x; m, exp(s)) = -1/2 sum_d (log 2pi + s + (x - m)^2 exp(-s))
+//   backward:  d/dm = g (x - m) exp(-s),  d/ds = g ((x - m)^2 exp(-s) - 1) / 2, g the row's upstream
+//              gradient, recomputed from x, m and s
+// Row n of mean and logvar reads row n % Nx of the targets.
+#include "kernels.h"
+#include "rows.cuh"
+
+namespace aevb::cuda {
+namespace {
+
+template <typename T, typename X, bool ALIGNED>
+__global__ void __launch_bounds__(kBlockThreads)
+    gaussian_forward_kernel(const X* __restrict__ x, const T* __restrict__ mean, const T* __restrict__ logvar,
+                            math_t<T>* __restrict__ log_prob, int64_t N, int64_t Nx, int64_t D) {
+  using M = math_t<T>;
+  constexpr int V = pack_size<T>;
+  const M log_2pi = M(1.8378770664093454835606594728112);
+  for_each_row(N, [&](int64_t row, bool valid) {
+    M acc = 0;
+    if (valid) {
+      const X* x_row = x + (row % Nx) * D;
+      const T* m_row = mean + row * D;
+      const T* s_row = logvar + row * D;
+      for_each_pack<V>(D, [&](int64_t j) {
+        M t[V], m[V], s[V];
+        load_pack<ALIGNED>(x_row, j, D, t);
+        load_pack<ALIGNED>(m_row, j, D, m);
+        load_pack<ALIGNED>(s_row, j, D, s);
+#pragma unroll
+        for (int k = 0; k < V; ++k) {
+          const M d = t[k] - m[k];
+          if (in_row<ALIGNED>(j, k, D)) acc += log_2pi + s[k] + d * d * exp_(-s[k]);
+        }
+      });
+    }
+    acc = row_sum(acc);
+    if (valid && threadIdx.x == 0) log_prob[row] = M(-0.5) * acc;
+  });
+}
+
+template <typename T, typename X, bool ALIGNED>
+__global__ void __launch_bounds__(kBlockThreads)
+    gaussian_backward_kernel(const math_t<T>* __restrict__ grad_log_prob, const X* __restrict__ x,
+                             const T* __restrict__ mean, const T* __restrict__ logvar, T* __restrict__ grad_mean,
+                             T* __restrict__ grad_logvar, int64_t N, int64_t Nx, int64_t D) {
+  using M = math_t<T>;
+  constexpr int V = pack_size<T>;
+  for_each_row(N, [&](int64_t row, bool valid) {
+    if (!valid) return;
+    const M g = grad_log_prob[row];
+    const X* x_row = x + (row % Nx) * D;
+    const int64_t at = row * D;
+    for_each_pack<V>(D, [&](int64_t j) {
+      M t[V], m[V], s[V], gm[V], gs[V];
+      load_pack<ALIGNED>(x_row, j, D, t);
+      load_pack<ALIGNED>(mean + at, j, D, m);
+      load_pack<ALIGNED>(logvar + at, j, D, s);
+#pragma unroll
+      for (int k = 0; k < V; ++k) {
+        const M d = t[k] - m[k], w = g * exp_(-s[k]);
+        gm[k] = d * w;
+        gs[k] = M(0.5) * (d * d * w - g);
+      }
+      store_pack<ALIGNED>(grad_mean + at, j, D, gm);
+      store_pack<ALIGNED>(grad_logvar + at, j, D, gs);
+    });
+  });
+}
+
+}  // namespace
+
+void gaussian_forward(DType t, DType tx, const void* x, const void* mean, const void* logvar, void* log_prob, int64_t N,
+                      int64_t Nx, int64_t D, int device, void* stream) {
+  dispatch_value_target<Types>(t, tx, [&](auto tag, auto xtag) {
+    using T = typename decltype(tag)::type;
+    using X = typename decltype(xtag)::type;
+    const auto* x_ = static_cast<const X*>(x);
+    const auto* m = static_cast<const T*>(mean);
+    const auto* s = static_cast<const T*>(logvar);
+    auto* out = static_cast<math_t<T>*>(log_prob);
+    launch_rows<pack_size<T>>(
+        "gaussian_forward", device, stream, N, D,
+        [&](auto aligned, dim3 grid, dim3 block, cudaStream_t st) {
+          gaussian_forward_kernel<T, X, decltype(aligned)::value><<<grid, block, 0, st>>>(x_, m, s, out, N, Nx, D);
+        },
+        x_, m, s);
+  });
+}
+
+void gaussian_backward(DType t, DType tx, const void* grad_log_prob, const void* x, const void* mean,
+                       const void* logvar, void* grad_mean, void* grad_logvar, int64_t N, int64_t Nx, int64_t D,
+                       int device, void* stream) {
+  dispatch_value_target<Types>(t, tx, [&](auto tag, auto xtag) {
+    using T = typename decltype(tag)::type;
+    using X = typename decltype(xtag)::type;
+    const auto* g = static_cast<const math_t<T>*>(grad_log_prob);
+    const auto* x_ = static_cast<const X*>(x);
+    const auto* m = static_cast<const T*>(mean);
+    const auto* s = static_cast<const T*>(logvar);
+    auto* gm = static_cast<T*>(grad_mean);
+    auto* gs = static_cast<T*>(grad_logvar);
+    launch_rows<pack_size<T>>(
+        "gaussian_backward", device, stream, N, D,
+        [&](auto aligned, dim3 grid, dim3 block, cudaStream_t st) {
+          gaussian_backward_kernel<T, X, decltype(aligned)::value>
+              <<<grid, block, 0, st>>>(g, x_, m, s, gm, gs, N, Nx, D);
+        },
+        x_, m, s, static_cast<const T*>(gm), static_cast<const T*>(gs));
+  });
+}
+
+}  // namespace aevb::cuda
