@@ -13,15 +13,19 @@ from .functional import (
     elbo_loss,
     gaussian_kl,
     gaussian_log_prob,
+    linear_bernoulli_log_prob,
+    linear_gaussian_log_prob,
     reparameterize,
     reparameterize_kl,
     vae_loss,
 )
-from .modules import ELBOLoss, Reparameterize, VAELoss
+from .modules import ELBOLoss, FusedLinearBernoulli, FusedLinearGaussian, Reparameterize, VAELoss
 from .ops._native import empty_cache
 
 __all__ = [
     "ELBOLoss",
+    "FusedLinearBernoulli",
+    "FusedLinearGaussian",
     "Reparameterize",
     "VAELoss",
     "__version__",
@@ -30,6 +34,8 @@ __all__ = [
     "empty_cache",
     "gaussian_kl",
     "gaussian_log_prob",
+    "linear_bernoulli_log_prob",
+    "linear_gaussian_log_prob",
     "reparameterize",
     "reparameterize_kl",
     "vae_loss",

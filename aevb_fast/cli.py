@@ -13,6 +13,8 @@ from ._version import __version__
 from .ops import backends
 from .ops._native import load_error, native
 
+FUSED_HEAD = {"auto": None, "on": True, "off": False}
+
 
 def _module_version(name: str) -> str:
     try:
@@ -94,6 +96,9 @@ def _train_parser(commands) -> None:
     p.add_argument("--seed", type=int, default=defaults.seed)
     p.add_argument("--device", default=defaults.device)
     p.add_argument("--backend", default=None, help="auto, triton, cuda, cpu or torch")
+    p.add_argument("--fused-head", default="auto", choices=list(FUSED_HEAD),
+                   help="the decoder's output layer and likelihood as one chunked op: auto (where it saves memory), "
+                        "on or off")
     p.add_argument("--out", default=defaults.out, help="directory for metrics and the checkpoint")
     p.add_argument("--resume", action="store_true", help="continue from the checkpoint in --out")
     p.add_argument("--no-figures", dest="figures", action="store_false", help="skip the PNG figures")
@@ -135,6 +140,7 @@ def main(argv: list[str] | None = None) -> int:
             from .train import TrainConfig, train
 
             settings = {k: v for k, v in vars(args).items() if k not in ("command", "resume")}
+            settings["fused_head"] = FUSED_HEAD[settings["fused_head"]]
             train(TrainConfig(**settings), resume=args.resume)
         else:
             for name, value in _evaluate(args.out, args.k, args.n_samples, args.seed).items():

@@ -30,9 +30,13 @@ from . import reference
 from .ops import backends
 from .ops.bernoulli import bernoulli_log_prob as _bernoulli_op
 from .ops.gaussian import gaussian_log_prob as _gaussian_op
+from .ops.linear_likelihood import chunk_rows_for
+from .ops.linear_likelihood import linear_bernoulli_log_prob as _linear_bernoulli_op
+from .ops.linear_likelihood import linear_gaussian_log_prob as _linear_gaussian_op
 from .ops.reparameterize import reparameterize as _reparameterize_op
 
 ESTIMATORS = ("analytic", "mc")
+MEAN_ACTIVATIONS = ("identity", "sigmoid")
 LIKELIHOODS = ("bernoulli", "gaussian")
 SEED_LIMIT = 2**63
 _HALF = (torch.float16, torch.bfloat16)
@@ -264,6 +268,110 @@ def gaussian_log_prob(x: torch.Tensor, mean: torch.Tensor, logvar: torch.Tensor,
         log_prob = _gaussian_op(x, m, s, name)
     return reference.reduce(log_prob.view(batch), reduction)
 
+
+
+# The decoder's output layer and its likelihood in one op.
+
+def check_chunk_rows(chunk_rows) -> None:
+    if chunk_rows is not None and (isinstance(chunk_rows, bool) or not isinstance(chunk_rows, int) or chunk_rows < 1):
+        raise ValueError(f"chunk_rows must be a positive int or None, got {chunk_rows!r}")
+
+
+def _linear_head(op, h, params: dict, x, options, reduction, chunk_rows, backend, reference_values, reference_fn):
+    """Checks a fused head's arguments and runs it: the fused op for a kernel backend (the output
+    layer and likelihood chunked over rows), else reference_fn(reference_values(h, params), x) on
+    the plain Linear outputs. Returns log p(x|z) per datapoint [...] or reduced."""
+    _check_values("h", h)
+    given = {name: p for name, p in params.items() if p is not None}
+    for name, p in given.items():
+        _check_values(name, p)
+    _check_target("x", x)
+    _check_devices(h=h, **given, x=x)
+    check_choice("reduction", reduction, reference.REDUCTIONS)
+    check_chunk_rows(chunk_rows)
+    weights = [p for name, p in given.items() if name.endswith("weight")]
+    D, H = weights[0].shape if weights[0].dim() == 2 else (None, None)
+    for name, p in given.items():
+        if p.shape != ((D, H) if name.endswith("weight") else (D,)):
+            raise ValueError(f"{name} must be [{D}, {H}] (weights) or [{D}] (biases) like the first weight, "
+                             f"got {list(p.shape)}")
+    if h.dim() == 0 or h.shape[-1] != H:
+        raise ValueError(f"h must be [..., {H}] for weights [{D}, {H}], got {list(h.shape)}")
+    batch, x_batch = tuple(h.shape[:-1]), tuple(x.shape[:-1])
+    if x.dim() == 0 or x.shape[-1] != D or len(x_batch) > len(batch) or x_batch != batch[len(batch) - len(x_batch):]:
+        raise ValueError(f"x must be [..., {D}] with its leading dims the last ones of h's {list(batch)} (targets "
+                         f"shared by the samples of h), got {list(x.shape)}")
+    if x.requires_grad:
+        raise ValueError("x requires grad, but the fused head gives no gradient for the targets: detach it, or use "
+                         "a Linear layer and the likelihood function")
+    if torch.is_autocast_enabled(h.device.type):
+        # As nn.Linear under autocast: the matmuls in the autocast dtype.
+        dtype = torch.get_autocast_dtype(h.device.type)
+        h, params = h.to(dtype), {name: p if p is None else p.to(dtype) for name, p in params.items()}
+    else:
+        dtypes = {h.dtype, *(p.dtype for p in given.values())}
+        if len(dtypes) > 1:
+            raise TypeError("h, weights and biases must share one dtype (as for nn.Linear), got "
+                            + ", ".join(f"{name} {t.dtype}" for name, t in {"h": h, **given}.items()))
+    name = backends.resolve(backend, h.device)
+    if name == "torch":
+        values = [v.to(_math_dtype(h.dtype)) for v in reference_values(h, params)]
+        return reference.reduce(reference_fn(*values, x), reduction)
+    N = math.prod(batch)
+    rows = chunk_rows if chunk_rows is not None else chunk_rows_for(N, H, D * len(weights))
+    with_grads = reduction != "none" and torch.is_grad_enabled() and any(
+        t.requires_grad for t in (h, *given.values()))
+    out = op(h.reshape(N, H), *params.values(), x.reshape(-1, D), *options, reduction != "none", with_grads, rows, name)[0]
+    if reduction == "none":
+        return out.view(batch)
+    return out if reduction == "sum" else out / N
+
+
+def linear_bernoulli_log_prob(h: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, x: torch.Tensor,
+                              reduction: str = "none", *, chunk_rows: int | None = None,
+                              backend: str | None = None) -> torch.Tensor:
+    """bernoulli_log_prob(h @ weight.T + bias, x, reduction) with the decoder's output layer fused in:
+    log p(x|z) = sum_d x_d a_d - softplus(a_d), a = W h + b (the paper's Bernoulli decoder), per
+    datapoint [...] or reduced, without the [..., D] logits ever in memory in full.
+
+    h [..., H]: the decoder's last hidden layer (e.g. [L, B, H] for L samples); weight [D, H], bias [D]
+    or None, as nn.Linear's; x [..., D]: targets in [0, 1], float, uint8 or bool, their leading dims
+    the last ones of h's (x [B, D] serves h [L, B, H]); x takes no gradient.
+
+    The kernel backends walk the rows in chunks of chunk_rows (default: chunks whose logits hold up
+    to four times as many elements as h, at least 2^22): each chunk's logits, likelihood and
+    gradients are made and dropped before the next. With reduction "sum" or "mean" the gradients of h, W and b are
+    made in the forward pass and the backward only scales them; with "none" the backward walks the
+    chunks again (each row's gradient weights W's differently). Under autocast the matmuls run in
+    the autocast dtype, as nn.Linear's do; the likelihood's math stays float32. Backend "torch" runs
+    nn.functional.linear and the reference likelihood."""
+    return _linear_head(
+        _linear_bernoulli_op, h, {"weight": weight, "bias": bias}, x, (), reduction, chunk_rows, backend,
+        lambda h, p: (torch.nn.functional.linear(h, p["weight"], p["bias"]),), reference.bernoulli_log_prob)
+
+
+def linear_gaussian_log_prob(h: torch.Tensor, mean_weight: torch.Tensor, mean_bias: torch.Tensor | None,
+                             logvar_weight: torch.Tensor, logvar_bias: torch.Tensor | None, x: torch.Tensor,
+                             reduction: str = "none", *, mean_activation: str = "identity",
+                             chunk_rows: int | None = None, backend: str | None = None) -> torch.Tensor:
+    """gaussian_log_prob(x, act(h @ mean_weight.T + mean_bias), h @ logvar_weight.T + logvar_bias,
+    reduction) with the decoder's two output layers fused in (the paper's Gaussian decoder, whose
+    mean_activation is "sigmoid"; "identity" leaves the mean linear), per datapoint [...] or reduced,
+    without the [..., D] means and log-variances ever in memory in full.
+
+    Shapes and chunking as linear_bernoulli_log_prob, with two (weight [D, H], bias [D] or None) pairs."""
+    check_choice("mean_activation", mean_activation, MEAN_ACTIVATIONS)
+    sigmoid = mean_activation == "sigmoid"
+
+    def values(h, p):
+        mean = torch.nn.functional.linear(h, p["mean_weight"], p["mean_bias"])
+        return torch.sigmoid(mean) if sigmoid else mean, torch.nn.functional.linear(h, p["logvar_weight"],
+                                                                                    p["logvar_bias"])
+
+    return _linear_head(
+        _linear_gaussian_op, h, {"mean_weight": mean_weight, "mean_bias": mean_bias, "logvar_weight": logvar_weight,
+                                 "logvar_bias": logvar_bias}, x, (sigmoid,), reduction, chunk_rows, backend, values,
+        lambda mean, logvar, x: reference.gaussian_log_prob(x, mean, logvar))
 
 def _log_likelihood(likelihood: str, recon, x: torch.Tensor, batch: torch.Size, sample_dims: int,
                     backend) -> torch.Tensor:

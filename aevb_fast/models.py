@@ -14,6 +14,7 @@ import torch
 from torch import nn
 
 from . import functional
+from .ops.linear_likelihood import chunk_rows_for
 
 LIKELIHOODS = functional.LIKELIHOODS
 
@@ -84,10 +85,45 @@ class VAE(nn.Module):
         _init_normal(self, init_std)
 
     def forward(self, x: torch.Tensor, *, n_samples: int = 1, estimator: str = "analytic", iwae: bool = False,
-                reduction: str = "mean", backend: str | None = None) -> torch.Tensor:
+                reduction: str = "mean", backend: str | None = None, fused_head: bool | None = None) -> torch.Tensor:
         """The negative bound of x [B, ...] per datapoint, reduced over the batch ("mean" by default);
-        see aevb_fast.elbo_loss for the estimators."""
+        see aevb_fast.elbo_loss for the estimators.
+
+        fused_head=True runs the decoder's output layer and likelihood as one op chunked over rows
+        (aevb_fast.linear_bernoulli_log_prob / linear_gaussian_log_prob) on the same parameters, so
+        the [L, B, data_dim] decoder output never exists in full; None (the default) fuses where
+        that saves memory: where the decoder output would be cut into more than one chunk."""
         data = x.flatten(1)
         mu, logvar = self.encoder(data.to(self.encoder.hidden.weight.dtype))
-        return functional.elbo_loss(self.decoder, data, mu, logvar, n_samples=n_samples, estimator=estimator,
-                                    iwae=iwae, likelihood=self.likelihood, reduction=reduction, backend=backend)
+        if fused_head is None:
+            rows, hidden = n_samples * data.shape[0], self.decoder.hidden.out_features
+            outputs = data.shape[1] * (1 if self.likelihood == "bernoulli" else 2)
+            fused_head = chunk_rows_for(rows, hidden, outputs) < rows
+        if not fused_head:
+            return functional.elbo_loss(self.decoder, data, mu, logvar, n_samples=n_samples, estimator=estimator,
+                                        iwae=iwae, likelihood=self.likelihood, reduction=reduction, backend=backend)
+        functional.check_n_samples(n_samples, allow_none=False)
+        functional.check_choice("reduction", reduction, functional.reference.REDUCTIONS)
+        functional.check_iwae(iwae, estimator, 1.0)
+        z, kl = functional.reparameterize_kl(mu, logvar, n_samples, estimator=estimator, backend=backend)
+        h = torch.tanh(self.decoder.hidden(z))
+        # A sum over the batch needs only the sum of log p(x|z) over every row, whose gradients the
+        # fused op makes in its forward pass; IWAE and per-datapoint values need each row's.
+        per_row = iwae or reduction == "none"
+        log_px = self._log_likelihood(h, data, "none" if per_row else "sum", backend)
+        if per_row:
+            bound = functional.reference.iwae_bound(log_px, kl) if iwae else functional.reference.elbo(log_px, kl)
+            return functional.reference.reduce(-bound, reduction)
+        # sum_b elbo_b: (1/L) sum log p(x|z) - sum_b KL_b (analytic), (1/L) sum (log p(x|z) - kl) (mc)
+        bound = (log_px - kl.sum()) / n_samples if estimator == "mc" else log_px / n_samples - kl.sum()
+        return -bound / data.shape[0] if reduction == "mean" else -bound
+
+    def _log_likelihood(self, h: torch.Tensor, x: torch.Tensor, reduction: str, backend: str | None) -> torch.Tensor:
+        """The decoder's output layer and likelihood, fused, on h [L, B, hidden_dim]."""
+        decoder = self.decoder
+        if self.likelihood == "bernoulli":
+            return functional.linear_bernoulli_log_prob(h, decoder.logits.weight, decoder.logits.bias, x, reduction,
+                                                        backend=backend)
+        return functional.linear_gaussian_log_prob(h, decoder.mean.weight, decoder.mean.bias, decoder.logvar.weight,
+                                                   decoder.logvar.bias, x, reduction, mean_activation="sigmoid",
+                                                   backend=backend)

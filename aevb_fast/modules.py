@@ -73,3 +73,63 @@ class ELBOLoss(nn.Module):
     def extra_repr(self) -> str:
         return (f"n_samples={self.n_samples}, estimator={self.estimator!r}, iwae={self.iwae}, beta={self.beta}, "
                 f"likelihood={self.likelihood!r}, reduction={self.reduction!r}, backend={self.backend}")
+
+
+def _check_features(**sizes) -> None:
+    for name, value in sizes.items():
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise ValueError(f"{name} must be a positive int, got {value!r}")
+
+
+class FusedLinearBernoulli(nn.Linear):
+    """A Bernoulli decoder's output layer and its log-likelihood in one op, chunked over rows:
+    forward(h [..., in_features], x [..., out_features]) -> log p(x|z) per datapoint [...] or reduced,
+    see functional.linear_bernoulli_log_prob. It is an nn.Linear (same weight, bias, initialisation
+    and state dict) whose forward takes the targets and returns the log-likelihood, not the logits."""
+
+    def __init__(self, in_features: int, out_features: int, bias: bool = True, reduction: str = "none", *,
+                 chunk_rows: int | None = None, backend: str | None = None, device=None, dtype=None):
+        _check_features(in_features=in_features, out_features=out_features)
+        F.check_choice("reduction", reduction, REDUCTIONS)
+        F.check_chunk_rows(chunk_rows)
+        F.check_backend(backend)
+        super().__init__(in_features, out_features, bias, device=device, dtype=dtype)
+        self.reduction, self.chunk_rows, self.backend = reduction, chunk_rows, backend
+
+    def forward(self, h: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+        return F.linear_bernoulli_log_prob(h, self.weight, self.bias, x, self.reduction, chunk_rows=self.chunk_rows,
+                                           backend=self.backend)
+
+    def extra_repr(self) -> str:
+        return f"{super().extra_repr()}, reduction={self.reduction!r}, chunk_rows={self.chunk_rows}, backend={self.backend}"
+
+
+class FusedLinearGaussian(nn.Module):
+    """A Gaussian decoder's two output layers (mean, logvar: nn.Linear each, as in the paper's
+    decoder) and its log-likelihood in one op, chunked over rows: forward(h [..., in_features],
+    x [..., out_features]) -> log p(x|z) per datapoint [...] or reduced, with mean =
+    mean_activation(self.mean(h)) ("sigmoid" for the paper's Frey Face decoder) and logvar =
+    self.logvar(h); see functional.linear_gaussian_log_prob."""
+
+    def __init__(self, in_features: int, out_features: int, bias: bool = True, reduction: str = "none", *,
+                 mean_activation: str = "identity", chunk_rows: int | None = None, backend: str | None = None,
+                 device=None, dtype=None):
+        _check_features(in_features=in_features, out_features=out_features)
+        F.check_choice("reduction", reduction, REDUCTIONS)
+        F.check_choice("mean_activation", mean_activation, F.MEAN_ACTIVATIONS)
+        F.check_chunk_rows(chunk_rows)
+        F.check_backend(backend)
+        super().__init__()
+        self.mean = nn.Linear(in_features, out_features, bias, device=device, dtype=dtype)
+        self.logvar = nn.Linear(in_features, out_features, bias, device=device, dtype=dtype)
+        self.reduction, self.mean_activation = reduction, mean_activation
+        self.chunk_rows, self.backend = chunk_rows, backend
+
+    def forward(self, h: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+        return F.linear_gaussian_log_prob(h, self.mean.weight, self.mean.bias, self.logvar.weight, self.logvar.bias,
+                                          x, self.reduction, mean_activation=self.mean_activation,
+                                          chunk_rows=self.chunk_rows, backend=self.backend)
+
+    def extra_repr(self) -> str:
+        return (f"reduction={self.reduction!r}, mean_activation={self.mean_activation!r}, "
+                f"chunk_rows={self.chunk_rows}, backend={self.backend}")

@@ -52,6 +52,7 @@ class TrainConfig:
     seed: int = 0
     device: str = "cpu"
     backend: str | None = None
+    fused_head: bool | None = None  # None: where it saves memory (VAE.forward)
     out: str = "runs/default"
     figures: bool = True  # bound.png, samples.png and (Nz = 2) manifold.png at the end
 
@@ -65,6 +66,8 @@ class TrainConfig:
                 raise ValueError(f"{name} must be a positive int, got {value!r}")
         if self.lr is not None and not (math.isfinite(self.lr) and self.lr > 0):
             raise ValueError(f"lr must be a positive number, got {self.lr!r}")
+        if self.fused_head not in (None, True, False):
+            raise ValueError(f"fused_head must be True, False or None (where it saves memory), got {self.fused_head!r}")
 
 
 def _log_prior_share(model: VAE, n_train: int) -> torch.Tensor:
@@ -116,7 +119,8 @@ def train(config: TrainConfig, resume: bool = False, progress: bool | None = Non
         x = datasets.to_unit(data.train[permutation[position:position + config.batch_size]].to(config.device))
         position += config.batch_size
         optimizer.zero_grad(set_to_none=True)
-        loss = model(x, n_samples=config.n_samples, estimator=config.estimator, backend=config.backend)
+        loss = model(x, n_samples=config.n_samples, estimator=config.estimator, backend=config.backend,
+                     fused_head=config.fused_head)
         (loss + _log_prior_share(model, n_train)).backward()
         optimizer.step()
         seen += config.batch_size

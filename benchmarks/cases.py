@@ -9,6 +9,11 @@ A provider turns the op's inputs into its outputs with one implementation:
 
 Every provider returns per-datapoint values (and z), so the backward of each is driven by the same
 upstream gradients. A Case holds the inputs, the providers and the op's memory traffic.
+
+The decoder heads (bernoulli_head, gaussian_head: the decoder's output layer and its likelihood,
+[N, H] -> D) return the summed log-likelihood, a training loss; there "eager" is nn.functional.linear
+followed by the reference likelihood, "Linear + aevb_fast[...]" the same layer followed by the fused
+likelihood kernel, and aevb_fast[...] the fused head (aevb_fast.linear_*_log_prob).
 """
 
 from collections.abc import Callable
@@ -29,7 +34,13 @@ SIZES = {
     "gaussian": [(100, 560), (1000, 784), (4096, 12288)],
     "reparameterize": [(100, 20), (1000, 200), (65536, 256)],
 }
-TINY = {"bernoulli": [(64, 300)], "gaussian": [(64, 300)], "reparameterize": [(128, 20)]}
+# The heads: (N, H, D), the paper's decoder layer at its minibatch, and a wide decoder at a large one.
+SIZES |= {
+    "bernoulli_head": [(100, 500, 784), (8192, 500, 12288)],
+    "gaussian_head": [(100, 200, 560), (8192, 500, 12288)],
+}
+TINY = {"bernoulli": [(64, 300)], "gaussian": [(64, 300)], "reparameterize": [(128, 20)],
+        "bernoulli_head": [(64, 16, 300)], "gaussian_head": [(64, 16, 300)]}
 OPS = tuple(SIZES)
 
 
@@ -59,7 +70,8 @@ class Case:
 
     @property
     def label(self) -> str:
-        return f"{self.op} [{self.shape[0]}, {self.shape[1]}]"
+        rows = f"{self.op} [{self.shape[0]}, {self.shape[1]}]"
+        return rows if len(self.shape) == 2 else f"{rows} -> {self.shape[2]}"
 
 
 def fused_backends(device: torch.device) -> list[str]:
@@ -161,7 +173,61 @@ def reparameterize(shape, dtype, device) -> Case:
     return Case("reparameterize", shape, dtype, device, providers, [mu, logvar], upstream, b * z * 6 * e, b * z * 8 * e)
 
 
-BUILDERS = {"bernoulli": bernoulli, "gaussian": gaussian, "reparameterize": reparameterize}
+def _head(op, shape, dtype, device, n_layers, fused, likelihood) -> Case:
+    """A decoder head with n_layers output layers [D, H] on h [N, H]: fused(h, params, x, backend) is
+    the fused head, likelihood(values, x) the per-row likelihood of the layers' outputs."""
+    n, h_dim, d = shape
+    g = torch.Generator(device=device).manual_seed(0)
+    h = torch.tanh(torch.randn(n, h_dim, generator=g, device=device)).to(dtype).requires_grad_()
+    params = []
+    for _ in range(n_layers):
+        params.append((torch.randn(d, h_dim, generator=g, device=device) / h_dim ** 0.5).to(dtype).requires_grad_())
+        params.append(torch.zeros(d, device=device, dtype=dtype).requires_grad_())
+    x = torch.rand(n, d, generator=g, device=device).to(dtype)
+
+    def layers(h):
+        return [F.linear(h, params[2 * i], params[2 * i + 1]) for i in range(n_layers)]
+
+    def eager(h, x):
+        return likelihood(layers(h), x, None).sum()
+
+    compiled = _compiled(eager)
+    backends = fused_backends(device)
+    providers = {f"aevb_fast[{b}]": (lambda b=b: (fused(h, params, x, b),)) for b in backends}
+    providers |= {f"Linear + aevb_fast[{b}]": (lambda b=b: (likelihood(layers(h), x, b).sum(),)) for b in backends[:1]}
+    providers |= {"eager": lambda: (eager(h, x),), "torch.compile": lambda: (compiled(h, x),)}
+    e, ex = h.element_size(), x.element_size()
+    # Essential: h, the layers and x in, their gradients out. The fused kernels add each chunk's
+    # outputs and their gradient, written and read once, in cache-sized pieces.
+    essential = 2 * (n * h_dim + n_layers * d * (h_dim + 1)) * e + n * d * ex
+    return Case(op, shape, dtype, device, providers, [h, *params], (torch.ones((), device=device),), essential,
+                essential + n_layers * n * d * 4 * e)
+
+
+def bernoulli_head(shape, dtype, device) -> Case:
+    def likelihood(values, x, backend):
+        (logits,) = values
+        return R.bernoulli_log_prob(logits, x) if backend is None else aevb_fast.bernoulli_log_prob(logits, x,
+                                                                                                    backend=backend)
+
+    return _head("bernoulli_head", shape, dtype, device, 1,
+                 lambda h, p, x, b: aevb_fast.linear_bernoulli_log_prob(h, *p, x, "sum", backend=b), likelihood)
+
+
+def gaussian_head(shape, dtype, device) -> Case:
+    # The paper's Frey Face decoder: a sigmoid mean.
+    def likelihood(values, x, backend):
+        mean, logvar = torch.sigmoid(values[0]), values[1]
+        return R.gaussian_log_prob(x, mean, logvar) if backend is None else aevb_fast.gaussian_log_prob(
+            x, mean, logvar, backend=backend)
+
+    return _head("gaussian_head", shape, dtype, device, 2,
+                 lambda h, p, x, b: aevb_fast.linear_gaussian_log_prob(h, *p, x, "sum", mean_activation="sigmoid",
+                                                                       backend=b), likelihood)
+
+
+BUILDERS = {"bernoulli": bernoulli, "gaussian": gaussian, "reparameterize": reparameterize,
+            "bernoulli_head": bernoulli_head, "gaussian_head": gaussian_head}
 
 
 def cases(device: torch.device, dtype: torch.dtype, sizes: dict = SIZES, ops=OPS):

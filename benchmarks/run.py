@@ -34,7 +34,7 @@ class Row:
 
     case: str
     op: str
-    shape: tuple[int, int]
+    shape: tuple[int, ...]
     dtype: str
     provider: str
     forward: Timing
@@ -121,7 +121,7 @@ def overhead(device: torch.device, dtype: torch.dtype, rounds: int) -> dict[str,
     """Seconds per call, forward + backward, on one-element inputs: what a call costs beyond its work."""
     out = {}
     for op in cases.OPS:
-        case = cases.BUILDERS[op]((1, 1), dtype, device)
+        case = cases.BUILDERS[op]((1,) * len(cases.SIZES[op][0]), dtype, device)
         rows = measure_case(case, rounds, warmup=3)
         out[op] = {row.provider: row.total.median for row in rows}
     return out
@@ -147,7 +147,7 @@ def write_csv(rows: list[Row], path: Path) -> None:
         writer.writerow(["op", "shape", "dtype", "provider", "forward_ms", "backward_ms", "total_ms", "total_p25_ms",
                          "total_p75_ms", "copy_ms", "bandwidth_GBps", "copy_bandwidth_GBps", "peak_MB"])
         for r in rows:
-            writer.writerow([r.op, f"{r.shape[0]}x{r.shape[1]}", r.dtype, r.provider, *(
+            writer.writerow([r.op, "x".join(map(str, r.shape)), r.dtype, r.provider, *(
                 f"{v * 1e3:.4f}" for v in (r.forward.median, r.backward.median, r.total.median, r.total.low,
                                            r.total.high, r.copy.median)),
                 f"{r.bandwidth / 1e9:.3f}", f"{r.copy_bandwidth / 1e9:.3f}", f"{r.peak_bytes / 2**20:.1f}"])

@@ -51,16 +51,20 @@ def pytest_generate_tests(metafunc):
         metafunc.parametrize("backend", CPU_BACKENDS)
 
 
-def assert_close(actual: torch.Tensor, expected: torch.Tensor, what: str = "") -> None:
-    """actual (on any device) against a float64 reference, with the tolerance of actual's dtype."""
+def assert_close(actual: torch.Tensor, expected: torch.Tensor, what: str = "", tolerance: dict | None = None) -> None:
+    """actual (on any device) against a float64 reference, with the tolerance of actual's dtype (or
+    the one given); NaN where the reference has NaN."""
     torch.testing.assert_close(actual.detach().cpu().double(), expected.detach().cpu().double(),
-                               **TOLERANCES[actual.dtype], msg=lambda m: f"{what}: {m}")
+                               **(tolerance or TOLERANCES[actual.dtype]), equal_nan=True,
+                               msg=lambda m: f"{what}: {m}")
 
 
-def check_against_reference(fused, reference, inputs: dict, grad_names=(), seed: int = 0) -> None:
+def check_against_reference(fused, reference, inputs: dict, grad_names=(), seed: int = 0,
+                            tolerance: dict | None = None) -> None:
     """Runs fused(**inputs) and reference(**inputs as float64 on the CPU), compares every output,
     then backpropagates the same random weights through both and compares the gradients of
-    grad_names."""
+    grad_names. Each comparison uses the tolerance of its tensor's dtype, or `tolerance` where given
+    (for values made from intermediates rounded to the inputs' dtype, such as a matmul's)."""
     fused_in = {k: v.detach().clone().requires_grad_(k in grad_names) if isinstance(v, torch.Tensor) else v
                 for k, v in inputs.items()}
     ref_in = {k: (v.detach().cpu().double() if v.is_floating_point() else v.detach().cpu()).requires_grad_(k in grad_names)
@@ -71,7 +75,7 @@ def check_against_reference(fused, reference, inputs: dict, grad_names=(), seed:
     assert len(out) == len(expected)
     for i, (o, e) in enumerate(zip(out, expected)):
         assert o.shape == e.shape, f"output {i}: shape {tuple(o.shape)} != reference {tuple(e.shape)}"
-        assert_close(o, e, f"output {i}")
+        assert_close(o, e, f"output {i}", tolerance)
     if not grad_names:
         return
     generator = torch.Generator().manual_seed(seed)
@@ -82,7 +86,7 @@ def check_against_reference(fused, reference, inputs: dict, grad_names=(), seed:
     ref_grads = torch.autograd.grad(ref_loss, [ref_in[k] for k in grad_names])
     for name, g, r in zip(grad_names, grads, ref_grads):
         assert g.dtype == fused_in[name].dtype, f"grad of {name}: dtype {g.dtype}"
-        assert_close(g, r, f"grad of {name}")
+        assert_close(g, r, f"grad of {name}", tolerance)
 
 
 @pytest.fixture(params=DTYPES, ids=lambda d: str(d).removeprefix("torch."))

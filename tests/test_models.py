@@ -39,6 +39,34 @@ def test_loss_is_the_negative_bound(likelihood):
     torch.testing.assert_close(pinned, -R.elbo(log_px, R.gaussian_kl(mu, logvar)))
 
 
+@pytest.mark.parametrize("likelihood", ["bernoulli", "gaussian"])
+@pytest.mark.parametrize("estimator, iwae, reduction", [("analytic", False, "mean"), ("mc", False, "sum"),
+                                                        ("mc", True, "mean"), ("analytic", False, "none")])
+def test_fused_head_gives_the_same_bound_and_gradients(likelihood, estimator, iwae, reduction):
+    torch.manual_seed(1)
+    model = VAE(data_dim=12, hidden_dim=8, latent_dim=3, likelihood=likelihood, init_std=0.3)
+    x = torch.rand(5, 12)
+    results = []
+    for fused in (False, True):
+        torch.manual_seed(2)
+        loss = model(x, n_samples=3, estimator=estimator, iwae=iwae, reduction=reduction, fused_head=fused)
+        results.append((loss, torch.autograd.grad(loss.sum(), list(model.parameters()))))
+    (plain, plain_grads), (fused, fused_grads) = results
+    torch.testing.assert_close(fused, plain)
+    for name, a, b in zip(dict(model.named_parameters()), fused_grads, plain_grads):
+        torch.testing.assert_close(a, b, msg=name)
+
+
+def test_fused_head_by_default_where_it_saves_memory(monkeypatch):
+    calls = []
+    monkeypatch.setattr(VAE, "_log_likelihood", lambda self, h, x, reduction, backend: calls.append(h.shape) or
+                        h.new_zeros(()))
+    small, wide = VAE(data_dim=784, hidden_dim=500, latent_dim=2), VAE(data_dim=4096, hidden_dim=8, latent_dim=2)
+    small(torch.rand(100, 784))  # the paper's minibatch: its logits fit one chunk
+    wide(torch.rand(1200, 4096))  # 1200 x 4096 logits > 2^22 elements: chunked
+    assert calls == [(1, 1200, 8)]
+
+
 def test_adagrad_lowers_the_loss():
     torch.manual_seed(3)
     # Four binary prototypes: data a latent variable explains, unlike independent coin flips.

@@ -43,8 +43,9 @@ def test_resume_ends_where_the_uninterrupted_run_does(tmp_path):
 
 def test_cli_train(tmp_path, capsys):
     assert cli.main(["train", "--hidden-dim", "16", "--latent-dim", "2", "--samples", "2e2", "--eval-every", "100",
-                     "--out", str(tmp_path)]) == 0
+                     "--fused-head", "on", "--out", str(tmp_path)]) == 0
     assert [int(r["samples"]) for r in _metrics(tmp_path)] == [100, 200]
+    assert torch.load(tmp_path / "checkpoint.pt", weights_only=True)["config"]["fused_head"] is True
     with pytest.raises(SystemExit) as exit_:
         cli.main(["train", "--dataset", "frey", "--out", str(tmp_path)])
     assert exit_.value.code == 2
@@ -74,3 +75,5 @@ def test_bad_settings_are_rejected():
         TrainConfig(batch_size=0).check()
     with pytest.raises(ValueError, match=r"lr must be a positive number, got -1"):
         TrainConfig(lr=-1).check()
+    with pytest.raises(ValueError, match=r"fused_head must be True, False or None \(where it saves memory\), got 'yes'"):
+        TrainConfig(fused_head="yes").check()
