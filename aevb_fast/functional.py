@@ -19,6 +19,16 @@ Conventions
 - Targets of the Bernoulli likelihood must lie in [0, 1]. The cpu kernels check this in the same
   pass and raise ValueError; the torch backend and GPU kernels do not check (it would cost a pass
   or a device sync).
+- Extremes (tests/test_extremes.py): logits of any finite size (softplus in stable form); the
+  Gaussian likelihood goes through the standardized residual (x - mean) exp(-logvar / 2), so
+  x == mean stays finite for every finite logvar and a result is infinite only where its exact
+  value lies beyond float32's range, as its signed infinity. reparameterize's sigma = exp(logvar / 2)
+  overflows float32 past logvar = 177: z is then +-inf. A finite input never gives NaN within these
+  limits; NaN and +-inf inputs propagate as in the reference.
+- Bad input raises before any kernel runs: TypeError for a non-tensor or a wrong dtype (integer
+  values; targets other than float, uint8 or bool), ValueError for shapes that do not match or
+  broadcast, tensors on different devices, n_samples < 1, unknown reduction / estimator / backend
+  names, and the other rules each function states.
 """
 
 import math
@@ -241,7 +251,9 @@ def bernoulli_log_prob(logits: torch.Tensor, x: torch.Tensor, reduction: str = "
     (a,), x, batch = _rows({"logits": logits}, x, event_dims)
     name = backends.resolve(backend, logits.device)
     if name == "torch":
-        log_prob = reference.bernoulli_log_prob(a.to(_math_dtype(a.dtype)), _expand_rows(x, a.shape[0]))
+        # x in the math dtype before its rows repeat: the repeats' gradients then sum in it.
+        md = _math_dtype(a.dtype)
+        log_prob = reference.bernoulli_log_prob(a.to(md), _expand_rows(x.to(md), a.shape[0]))
     else:
         log_prob = _bernoulli_op(a, x, name)
     return reference.reduce(log_prob.view(batch), reduction)
@@ -263,7 +275,7 @@ def gaussian_log_prob(x: torch.Tensor, mean: torch.Tensor, logvar: torch.Tensor,
     name = backends.resolve(backend, mean.device)
     if name == "torch":
         md = _math_dtype(dtype)
-        log_prob = reference.gaussian_log_prob(_expand_rows(x, m.shape[0]).to(md), m.to(md), s.to(md))
+        log_prob = reference.gaussian_log_prob(_expand_rows(x.to(md), m.shape[0]), m.to(md), s.to(md))
     else:
         log_prob = _gaussian_op(x, m, s, name)
     return reference.reduce(log_prob.view(batch), reduction)

@@ -42,10 +42,14 @@ def bernoulli_log_prob(logits: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
 
 
 def gaussian_log_prob(x: torch.Tensor, mean: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
-    """log N(x; mean, exp(logvar) I) = -1/2 sum_i (log 2pi + logvar_i + (x_i - mean_i)^2 / exp(logvar_i)),
-    per row [...]."""
+    """log N(x; mean, exp(logvar) I) = -1/2 sum_i (log 2pi + logvar_i + r_i^2), per row [...], through the
+    standardized residual r = (x - mean) / exp(logvar / 2): finite where (x - mean)^2 / exp(logvar)
+    would be 0 * inf (x == mean, logvar past the exp range)."""
     x = x.to(mean.dtype)
-    return -0.5 * torch.sum(LOG_2PI + logvar + (x - mean).pow(2) * torch.exp(-logvar), dim=-1)
+    d = x - mean
+    # Where d == 0, r = 0 whatever logvar: exp(0) there keeps the backward free of 0 * inf too.
+    r = d * torch.exp(-0.5 * torch.where(d == 0, 0.0, logvar))
+    return -0.5 * torch.sum(LOG_2PI + logvar + r.pow(2), dim=-1)
 
 
 def elbo(log_px: torch.Tensor, kl: torch.Tensor, beta: float = 1.0) -> torch.Tensor:

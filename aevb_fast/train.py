@@ -76,10 +76,57 @@ def _log_prior_share(model: VAE, n_train: int) -> torch.Tensor:
     return 0.5 * sum(p.pow(2).sum() for n, p in model.named_parameters() if n.endswith("weight")) / n_train
 
 
+CHECKPOINT_KEYS = {"model", "optimizer", "order", "rng", "samples", "wall_s", "metrics", "permutation", "position",
+                   "config"}
+
+
 def _save_atomically(state: dict, path: Path) -> None:
+    """Writes path through a temporary file, flushed to disk, that replaces it in one rename, so a
+    reader sees the old checkpoint or the new one, never half of one; the old one stays beside it
+    as checkpoint.prev.pt, in case the newest is lost or damaged later."""
     temporary = path.with_suffix(".tmp")
-    torch.save(state, temporary)
-    os.replace(temporary, path)  # a reader sees the old checkpoint or the new one, never half of one
+    with open(temporary, "wb") as f:
+        torch.save(state, f)
+        f.flush()
+        os.fsync(f.fileno())
+    if path.exists():
+        os.replace(path, _previous(path))
+    os.replace(temporary, path)
+
+
+def _previous(path: Path) -> Path:
+    return path.with_name(path.stem + ".prev" + path.suffix)
+
+
+def _read_checkpoint(path: Path) -> dict:
+    """A checkpoint's state, loaded with weights_only (tensors and plain containers: no code runs
+    from the file), or ValueError saying what is wrong with it."""
+    try:
+        state = torch.load(path, weights_only=True)
+    except Exception as error:  # torch raises RuntimeError, EOFError, UnpicklingError, ... by damage
+        reason = str(error).strip().splitlines()[0][:200] if str(error).strip() else "the file ends early"
+        raise ValueError(f"{path} cannot be read as a checkpoint ({type(error).__name__}: {reason})") from None
+    missing = CHECKPOINT_KEYS - set(state) if isinstance(state, dict) else CHECKPOINT_KEYS
+    if missing:
+        raise ValueError(f"{path} is not a checkpoint of aevb-fast train: it lacks {', '.join(sorted(missing))}")
+    return state
+
+
+def load_checkpoint(out: str | Path) -> dict:
+    """The newest readable checkpoint of a run: checkpoint.pt, or, if that is damaged or missing,
+    checkpoint.prev.pt with a warning; ValueError naming both if neither can be read."""
+    path = Path(out) / "checkpoint.pt"
+    if not path.is_file() and not _previous(path).is_file():
+        raise ValueError(f"{path} is missing: give a directory that aevb-fast train wrote")
+    try:
+        return _read_checkpoint(path)
+    except ValueError as newest:
+        try:
+            state = _read_checkpoint(_previous(path))
+        except ValueError as previous:
+            raise ValueError(f"no usable checkpoint in {out}: {newest}; {previous}") from None
+        print(f"aevb-fast: {newest}; using {_previous(path)} (samples {state['samples']:,})", file=sys.stderr)
+        return state
 
 
 def train(config: TrainConfig, resume: bool = False, progress: bool | None = None) -> VAE:
@@ -103,8 +150,8 @@ def train(config: TrainConfig, resume: bool = False, progress: bool | None = Non
     seen, wall, rows = 0, 0.0, []
 
     checkpoint = out / "checkpoint.pt"
-    if resume and checkpoint.exists():
-        state = torch.load(checkpoint, weights_only=True)
+    if resume and (checkpoint.exists() or _previous(checkpoint).exists()):
+        state = load_checkpoint(out)
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
         order.set_state(state["order"])
@@ -151,10 +198,7 @@ def train(config: TrainConfig, resume: bool = False, progress: bool | None = Non
 
 def load_run(out: str | Path) -> tuple[VAE, datasets.Dataset, TrainConfig]:
     """The model of a run's last checkpoint, with its data set and settings."""
-    checkpoint = Path(out) / "checkpoint.pt"
-    if not checkpoint.is_file():
-        raise ValueError(f"{checkpoint} is missing: evaluate a directory that aevb-fast train wrote")
-    state = torch.load(checkpoint, weights_only=True)
+    state = load_checkpoint(out)
     config = TrainConfig(**state["config"])
     data = datasets.load(config.dataset, config.data_path)
     model = VAE(data.dim, config.hidden_dim or HIDDEN[config.dataset], config.latent_dim, data.likelihood)

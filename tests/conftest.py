@@ -52,9 +52,11 @@ def pytest_generate_tests(metafunc):
 
 
 def assert_close(actual: torch.Tensor, expected: torch.Tensor, what: str = "", tolerance: dict | None = None) -> None:
-    """actual (on any device) against a float64 reference, with the tolerance of actual's dtype (or
-    the one given); NaN where the reference has NaN."""
-    torch.testing.assert_close(actual.detach().cpu().double(), expected.detach().cpu().double(),
+    """actual (on any device) against a float64 reference rounded to actual's dtype (so a value past
+    that dtype's range is its infinity on both sides), with the tolerance of actual's dtype (or the
+    one given); NaN where the reference has NaN."""
+    expected = expected.detach().cpu().to(actual.dtype) if actual.is_floating_point() else expected.detach().cpu()
+    torch.testing.assert_close(actual.detach().cpu().double(), expected.double(),
                                **(tolerance or TOLERANCES[actual.dtype]), equal_nan=True,
                                msg=lambda m: f"{what}: {m}")
 
@@ -79,7 +81,9 @@ def check_against_reference(fused, reference, inputs: dict, grad_names=(), seed:
     if not grad_names:
         return
     generator = torch.Generator().manual_seed(seed)
-    weights = [torch.randn(o.shape, generator=generator, dtype=torch.float64) for o in out]
+    # Weights that each output's dtype holds exactly: a half-precision output's gradient is rounded
+    # to its dtype, and the reference must see the same upstream gradient.
+    weights = [torch.randn(o.shape, generator=generator, dtype=torch.float64).to(o.dtype).double() for o in out]
     loss = sum((o.double() * w.to(o.device)).sum() for o, w in zip(out, weights))
     ref_loss = sum((e * w).sum() for e, w in zip(expected, weights))
     grads = torch.autograd.grad(loss, [fused_in[k] for k in grad_names])

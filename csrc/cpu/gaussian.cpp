@@ -1,7 +1,10 @@
 // Gaussian log-likelihood (PAPER.md, Gaussian MLP decoder), s = logvar:
-//   log N(x; m, exp(s)) = -1/2 sum_d (log 2pi + s + (x - m)^2 exp(-s))
-//   backward:  d/dm = g (x - m) exp(-s),  d/ds = g ((x - m)^2 exp(-s) - 1) / 2, g the row's upstream
-//              gradient, recomputed from x, m and s.
+//   log N(x; m, exp(s)) = -1/2 sum_d (log 2pi + s + r^2),  r = (x - m) exp(-s/2)
+//   backward:  d/dm = g r exp(-s/2),  d/ds = g (r^2 - 1) / 2, g the row's upstream gradient,
+//              recomputed from x, m and s.
+// Through the standardized residual r, exp(-s/2) overflows only past s < -177 rather than exp(-s)
+// past s < -88, and x == m gives r = 0 (not 0 * inf = NaN) for every finite s: a result is infinite
+// only where its exact value lies beyond the float range.
 #include <cstdint>
 
 #include "kernels.h"
@@ -18,7 +21,8 @@ AEVB_SIMD double forward_chunk(const X* x, const T* mean, const T* logvar, int64
 #pragma omp simd reduction(+ : acc)
   for (int64_t i = 0; i < n; ++i) {
     const M d = load<M>(x[i]) - load<M>(mean[i]), s = load<M>(logvar[i]);
-    acc += static_cast<double>(log_2pi + s + d * d * vexp(-s));
+    const M r = d == M(0) ? M(0) : d * vexp(M(-0.5) * s);
+    acc += static_cast<double>(log_2pi + s + r * r);
   }
   return -0.5 * acc;
 }
@@ -29,9 +33,10 @@ AEVB_SIMD void backward_chunk(math_t<T> g, const X* x, const T* mean, const T* l
   using M = math_t<T>;
 #pragma omp simd
   for (int64_t i = 0; i < n; ++i) {
-    const M d = load<M>(x[i]) - load<M>(mean[i]), w = g * vexp(-load<M>(logvar[i]));
-    grad_mean[i] = store<T>(d * w);
-    grad_logvar[i] = store<T>(M(0.5) * (d * d * w - g));
+    const M d = load<M>(x[i]) - load<M>(mean[i]), e = vexp(M(-0.5) * load<M>(logvar[i]));
+    const M r = d == M(0) ? M(0) : d * e;
+    grad_mean[i] = store<T>(d == M(0) ? M(0) : g * r * e);
+    grad_logvar[i] = store<T>(M(0.5) * g * (r * r - M(1)));
   }
 }
 

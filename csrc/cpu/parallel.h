@@ -47,7 +47,7 @@ void reduce_rows(int64_t rows, int64_t cols, int64_t width, R* out, int threads,
 #pragma omp for schedule(static)
     for (int64_t u = 0; u < units; ++u) {
       const int64_t row = u / chunks, begin = (u % chunks) * kChunk;
-      unit(row, begin, std::min(cols, begin + kChunk), &partial[u * width]);
+      unit(row, begin, std::min(cols, begin + kChunk), partial.data() + u * width);  // width may be 0
     }
 #pragma omp for schedule(static)
     for (int64_t row = 0; row < rows; ++row) {

@@ -53,27 +53,31 @@ AEVB_SIMD void forward_chunk(const T* mu, const T* logvar, T* z, int64_t n, int6
 }
 
 // One chunk of the backward: grad_kl holds the row's KL gradient (analytic) or its per-sample
-// gradients at stride B (mc).
+// gradients at stride B (mc). d/dlogvar is assembled as s/2 (g_kl s + sum_l g_l eps_l) minus the
+// constant terms, with sigma factored out: g_kl s^2 and g_l s eps_l summed apart would meet as
+// inf - inf once sigma^2 overflows (logvar > 88).
 template <typename T, typename R>
 AEVB_SIMD void backward_chunk(const T* grad_z, const R* grad_kl, const T* mu, const T* logvar, T* grad_mu,
                               T* grad_logvar, int64_t n, int64_t L, int64_t B, int64_t sample_stride, uint64_t seed,
                               uint64_t offset, bool mc) {
   using M = math_t<T>;
-  M m[kChunk], s[kChunk], gm[kChunk], gv[kChunk];
+  M m[kChunk], s[kChunk], gm[kChunk], ge[kChunk];
   float eps[kChunk];
   const M g_analytic = mc ? M(0) : M(grad_kl[0]);
+  M g_mc_sum = 0;
 #pragma omp simd
   for (int64_t i = 0; i < n; ++i) {
     m[i] = load<M>(mu[i]);
     s[i] = vexp(load<M>(logvar[i]) * M(0.5));
-    // d KL / d mu = mu,  d KL / d logvar = (sigma^2 - 1) / 2
+    // d KL / d mu = mu
     gm[i] = g_analytic * m[i];
-    gv[i] = g_analytic * M(0.5) * (s[i] * s[i] - M(1));
+    ge[i] = M(0);
   }
   for (int64_t l = 0; l < L; ++l) {
     normal_block(seed, offset + static_cast<uint64_t>(l * sample_stride), n, eps);
     // d/d z of the mc term is z; its direct d/d logvar is -1/2.
     const M g_mc = mc ? M(grad_kl[l * B]) : M(0);
+    g_mc_sum += g_mc;
     const T* gz = grad_z ? grad_z + l * sample_stride : nullptr;
 #pragma omp simd
     for (int64_t i = 0; i < n; ++i) {
@@ -81,13 +85,14 @@ AEVB_SIMD void backward_chunk(const T* grad_z, const R* grad_kl, const T* mu, co
       const M g = (gz ? load<M>(gz[i]) : M(0)) + g_mc * (m[i] + s[i] * e);
       // dz/dmu = 1,  dz/dlogvar = sigma * eps / 2
       gm[i] += g;
-      gv[i] += g * s[i] * e * M(0.5) - M(0.5) * g_mc;
+      ge[i] += g * e;
     }
   }
 #pragma omp simd
   for (int64_t i = 0; i < n; ++i) {
+    // d KL / d logvar = (sigma^2 - 1) / 2, the samples' sigma eps / 2 and -1/2 (mc)
     grad_mu[i] = store<T>(gm[i]);
-    grad_logvar[i] = store<T>(gv[i]);
+    grad_logvar[i] = store<T>(M(0.5) * s[i] * (g_analytic * s[i] + ge[i]) - M(0.5) * (g_analytic + g_mc_sum));
   }
 }
 

@@ -1,7 +1,8 @@
 // Gaussian log-likelihood on CUDA (PAPER.md, Gaussian MLP decoder), s = logvar:
-//   log N(x; m, exp(s)) = -1/2 sum_d (log 2pi + s + (x - m)^2 exp(-s))
-//   backward:  d/dm = g (x - m) exp(-s),  d/ds = g ((x - m)^2 exp(-s) - 1) / 2, g the row's upstream
-//              gradient, recomputed from x, m and s
+//   log N(x; m, exp(s)) = -1/2 sum_d (log 2pi + s + r^2),  r = (x - m) exp(-s/2)
+//   backward:  d/dm = g r exp(-s/2),  d/ds = g (r^2 - 1) / 2, g the row's upstream gradient,
+//              recomputed from x, m and s (the standardized residual r keeps x == m finite for
+//              every finite s: see csrc/cpu/gaussian.cpp)
 // Row n of mean and logvar reads row n % Nx of the targets.
 #include "kernels.h"
 #include "rows.cuh"
@@ -29,8 +30,8 @@ __global__ void __launch_bounds__(kBlockThreads)
         load_pack<ALIGNED>(s_row, j, D, s);
 #pragma unroll
         for (int k = 0; k < V; ++k) {
-          const M d = t[k] - m[k];
-          if (in_row<ALIGNED>(j, k, D)) acc += log_2pi + s[k] + d * d * exp_(-s[k]);
+          const M d = t[k] - m[k], r = d == M(0) ? M(0) : d * exp_(M(-0.5) * s[k]);
+          if (in_row<ALIGNED>(j, k, D)) acc += log_2pi + s[k] + r * r;
         }
       });
     }
@@ -58,9 +59,10 @@ __global__ void __launch_bounds__(kBlockThreads)
       load_pack<ALIGNED>(logvar + at, j, D, s);
 #pragma unroll
       for (int k = 0; k < V; ++k) {
-        const M d = t[k] - m[k], w = g * exp_(-s[k]);
-        gm[k] = d * w;
-        gs[k] = M(0.5) * (d * d * w - g);
+        const M d = t[k] - m[k], e = exp_(M(-0.5) * s[k]);
+        const M r = d == M(0) ? M(0) : d * e;
+        gm[k] = d == M(0) ? M(0) : g * r * e;
+        gs[k] = M(0.5) * g * (r * r - M(1));
       }
       store_pack<ALIGNED>(grad_mean + at, j, D, gm);
       store_pack<ALIGNED>(grad_logvar + at, j, D, gs);

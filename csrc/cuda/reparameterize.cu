@@ -72,20 +72,21 @@ __global__ void __launch_bounds__(kBlockThreads)
     const int64_t at = b * Z;
     const M g_analytic = mc ? M(0) : grad_kl[b];
     for_each_pack<V>(Z, [&](int64_t j) {
-      M m[V], v[V], s[V], gm[V], gv[V];
+      M m[V], v[V], s[V], gm[V], ge[V];
       load_pack<ALIGNED>(mu + at, j, Z, m);
       load_pack<ALIGNED>(logvar + at, j, Z, v);
 #pragma unroll
       for (int k = 0; k < V; ++k) {
         s[k] = exp_(M(0.5) * v[k]);
-        // d KL / d mu = mu,  d KL / d logvar = (sigma^2 - 1) / 2
-        gm[k] = g_analytic * m[k];
-        gv[k] = g_analytic * M(0.5) * (s[k] * s[k] - M(1));
+        gm[k] = g_analytic * m[k];  // d KL / d mu = mu
+        ge[k] = M(0);
       }
+      M g_mc_sum = 0;
       for (int64_t l = 0; l < L; ++l) {
         const int64_t row = l * B + b;
         // d/dz of the mc term is z; its direct d/dlogvar is -1/2.
         const M g_mc = mc ? grad_kl[row] : M(0);
+        g_mc_sum += g_mc;
         M gz[V];
         if (grad_z != nullptr) {
           load_pack<ALIGNED>(grad_z + row * Z, j, Z, gz);
@@ -99,11 +100,17 @@ __global__ void __launch_bounds__(kBlockThreads)
           const M g = gz[k] + g_mc * (m[k] + s[k] * e);
           // dz/dmu = 1,  dz/dlogvar = sigma * eps / 2
           gm[k] += g;
-          gv[k] += g * s[k] * e * M(0.5) - M(0.5) * g_mc;
+          ge[k] += g * e;
         }
       }
+      // d KL / d logvar = (sigma^2 - 1) / 2, with sigma factored out as on the CPU
+      // (csrc/cpu/reparameterize.cpp): no inf - inf once sigma^2 overflows.
+#pragma unroll
+      for (int k = 0; k < V; ++k) {
+        ge[k] = M(0.5) * s[k] * (g_analytic * s[k] + ge[k]) - M(0.5) * (g_analytic + g_mc_sum);
+      }
       store_pack<ALIGNED>(grad_mu + at, j, Z, gm);
-      store_pack<ALIGNED>(grad_logvar + at, j, Z, gv);
+      store_pack<ALIGNED>(grad_logvar + at, j, Z, ge);
     });
   });
 }

@@ -1,8 +1,10 @@
 """Triton kernels of the per-row Gaussian log-likelihood (PAPER.md, Gaussian MLP decoder) and of
 its backward, which recomputes the gradients from the inputs:
 
-    log N(x; m, exp(s)) = -1/2 sum_d (log 2pi + s + (x - m)^2 exp(-s))
-    d/dm = g (x - m) exp(-s),  d/ds = g ((x - m)^2 exp(-s) - 1) / 2,  g the row's upstream gradient
+    log N(x; m, exp(s)) = -1/2 sum_d (log 2pi + s + r^2),  r = (x - m) exp(-s/2)
+    d/dm = g r exp(-s/2),  d/ds = g (r^2 - 1) / 2,  g the row's upstream gradient
+
+The standardized residual r keeps x == m finite for every finite s (see csrc/cpu/gaussian.cpp).
 
 Shapes: mean, logvar [N, D] contiguous, of one dtype; x [Nx, D] contiguous, N a multiple of Nx
 (row n reads x[n % Nx]); log_prob and g [N] in the math dtype (float32; float64 for float64
@@ -32,7 +34,8 @@ def gaussian_forward_kernel(x_ptr, mean_ptr, logvar_ptr, log_prob_ptr, N, Nx, D,
         x = target_tile(x_ptr, rows, Nx, cols, D, mask).to(math_t)
         d = x - tl.load(mean_ptr + at, mask=mask, other=0).to(math_t)
         s = tl.load(logvar_ptr + at, mask=mask, other=0).to(math_t)
-        acc += tl.where(mask, LOG_2PI + s + d * d * tl.exp(-s), 0.0)
+        r = tl.where(d == 0, 0.0, d * tl.exp(-0.5 * s))
+        acc += tl.where(mask, LOG_2PI + s + r * r, 0.0)
     tl.store(log_prob_ptr + rows, -0.5 * tl.sum(acc, axis=1), mask=row_ok)
 
 
@@ -46,9 +49,10 @@ def gaussian_backward_kernel(grad_log_prob_ptr, x_ptr, mean_ptr, logvar_ptr, gra
         cols, mask, at = tile(rows, row_ok, start, D, BLOCK_COLS)
         x = target_tile(x_ptr, rows, Nx, cols, D, mask).to(math_t)
         d = x - tl.load(mean_ptr + at, mask=mask, other=0).to(math_t)
-        w = g * tl.exp(-tl.load(logvar_ptr + at, mask=mask, other=0).to(math_t))
-        tl.store(grad_mean_ptr + at, (d * w).to(grad_mean_ptr.dtype.element_ty), mask=mask)
-        tl.store(grad_logvar_ptr + at, (0.5 * (d * d * w - g)).to(grad_logvar_ptr.dtype.element_ty), mask=mask)
+        e = tl.exp(-0.5 * tl.load(logvar_ptr + at, mask=mask, other=0).to(math_t))
+        r = tl.where(d == 0, 0.0, d * e)
+        tl.store(grad_mean_ptr + at, tl.where(d == 0, 0.0, g * r * e).to(grad_mean_ptr.dtype.element_ty), mask=mask)
+        tl.store(grad_logvar_ptr + at, (0.5 * g * (r * r - 1.0)).to(grad_logvar_ptr.dtype.element_ty), mask=mask)
 
 
 def forward(x: torch.Tensor, mean: torch.Tensor, logvar: torch.Tensor, row_dtype: torch.dtype) -> torch.Tensor:

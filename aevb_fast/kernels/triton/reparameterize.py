@@ -62,12 +62,12 @@ def reparameterize_backward_kernel(grad_z_ptr, grad_kl_ptr, mu_ptr, logvar_ptr, 
         _, mask, at = tile(rows, row_ok, start, Z, BLOCK_COLS)
         m = tl.load(mu_ptr + at, mask=mask, other=0).to(math_t)
         s = tl.exp(0.5 * tl.load(logvar_ptr + at, mask=mask, other=0).to(math_t))
-        # d KL / d mu = mu,  d KL / d logvar = (sigma^2 - 1) / 2
         g_analytic = tl.zeros([BLOCK_ROWS, 1], dtype=math_t)
         if HAS_GRAD_KL and not MC:
             g_analytic = tl.load(grad_kl_ptr + rows, mask=row_ok, other=0).to(math_t)[:, None]
-        grad_mu = g_analytic * m
-        grad_logvar = g_analytic * 0.5 * (s * s - 1.0)
+        grad_mu = g_analytic * m  # d KL / d mu = mu
+        grad_eps = tl.zeros([BLOCK_ROWS, BLOCK_COLS], dtype=math_t)  # sum over samples of g * eps
+        g_mc_sum = tl.zeros([BLOCK_ROWS, 1], dtype=math_t)
         offset = at
         kl_at = rows
         for _ in range(0, L):
@@ -79,12 +79,15 @@ def reparameterize_backward_kernel(grad_z_ptr, grad_kl_ptr, mu_ptr, logvar_ptr, 
                 # d/dz of the mc term is z; its direct d/dlogvar is -1/2.
                 g_mc = tl.load(grad_kl_ptr + kl_at, mask=row_ok, other=0).to(math_t)[:, None]
                 g += g_mc * (m + s * eps)
-                grad_logvar -= 0.5 * g_mc
+                g_mc_sum += g_mc
             # dz/dmu = 1,  dz/dlogvar = sigma * eps / 2
             grad_mu += g
-            grad_logvar += 0.5 * g * s * eps
+            grad_eps += g * eps
             offset += plane
             kl_at += B
+        # d KL / d logvar = (sigma^2 - 1) / 2, with sigma factored out as in the C++ kernels: no
+        # inf - inf once sigma^2 overflows.
+        grad_logvar = 0.5 * s * (g_analytic * s + grad_eps) - 0.5 * (g_analytic + g_mc_sum)
         tl.store(grad_mu_ptr + at, grad_mu.to(grad_mu_ptr.dtype.element_ty), mask=mask)
         tl.store(grad_logvar_ptr + at, grad_logvar.to(grad_logvar_ptr.dtype.element_ty), mask=mask)
 

@@ -1,0 +1,96 @@
+"""Property-based tests (hypothesis): every op on every CPU backend (the C++ kernels, Triton under
+the interpreter, the reference) for random shapes (sizes 1 and odd ones, leading dims), dtypes,
+memory layouts (contiguous, strided, transposed) and value scales, against the float64 reference,
+gradients included. The number of examples is bounded for CI; HYPOTHESIS_PROFILE=long runs more."""
+
+import os
+
+import pytest
+import torch
+from conftest import CPU_BACKENDS, DTYPES, check_against_reference
+
+import aevb_fast
+from aevb_fast import reference as R
+
+hypothesis = pytest.importorskip("hypothesis")
+from hypothesis import given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+settings.register_profile("ci", max_examples=25, deadline=None, derandomize=True)
+settings.register_profile("long", max_examples=500, deadline=None)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
+
+BACKENDS = st.sampled_from(CPU_BACKENDS)
+# The interpreter runs each Triton program in numpy: keep its shapes small.
+SIZE = st.integers(1, 9) | st.sampled_from([1, 17, 33])
+LAYOUTS = ["contiguous", "strided", "transposed"]
+
+
+@st.composite
+def tensors(draw, shape, dtype, low_exponent=-2, high_exponent=1):
+    """A tensor of `shape` and `dtype` whose values have magnitudes 10^low .. 10^high, laid out
+    contiguously, every other element of a wider tensor, or as the transpose of its transpose."""
+    seed = draw(st.integers(0, 2**31 - 1))
+    scale = 10.0 ** draw(st.integers(low_exponent, high_exponent))
+    layout = draw(st.sampled_from(LAYOUTS))
+    g = torch.Generator().manual_seed(seed)
+    if layout == "strided":
+        t = torch.randn(*shape[:-1], 2 * shape[-1], generator=g, dtype=torch.float64)[..., ::2]
+    elif layout == "transposed" and len(shape) >= 2:
+        t = torch.randn(*shape[:-2], shape[-1], shape[-2], generator=g, dtype=torch.float64).transpose(-1, -2)
+    else:
+        t = torch.randn(*shape, generator=g, dtype=torch.float64)
+    return (t * scale).to(dtype)
+
+
+@st.composite
+def problems(draw):
+    """(backend, dtype, batch shape, feature size)."""
+    backend = draw(BACKENDS)
+    dtype = draw(st.sampled_from(DTYPES))
+    batch = tuple(draw(st.lists(SIZE, min_size=1, max_size=2)))
+    return backend, dtype, batch, draw(SIZE)
+
+
+@given(problems(), st.data())
+def test_reparameterize_kl(problem, data):
+    backend, dtype, batch, Z = problem
+    n_samples = data.draw(st.none() | st.integers(1, 3))
+    estimator = data.draw(st.sampled_from(["analytic", "mc"]))
+    mu = data.draw(tensors((*batch, Z), dtype, -2, 1))
+    logvar = data.draw(tensors((*batch, Z), dtype, -2, 0))
+    seed = data.draw(st.integers(0, 2**63 - 1))
+    zeros = torch.zeros((*batch, Z), dtype=torch.float64 if dtype == torch.float64 else torch.float32)
+    eps = aevb_fast.reparameterize(zeros, zeros, n_samples, seed=seed, backend=backend).double()
+
+    def reference(mu, logvar):
+        z = R.reparameterize(mu, logvar, eps)
+        return z, R.log_ratio(z, eps, logvar) if estimator == "mc" else R.gaussian_kl(mu, logvar)
+
+    check_against_reference(
+        lambda mu, logvar: aevb_fast.reparameterize_kl(mu, logvar, n_samples, estimator=estimator, seed=seed,
+                                                       backend=backend),
+        reference, dict(mu=mu, logvar=logvar), grad_names=("mu", "logvar"))
+
+
+@given(problems(), st.data())
+def test_bernoulli_log_prob(problem, data):
+    backend, dtype, batch, D = problem
+    logits = data.draw(tensors((*batch, D), dtype, -2, 2))
+    kind = data.draw(st.sampled_from(["float", "uint8", "bool"]))
+    # Targets of a suffix of the batch dims (shared by the leading ones), or of all of them.
+    x_batch = batch[data.draw(st.integers(0, len(batch))):]
+    x = torch.rand(*x_batch, D, generator=torch.Generator().manual_seed(data.draw(st.integers(0, 2**31 - 1))))
+    x = {"float": x.to(dtype), "uint8": (x > 0.5).to(torch.uint8), "bool": x > 0.5}[kind]
+    check_against_reference(lambda logits, x: aevb_fast.bernoulli_log_prob(logits, x, backend=backend),
+                            R.bernoulli_log_prob, dict(logits=logits, x=x),
+                            grad_names=("logits", "x") if kind == "float" else ("logits",))
+
+
+@given(problems(), st.data())
+def test_gaussian_log_prob(problem, data):
+    backend, dtype, batch, D = problem
+    inputs = dict(x=data.draw(tensors((*batch, D), dtype, -1, 1)), mean=data.draw(tensors((*batch, D), dtype, -1, 1)),
+                  logvar=data.draw(tensors((*batch, D), dtype, -2, 0)))
+    check_against_reference(lambda x, mean, logvar: aevb_fast.gaussian_log_prob(x, mean, logvar, backend=backend),
+                            R.gaussian_log_prob, inputs, grad_names=("x", "mean", "logvar"))
