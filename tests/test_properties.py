@@ -1,7 +1,7 @@
-"""Property-based tests (hypothesis): every op on every CPU backend (the C++ kernels, Triton under
-the interpreter, the reference) for random shapes (sizes 1 and odd ones, leading dims), dtypes,
-memory layouts (contiguous, strided, transposed) and value scales, against the float64 reference,
-gradients included. The number of examples is bounded for CI; HYPOTHESIS_PROFILE=long runs more."""
+"""Property-based tests (hypothesis): every op, the fused decoder heads included, on every CPU
+backend (the C++ kernels, Triton under the interpreter, the reference) for random shapes (sizes 1
+and odd ones, leading dims), dtypes, memory layouts (contiguous, strided, transposed) and value
+scales, against the float64 reference, gradients included. The number of examples is bounded for CI; HYPOTHESIS_PROFILE=long runs more."""
 
 import os
 
@@ -94,3 +94,37 @@ def test_gaussian_log_prob(problem, data):
                   logvar=data.draw(tensors((*batch, D), dtype, -2, 0)))
     check_against_reference(lambda x, mean, logvar: aevb_fast.gaussian_log_prob(x, mean, logvar, backend=backend),
                             R.gaussian_log_prob, inputs, grad_names=("x", "mean", "logvar"))
+
+
+@given(problems(), st.data())
+def test_linear_heads(problem, data):
+    from test_linear_likelihood import _bernoulli_reference, _gaussian_reference, _tolerance
+
+    backend, dtype, batch, D = problem
+    H = data.draw(SIZE)
+    reduction = data.draw(st.sampled_from(["none", "sum", "mean"]))
+    chunk_rows = data.draw(st.none() | st.integers(1, 12))
+    bias = data.draw(st.booleans())
+    gaussian = data.draw(st.booleans())
+    inputs = dict(h=data.draw(tensors((*batch, H), dtype, -1, 0)))
+    for i in range(2 if gaussian else 1):
+        # The Gaussian's layers small (outputs of order 1): squared residuals scaled by exp(-logvar)
+        # of large sums make the gradient sums cancel beyond the dtype's digits, in nn.Linear as
+        # here (test_extremes covers the extremes).
+        inputs[f"w{i}"] = data.draw(tensors((D, H), dtype, -2, -1) if gaussian else tensors((D, H), dtype, -1, 0))
+        inputs[f"b{i}"] = data.draw(tensors((D,), dtype, -1, 0)) if bias else None
+    x_batch = batch[data.draw(st.integers(0, len(batch))):]
+    inputs["x"] = torch.rand(*x_batch, D, generator=torch.Generator().manual_seed(data.draw(st.integers(0, 99)))).to(dtype)
+    grads = tuple(k for k, v in inputs.items() if k != "x" and v is not None)
+    if gaussian:
+        sigmoid = data.draw(st.booleans())
+        check_against_reference(
+            lambda h, w0, b0, w1, b1, x: aevb_fast.linear_gaussian_log_prob(
+                h, w0, b0, w1, b1, x, reduction, mean_activation="sigmoid" if sigmoid else "identity",
+                chunk_rows=chunk_rows, backend=backend),
+            _gaussian_reference(reduction, sigmoid, dtype), inputs, grad_names=grads, tolerance=_tolerance(dtype))
+    else:
+        check_against_reference(
+            lambda h, w0, b0, x: aevb_fast.linear_bernoulli_log_prob(h, w0, b0, x, reduction, chunk_rows=chunk_rows,
+                                                                     backend=backend),
+            _bernoulli_reference(reduction, dtype), inputs, grad_names=grads, tolerance=_tolerance(dtype))
