@@ -122,11 +122,41 @@ def _evaluate(out: str, k: int, n_samples: int, seed: int) -> dict:
     return result
 
 
+def _convert_parser(commands) -> None:
+    p = commands.add_parser("convert", help="write a data set as streaming shards (aevb_fast.shards)")
+    source = p.add_mutually_exclusive_group(required=True)
+    source.add_argument("--dataset", help="mnist5k (embedded), mnist or frey")
+    source.add_argument("--images", help="a folder of images of one size (read as grey levels)")
+    source.add_argument("--array", help="an .npy array of images, or an .npz with arrays train and test")
+    p.add_argument("--data-path", default=None, help="mnist: directory of the IDX .gz files; frey: frey_rawface.mat")
+    p.add_argument("--out", required=True, help="the directory to write index.json and the shards into")
+    p.add_argument("--shard-rows", type=int, default=10_000, help="rows per shard")
+    p.add_argument("--likelihood", default="bernoulli", choices=["bernoulli", "gaussian"],
+                   help="the decoder the images call for (--images, --array)")
+    p.add_argument("--test-fraction", type=float, default=0.1, help="held out as the test split (--images, --array)")
+
+
+def _convert(args) -> str:
+    from . import data, shards
+
+    options = dict(likelihood=args.likelihood, test_fraction=args.test_fraction, shard_rows=args.shard_rows)
+    if args.dataset is not None:
+        index = shards.from_dataset(data.load(args.dataset, args.data_path), args.out, args.shard_rows)
+    elif args.images is not None:
+        index = shards.from_images(args.images, args.out, **options)
+    else:
+        index = shards.from_array(args.array, args.out, **options)
+    written = shards.Shards(index.parent)
+    counts = ", ".join(f"{split} {written.split(split).rows:,} rows" for split in written.splits)
+    return f"wrote {index} ({written.name}: {counts}; D = {written.dim})"
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="aevb-fast", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
     commands.add_parser("info", help="print versions and which backends are built and usable here")
     _train_parser(commands)
+    _convert_parser(commands)
     evaluate = commands.add_parser("evaluate", help="test bounds and marginal log-likelihood of a trained run")
     evaluate.add_argument("--out", required=True, help="the run's directory (aevb-fast train --out)")
     evaluate.add_argument("--k", type=int, default=1000, help="importance samples for log p(x)")
@@ -142,6 +172,8 @@ def main(argv: list[str] | None = None) -> int:
             settings = {k: v for k, v in vars(args).items() if k not in ("command", "resume")}
             settings["fused_head"] = FUSED_HEAD[settings["fused_head"]]
             train(TrainConfig(**settings), resume=args.resume)
+        elif args.command == "convert":
+            print(_convert(args))
         else:
             for name, value in _evaluate(args.out, args.k, args.n_samples, args.seed).items():
                 print(f"{name:<28} {value:10.3f}")
