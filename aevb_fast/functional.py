@@ -316,8 +316,8 @@ def _linear_head(op, h, params: dict, x, options, reduction, chunk_rows, backend
     if x.requires_grad:
         raise ValueError("x requires grad, but the fused head gives no gradient for the targets: detach it, or use "
                          "a Linear layer and the likelihood function")
-    if torch.is_autocast_enabled(h.device.type):
-        # As nn.Linear under autocast: the matmuls in the autocast dtype.
+    if torch.is_autocast_enabled(h.device.type) and h.dtype != torch.float64:
+        # As nn.Linear under autocast: the matmuls in the autocast dtype (float64 left alone).
         dtype = torch.get_autocast_dtype(h.device.type)
         h, params = h.to(dtype), {name: p if p is None else p.to(dtype) for name, p in params.items()}
     else:

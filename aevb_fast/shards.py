@@ -143,8 +143,9 @@ class ShardedSplit:
         generator = torch.Generator().manual_seed(_mix(seed, epoch, self.rank))
         pending, step = np.empty((0, self.shards.dim), np.uint8), 0
         for rows in self._buffers(self._dealt(seed, epoch)[self.rank]):
-            rows = rows[torch.randperm(rows.shape[0], generator=generator).numpy()]
+            # The last buffer's leftover rows are shuffled in with the new ones.
             pending = np.concatenate([pending, rows]) if pending.size else rows
+            pending = pending[torch.randperm(pending.shape[0], generator=generator).numpy()]
             while pending.shape[0] >= batch_size and step < steps:
                 if step >= start:
                     yield torch.from_numpy(pending[:batch_size].copy())
@@ -198,8 +199,7 @@ def from_array(path: str | Path, out: str | Path, *, likelihood: str = "bernoull
             raise ValueError(f"{path} must hold the arrays 'train' and 'test', it has {', '.join(loaded.files)}")
         splits = {split: _as_uint8(loaded[split], f"{path.name}[{split}]") for split in ("train", "test")}
     shape = _image_shape(splits["train"], path.name)
-    return write(out, {k: v.reshape(v.shape[0], -1) for k, v in splits.items()}, name=path.stem, image_shape=shape,
-                 likelihood=likelihood, shard_rows=shard_rows)
+    return write(out, _rows(splits), name=path.stem, image_shape=shape, likelihood=likelihood, shard_rows=shard_rows)
 
 
 def from_images(folder: str | Path, out: str | Path, *, likelihood: str = "bernoulli", test_fraction: float = 0.1,
@@ -221,17 +221,25 @@ def from_images(folder: str | Path, out: str | Path, *, likelihood: str = "berno
             raise ValueError(f"{file} is {images[-1].shape[1]}x{images[-1].shape[0]}, but {files[0].name} is "
                              f"{images[0].shape[1]}x{images[0].shape[0]}: the images must share one size")
     splits = _held_out(np.stack(images), test_fraction, seed)
-    return write(out, {k: v.reshape(v.shape[0], -1) for k, v in splits.items()}, name=folder.name,
-                 image_shape=images[0].shape, likelihood=likelihood, shard_rows=shard_rows)
+    return write(out, _rows(splits), name=folder.name, image_shape=images[0].shape, likelihood=likelihood,
+                 shard_rows=shard_rows)
+
+
+def _rows(splits: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """Images [N, H, W] (or rows) as rows [N, H * W]."""
+    return {k: v.reshape(v.shape[0], int(np.prod(v.shape[1:]))) for k, v in splits.items()}
 
 
 def _held_out(images: np.ndarray, test_fraction: float, seed: int) -> dict[str, np.ndarray]:
-    """Train and test splits of images by a permutation from `seed`, test_fraction held out."""
+    """Train and test splits of images by a permutation from `seed`, test_fraction held out (no test
+    split when that rounds to no image)."""
     if not 0 <= test_fraction < 1:
         raise ValueError(f"test_fraction must lie in [0, 1), got {test_fraction!r}")
     order = np.random.default_rng(seed).permutation(images.shape[0])
     n_test = int(round(test_fraction * images.shape[0]))
-    return {"train": images[order[n_test:]], "test": images[order[:n_test]]}
+    if n_test == images.shape[0]:
+        raise ValueError(f"test_fraction={test_fraction} of {images.shape[0]} images leaves none to train on")
+    return {"train": images[order[n_test:]], **({"test": images[order[:n_test]]} if n_test else {})}
 
 
 def _as_uint8(array: np.ndarray, what: str) -> np.ndarray:

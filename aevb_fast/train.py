@@ -82,16 +82,26 @@ CHECKPOINT_KEYS = {"model", "optimizer", "order", "rng", "samples", "wall_s", "m
 
 def _save_atomically(state: dict, path: Path) -> None:
     """Writes path through a temporary file, flushed to disk, that replaces it in one rename, so a
-    reader sees the old checkpoint or the new one, never half of one; the old one stays beside it
-    as checkpoint.prev.pt, in case the newest is lost or damaged later."""
+    reader sees the old checkpoint or the new one, never half of one; the old one, if it reads
+    cleanly, stays beside it as checkpoint.prev.pt, in case the newest is lost or damaged later (a
+    damaged old one never displaces a good previous one)."""
     temporary = path.with_suffix(".tmp")
     with open(temporary, "wb") as f:
         torch.save(state, f)
         f.flush()
         os.fsync(f.fileno())
     if path.exists():
-        os.replace(path, _previous(path))
+        try:
+            _read_checkpoint(path)
+            os.replace(path, _previous(path))
+        except ValueError:
+            pass
     os.replace(temporary, path)
+    directory = os.open(path.parent, os.O_RDONLY)
+    try:
+        os.fsync(directory)  # the renames themselves reach the disk
+    finally:
+        os.close(directory)
 
 
 def _previous(path: Path) -> Path:
@@ -110,6 +120,20 @@ def _read_checkpoint(path: Path) -> dict:
     if missing:
         raise ValueError(f"{path} is not a checkpoint of aevb-fast train: it lacks {', '.join(sorted(missing))}")
     return state
+
+
+# Settings a resumed run must share with the checkpoint's: they fix the model, the data order and
+# the noise. The rest (samples, eval_every, device, backend, out, figures) may change.
+RUN_SETTINGS = ("dataset", "data_path", "latent_dim", "hidden_dim", "optimizer", "lr", "batch_size", "n_samples",
+                "estimator", "seed")
+
+
+def _check_same_run(saved: "TrainConfig", config: "TrainConfig", checkpoint: Path) -> None:
+    changed = [f"{name} {getattr(saved, name)!r} -> {getattr(config, name)!r}" for name in RUN_SETTINGS
+               if getattr(saved, name) != getattr(config, name)]
+    if changed:
+        raise ValueError(f"--resume: {checkpoint} is a run with other settings ({'; '.join(changed)}): resume it "
+                         "with its own settings, or train into another --out")
 
 
 def load_checkpoint(out: str | Path) -> dict:
@@ -152,6 +176,7 @@ def train(config: TrainConfig, resume: bool = False, progress: bool | None = Non
     checkpoint = out / "checkpoint.pt"
     if resume and (checkpoint.exists() or _previous(checkpoint).exists()):
         state = load_checkpoint(out)
+        _check_same_run(TrainConfig(**state["config"]), config, checkpoint)
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
         order.set_state(state["order"])

@@ -194,6 +194,20 @@ def test_heads_follow_autocast(backend):
         torch.testing.assert_close(g, e, rtol=2e-2, atol=2e-2)
 
 
+def test_half_precision_sums_do_not_overflow(backend):
+    # 70,000 rows: the sums over rows of a unit upstream gradient pass float16's range (65504)
+    # before "mean" scales them down; they are made in float32.
+    h = torch.ones(70_000, 4, dtype=torch.float16, requires_grad=True)
+    w = torch.zeros(3, 4, dtype=torch.float16, requires_grad=True)
+    b = torch.zeros(3, dtype=torch.float16, requires_grad=True)
+    out = aevb_fast.linear_bernoulli_log_prob(h, w, b, torch.ones(70_000, 3, dtype=torch.float16), "mean",
+                                              chunk_rows=30_000, backend=backend)
+    grad_w, grad_b = torch.autograd.grad(out, (w, b))
+    # d/db = mean of (x - sigmoid(0)) = 1/2, d/dW = that times h = 1/2
+    torch.testing.assert_close(grad_w, torch.full((3, 4), 0.5, dtype=torch.float16), rtol=1e-3, atol=1e-3)
+    torch.testing.assert_close(grad_b, torch.full((3,), 0.5, dtype=torch.float16), rtol=1e-3, atol=1e-3)
+
+
 def test_chunks_cover_every_row_once_with_its_targets():
     for n, nx, rows in [(12, 12, 5), (21, 7, 5), (21, 7, 8), (21, 7, 100), (6, 1, 4), (0, 0, 3), (8, 2, 1)]:
         covered = []

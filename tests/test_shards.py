@@ -90,6 +90,8 @@ def test_convert_a_folder_of_images(tmp_path):
     assert (data_set.image_shape, data_set.split("train").rows, data_set.split("test").rows) == ((6, 7), 8, 2)
     rows = torch.cat([*data_set.split("train").batches(8), *data_set.split("test").batches(2)])
     assert sorted(_as_set([rows])) == sorted(bytes(r) for r in pixels.reshape(10, -1))
+    shards.from_images(folder, tmp_path / "all", test_fraction=0.0)  # no test split
+    assert shards.Shards(tmp_path / "all").splits == ("train",)
     Image.fromarray(pixels[0][:, :5]).save(folder / "odd.png")
     with pytest.raises(ValueError, match=r"odd.png is 5x6, but 00.png is 7x6: the images must share one size"):
         shards.from_images(folder, tmp_path / "again")

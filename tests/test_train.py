@@ -83,6 +83,13 @@ def test_a_damaged_checkpoint_falls_back_to_the_previous_one(tmp_path, capsys):
     resumed = train(TrainConfig(**settings, samples=1800), resume=True, progress=False)
     for (name, a), b in zip(whole.state_dict().items(), resumed.state_dict().values()):
         assert torch.equal(a, b), name
+    # A damaged newest checkpoint never displaces the good previous one when the next is saved.
+    checkpoint.write_bytes(b"damaged")
+    train(TrainConfig(**settings, samples=2400), resume=True, progress=False)
+    assert torch.load(previous, weights_only=True)["samples"] == 1800
+    with pytest.raises(ValueError, match=r"--resume: .*checkpoint.pt is a run with other settings \(batch_size 50 -> 25; "
+                                         r"seed 0 -> 1\)"):
+        train(TrainConfig(**{**settings, "seed": 1, "batch_size": 25}, samples=3000), resume=True, progress=False)
     checkpoint.write_bytes(b"not a checkpoint")
     previous.write_bytes(b"")
     with pytest.raises(ValueError, match=r"no usable checkpoint in .*: .*checkpoint.pt cannot be read as a checkpoint "

@@ -19,7 +19,9 @@ Two modes:
 
 Shapes: h [N, H]; weights [D, H] and biases [D] (or None) of h's dtype; x [Nx, D] with N a multiple
 of Nx (row n reads x[n % Nx]), float, uint8 or bool; log_prob [] or [N] float32 (float64 for float64
-h); grad_h [N, H], gradients of weights and biases in their dtypes (summed in float32 across chunks).
+h); gradients of h [N, H], the weights and the biases made in float32 (float64 for float64
+inputs): the forward op returns them so, the backward op (and the autograd rule, after scaling) in
+the inputs' dtypes.
 """
 
 import functools
@@ -70,11 +72,16 @@ def _walk(h, projections, x, g, chunk_rows, likelihood, with_rows, with_grads):
     """Runs the chunks. projections: [(W, b or None)]; g: [N] upstream gradients of the rows (with
     with_grads); likelihood(values, x, g, with_rows) -> (per-row values or None, gradients of the
     values or None).
-    Returns (log_prob [N] or None, grad_h or None, [grad_W], [grad_b])."""
+    Returns (log_prob [N] or None, grad_h or None, [grad_W], [grad_b]), the gradients in float32
+    (float64 for float64 inputs) whatever the inputs' dtype: a half-precision sum over many rows
+    (or many outputs) can pass the dtype's range before the upstream gradient scales it down."""
     N = h.shape[0]
     accumulate = torch.float64 if h.dtype == torch.float64 else torch.float32
     log_prob = h.new_empty((N,), dtype=row_dtype(h.dtype)) if with_rows else None
-    grad_h = torch.empty_like(h) if with_grads else None
+    grad_h = torch.empty(h.shape, dtype=accumulate, device=h.device) if with_grads else None
+    # Half precision: the gradients' matmuls in float32 (sums over a chunk's rows or the outputs
+    # would round, or overflow, in the half dtype).
+    widened = [w if w.dtype == accumulate else w.to(accumulate) for w, _ in projections] if with_grads else []
     # Each projection's gradient sums, in float32 (float64), made by the first chunk: no zero-fill.
     grad_w = [torch.zeros(w.shape, dtype=accumulate, device=h.device) if N == 0 else None for w, _ in projections]
     grad_b = [torch.zeros(b.shape, dtype=accumulate, device=h.device) if N == 0 and b is not None else None
@@ -87,25 +94,23 @@ def _walk(h, projections, x, g, chunk_rows, likelihood, with_rows, with_grads):
             log_prob[rows] = out
         if not with_grads:
             continue
+        h_wide = h_c if h_c.dtype == accumulate else h_c.to(accumulate)
         for i, ((w, b), grad) in enumerate(zip(projections, grads)):
+            grad = grad if grad.dtype == accumulate else grad.to(accumulate)
             # d/dh = grad W,  d/dW = grad^T h,  d/db = sum of grad over the rows
             if i == 0:
-                torch.mm(grad, w, out=grad_h[rows])
+                torch.mm(grad, widened[i], out=grad_h[rows])
             else:
-                grad_h[rows].addmm_(grad, w)
+                grad_h[rows].addmm_(grad, widened[i])
             if grad_w[i] is None:
-                grad_w[i] = (grad.t() @ h_c).to(accumulate)
-            elif grad_w[i].dtype == grad.dtype:
-                grad_w[i].addmm_(grad.t(), h_c)
-            else:  # half precision: each chunk's product rounded once, the sum kept in float32
-                grad_w[i].add_(grad.t() @ h_c)
+                grad_w[i] = grad.t() @ h_wide
+            else:
+                grad_w[i].addmm_(grad.t(), h_wide)
             if b is not None:
                 grad_b[i] = grad.sum(0, dtype=accumulate) if grad_b[i] is None else grad_b[i].add_(
                     grad.sum(0, dtype=accumulate))
     if not with_grads:
         return log_prob, None, [], []
-    grad_w = [gw.to(w.dtype) for gw, (w, _) in zip(grad_w, projections)]
-    grad_b = [None if gb is None else gb.to(b.dtype) for gb, (_, b) in zip(grad_b, projections)]
     return log_prob, grad_h, grad_w, grad_b
 
 
@@ -166,7 +171,8 @@ def _forward(op, likelihood, h, params, x, reduce, with_grads, chunk_rows):
     projections = _pairs(params)
     _check(op, h, projections, x, chunk_rows)
     h = h.contiguous()
-    with torch.no_grad():
+    # The functional layer applied autocast's dtype already; inside, the matmuls keep theirs.
+    with torch.no_grad(), torch.autocast(h.device.type, enabled=False):
         ones = torch.ones(h.shape[0], dtype=row_dtype(h.dtype), device=h.device) if with_grads else None
         log_prob, *grads = _walk(h, projections, x, ones, chunk_rows, likelihood, True, with_grads)
     if not with_grads:
@@ -177,16 +183,24 @@ def _forward(op, likelihood, h, params, x, reduce, with_grads, chunk_rows):
 def _backward_walk(op, likelihood, grad, h, params, x, chunk_rows):
     projections = _pairs(params)
     _check(op, h, projections, x, chunk_rows, grad)
-    with torch.no_grad():
-        _, *grads = _walk(h.contiguous(), projections, x, grad.contiguous(), chunk_rows, likelihood, False, True)
-    return _flat(h, *grads)
+    with torch.no_grad(), torch.autocast(h.device.type, enabled=False):
+        _, grad_h, grad_w, grad_b = _walk(h.contiguous(), projections, x, grad.contiguous(), chunk_rows, likelihood,
+                                          False, True)
+    # The final gradients, in the inputs' dtypes.
+    grad_h = grad_h.to(h.dtype)
+    grad_w = [gw.to(w.dtype) for gw, (w, _) in zip(grad_w, projections)]
+    grad_b = [None if gb is None else gb.to(b.dtype) for gb, (_, b) in zip(grad_b, projections)]
+    return _flat(h, grad_h, grad_w, grad_b)
 
 
 def _fake(h, params, reduce, with_grads):
     log_prob = h.new_empty(() if reduce else h.shape[:1], dtype=row_dtype(h.dtype))
     if not with_grads:
         return log_prob, *(h.new_empty(0) for _ in range(1 + len(params)))
-    return log_prob, *_fake_backward(h, params)
+    # The forward's gradients stay in the accumulation dtype (_walk).
+    wide = row_dtype(h.dtype)
+    return log_prob, h.new_empty(h.shape, dtype=wide), *(p.new_empty(p.shape, dtype=wide) if p is not None
+                                                         else h.new_empty(0) for p in params)
 
 
 def _fake_backward(h, params):
@@ -205,8 +219,9 @@ def _backward(ctx, params_needing, backward_op, grad):
         if ctx.with_grads is False:
             raise RuntimeError(f"aevb_fast::{ctx.op}: the forward ran with with_grads=False, so there is nothing to "
                                "backpropagate; call it with with_grads=True")
-        # A sum over no rows has a zero gradient whatever the upstream one (a mean's is 0/0).
-        grads = [g * grad.to(g.dtype) for g in saved] if ctx.rows else list(saved)
+        # A sum over no rows has a zero gradient whatever the upstream one (a mean's is 0/0). The
+        # sums are scaled in float32 and only then rounded to the parameters' dtypes.
+        grads = [(g * grad.to(g.dtype) if ctx.rows else g).to(dtype) for g, dtype in zip(saved, ctx.dtypes)]
     else:
         h, *params_and_x = ctx.saved_tensors
         grads = backward_op(grad, h, *params_and_x, *ctx.options, ctx.chunk_rows, ctx.backend)
@@ -217,6 +232,7 @@ def _backward(ctx, params_needing, backward_op, grad):
 def _setup_context(ctx, op, h, params, x, options, reduce, with_grads, chunk_rows, backend, output):
     ctx.op, ctx.reduce, ctx.options, ctx.chunk_rows, ctx.backend = op, reduce, options, chunk_rows, backend
     ctx.with_grads, ctx.rows = with_grads, h.shape[0]
+    ctx.dtypes = [h.dtype, *(p.dtype if p is not None else h.dtype for p in params)]
     ctx.set_materialize_grads(False)
     if reduce:
         ctx.save_for_backward(*output[1:])
