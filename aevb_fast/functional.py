@@ -281,7 +281,6 @@ def gaussian_log_prob(x: torch.Tensor, mean: torch.Tensor, logvar: torch.Tensor,
     return reference.reduce(log_prob.view(batch), reduction)
 
 
-
 # The decoder's output layer and its likelihood in one op.
 
 def check_chunk_rows(chunk_rows) -> None:
@@ -333,7 +332,8 @@ def _linear_head(op, h, params: dict, x, options, reduction, chunk_rows, backend
     rows = chunk_rows if chunk_rows is not None else chunk_rows_for(N, H, D * len(weights))
     with_grads = reduction != "none" and torch.is_grad_enabled() and any(
         t.requires_grad for t in (h, *given.values()))
-    out = op(h.reshape(N, H), *params.values(), x.reshape(-1, D), *options, reduction != "none", with_grads, rows, name)[0]
+    out = op(h.reshape(N, H), *params.values(), x.reshape(-1, D), *options, reduction != "none", with_grads, rows,
+             name)[0]
     if reduction == "none":
         return out.view(batch)
     return out if reduction == "sum" else out / N
@@ -352,9 +352,9 @@ def linear_bernoulli_log_prob(h: torch.Tensor, weight: torch.Tensor, bias: torch
 
     The kernel backends walk the rows in chunks of chunk_rows (default: chunks whose logits hold up
     to four times as many elements as h, at least 2^22): each chunk's logits, likelihood and
-    gradients are made and dropped before the next. With reduction "sum" or "mean" the gradients of h, W and b are
-    made in the forward pass and the backward only scales them; with "none" the backward walks the
-    chunks again (each row's gradient weights W's differently). Under autocast the matmuls run in
+    gradients are made and dropped before the next. With reduction "sum" or "mean" the gradients of
+    h, W and b are made in the forward pass and the backward only scales them; with "none" the
+    backward walks the chunks again (each row's gradient weights W's differently). Under autocast the matmuls run in
     the autocast dtype, as nn.Linear's do; the likelihood's math stays float32. Backend "torch" runs
     nn.functional.linear and the reference likelihood."""
     return _linear_head(
@@ -384,6 +384,7 @@ def linear_gaussian_log_prob(h: torch.Tensor, mean_weight: torch.Tensor, mean_bi
         _linear_gaussian_op, h, {"mean_weight": mean_weight, "mean_bias": mean_bias, "logvar_weight": logvar_weight,
                                  "logvar_bias": logvar_bias}, x, (sigmoid,), reduction, chunk_rows, backend, values,
         lambda mean, logvar, x: reference.gaussian_log_prob(x, mean, logvar))
+
 
 def _log_likelihood(likelihood: str, recon, x: torch.Tensor, batch: torch.Size, sample_dims: int,
                     backend) -> torch.Tensor:

@@ -13,7 +13,7 @@ decoder); z [..., latent_dim].
 import torch
 from torch import nn
 
-from . import functional
+from . import functional, reference
 from .ops.linear_likelihood import chunk_rows_for
 
 LIKELIHOODS = functional.LIKELIHOODS
@@ -103,7 +103,7 @@ class VAE(nn.Module):
             return functional.elbo_loss(self.decoder, data, mu, logvar, n_samples=n_samples, estimator=estimator,
                                         iwae=iwae, likelihood=self.likelihood, reduction=reduction, backend=backend)
         functional.check_n_samples(n_samples, allow_none=False)
-        functional.check_choice("reduction", reduction, functional.reference.REDUCTIONS)
+        functional.check_choice("reduction", reduction, reference.REDUCTIONS)
         functional.check_iwae(iwae, estimator, 1.0)
         z, kl = functional.reparameterize_kl(mu, logvar, n_samples, estimator=estimator, backend=backend)
         h = torch.tanh(self.decoder.hidden(z))
@@ -112,8 +112,8 @@ class VAE(nn.Module):
         per_row = iwae or reduction == "none"
         log_px = self._log_likelihood(h, data, "none" if per_row else "sum", backend)
         if per_row:
-            bound = functional.reference.iwae_bound(log_px, kl) if iwae else functional.reference.elbo(log_px, kl)
-            return functional.reference.reduce(-bound, reduction)
+            bound = reference.iwae_bound(log_px, kl) if iwae else reference.elbo(log_px, kl)
+            return reference.reduce(-bound, reduction)
         # sum_b elbo_b: (1/L) sum log p(x|z) - sum_b KL_b (analytic), (1/L) sum (log p(x|z) - kl) (mc)
         bound = (log_px - kl.sum()) / n_samples if estimator == "mc" else log_px / n_samples - kl.sum()
         return -bound / data.shape[0] if reduction == "mean" else -bound

@@ -101,7 +101,8 @@ class FusedLinearBernoulli(nn.Linear):
                                            backend=self.backend)
 
     def extra_repr(self) -> str:
-        return f"{super().extra_repr()}, reduction={self.reduction!r}, chunk_rows={self.chunk_rows}, backend={self.backend}"
+        return (f"{super().extra_repr()}, reduction={self.reduction!r}, chunk_rows={self.chunk_rows}, "
+                f"backend={self.backend}")
 
 
 class FusedLinearGaussian(nn.Module):

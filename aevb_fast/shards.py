@@ -113,7 +113,8 @@ class ShardedSplit:
             raise ValueError(f"rank must lie in [0, world_size), got rank={rank}, world_size={world_size}")
         if isinstance(buffer_rows, bool) or not isinstance(buffer_rows, int) or buffer_rows < 1:
             raise ValueError(f"buffer_rows must be a positive int, got {buffer_rows!r}")
-        self.shards, self.name, self.rank, self.world_size, self.buffer_rows = shards, name, rank, world_size, buffer_rows
+        self.shards, self.name, self.rank, self.world_size = shards, name, rank, world_size
+        self.buffer_rows = buffer_rows
         self.files = shards._splits[name]
         if len(self.files) < world_size:
             raise ValueError(f"split {name!r} of {shards.directory} has {len(self.files)} shards, fewer than the "

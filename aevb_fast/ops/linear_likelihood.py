@@ -9,7 +9,8 @@ exists in full (DESIGN.md, fused linear + likelihood):
 For each chunk of rows: one matmul per projection makes the chunk's outputs, the fused likelihood
 kernels of the backend (C++ on CPU; Triton or CUDA on GPU) their per-row values and gradient, and two
 more matmuls per projection that chunk's share of the gradients of h, W and b. A chunk's outputs hold
-about as many elements as h (chunk_rows_for), so the extra memory is of the order of the input's.
+up to four times as many elements as h (chunk_rows_for), so the extra memory is of the order of the
+input's.
 
 Two modes:
 - reduce=True: the output is the sum over rows, and with_grads makes the gradients for a unit
