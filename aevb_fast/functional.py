@@ -16,6 +16,9 @@ Conventions
 - Noise: each call draws a fresh 63-bit seed from torch's default CPU generator, so
   torch.manual_seed makes runs reproducible; seed= pins it. The kernels regenerate eps in the
   backward pass instead of storing it. The torch backend draws with torch.randn instead.
+  batch_rows=(first, total) says the datapoints are rows first.. of a batch of `total` rows (one
+  data-parallel rank's slice of the global batch, its rows flattened): with one seed, the ranks
+  then draw together the noise one process would for the whole batch.
 - Targets of the Bernoulli likelihood must lie in [0, 1]. The cpu kernels check this in the same
   pass and raise ValueError; the torch backend and GPU kernels do not check (it would cost a pass
   or a device sync).
@@ -132,13 +135,26 @@ def _check_seed(seed) -> None:
         raise ValueError(f"seed must lie in [0, 2**63), got {seed}")
 
 
-def _seed_tensor(seed: int | None, device: torch.device) -> torch.Tensor:
-    """The kernel's seed as a one-element int64 tensor on `device`: a tensor, not a Python int, so
-    torch.compile neither recompiles per seed nor bakes one in. Drawn on the CPU generator: no sync."""
-    if seed is None:
-        t = torch.randint(SEED_LIMIT - 1, (1,), dtype=torch.int64)
-    else:
-        t = torch.tensor([seed], dtype=torch.int64)
+def _batch_rows(batch_rows, rows: int) -> tuple[int, int]:
+    """(first, total) checked against the call's rows; (0, rows) for None."""
+    if batch_rows is None:
+        return 0, rows
+    if (not isinstance(batch_rows, (tuple, list)) or len(batch_rows) != 2
+            or any(isinstance(v, bool) or not isinstance(v, int) for v in batch_rows)):
+        raise TypeError(f"batch_rows must be a pair of ints (first, total), got {batch_rows!r}")
+    first, total = batch_rows
+    if not (0 <= first and first + rows <= total):
+        raise ValueError(f"batch_rows=({first}, {total}) cannot hold these {rows} rows: need 0 <= first and "
+                         f"first + {rows} <= total")
+    return first, total
+
+
+def _seed_tensor(seed: int | None, device: torch.device, first: int, total: int) -> torch.Tensor:
+    """The kernel's (key, first, total) as an int64 tensor [3] on `device`: a tensor, not Python
+    ints, so torch.compile neither recompiles per seed nor bakes one in. The key is drawn on the CPU
+    generator: no sync."""
+    key = torch.randint(SEED_LIMIT - 1, (1,), dtype=torch.int64) if seed is None else torch.tensor([seed])
+    t = torch.cat([key, torch.tensor([first, total])])
     return t if device.type == "cpu" else t.to(device, non_blocking=True)
 
 
@@ -149,12 +165,14 @@ def _math_dtype(dtype: torch.dtype) -> torch.dtype:
 # Sampling and the KL term.
 
 def reparameterize_kl(mu: torch.Tensor, logvar: torch.Tensor, n_samples: int | None = None, *,
-                      estimator: str = "analytic", seed: int | None = None, backend: str | None = None):
+                      estimator: str = "analytic", seed: int | None = None, backend: str | None = None,
+                      batch_rows: tuple[int, int] | None = None):
     """z = mu + exp(logvar / 2) * eps, eps ~ N(0, I) (eq. 4), and the KL term of the bound, in one pass.
 
     Returns (z, kl). z is [..., Z] (n_samples=None) or [L, ..., Z]. With estimator="analytic"
     (estimator B, eq. 7) kl is KL(q(z|x) || N(0, I)) per datapoint [...]; with "mc" (estimator A,
-    eq. 6) it is log q(z_l|x) - log p(z_l) per sample, [...] or [L, ...].
+    eq. 6) it is log q(z_l|x) - log p(z_l) per sample, [...] or [L, ...]. batch_rows: see Noise in
+    the module's docstring.
     """
     mu, logvar = _gaussian_params(mu, logvar)
     check_n_samples(n_samples)
@@ -162,32 +180,37 @@ def reparameterize_kl(mu: torch.Tensor, logvar: torch.Tensor, n_samples: int | N
     _check_seed(seed)
     n, mc = 1 if n_samples is None else n_samples, estimator == "mc"
     batch, Z = mu.shape[:-1], mu.shape[-1]
+    first, total = _batch_rows(batch_rows, math.prod(batch))
     name = backends.resolve(backend, mu.device)
     if name == "torch":
-        z, kl = _reparameterize_torch(mu, logvar, n, mc, seed)
+        z, kl = _reparameterize_torch(mu.reshape(-1, Z), logvar.reshape(-1, Z), n, mc, seed, first, total)
     else:
-        z, kl = _reparameterize_op(mu.reshape(-1, Z), logvar.reshape(-1, Z), _seed_tensor(seed, mu.device), n, mc, name)
+        z, kl = _reparameterize_op(mu.reshape(-1, Z), logvar.reshape(-1, Z), _seed_tensor(seed, mu.device, first, total),
+                                   n, mc, name)
     # Without a sample dimension, views rather than z[0]: the backward of indexing would build a
     # zero-filled [1, ..., Z] gradient and copy into it.
     samples = () if n_samples is None else (n,)
     return z.view(*samples, *batch, Z), kl.view(*samples, *batch) if mc else kl.view(batch)
 
 
-def _reparameterize_torch(mu, logvar, n, mc, seed):
+def _reparameterize_torch(mu, logvar, n, mc, seed, first, total):
+    """The reference on rows [B, Z]: the whole batch's noise is drawn and this slice's rows taken."""
     m, v = mu.to(_math_dtype(mu.dtype)), logvar.to(_math_dtype(mu.dtype))
     generator = None if seed is None else torch.Generator(mu.device).manual_seed(seed)
-    eps = torch.randn((n, *mu.shape), dtype=m.dtype, device=mu.device, generator=generator)
+    eps = torch.randn((n, total, mu.shape[-1]), dtype=m.dtype, device=mu.device, generator=generator)
+    eps = eps[:, first:first + mu.shape[0]]
     z = reference.reparameterize(m, v, eps)
     kl = reference.log_ratio(z, eps, v) if mc else reference.gaussian_kl(m, v)
     return z.to(mu.dtype), kl
 
 
 def reparameterize(mu: torch.Tensor, logvar: torch.Tensor, n_samples: int | None = None, *,
-                   seed: int | None = None, backend: str | None = None) -> torch.Tensor:
+                   seed: int | None = None, backend: str | None = None,
+                   batch_rows: tuple[int, int] | None = None) -> torch.Tensor:
     """z = mu + exp(logvar / 2) * eps (eq. 4): [..., Z], or [L, ..., Z] with n_samples=L.
 
     Drop-in for the PyTorch VAE example's `reparameterize(mu, logvar)`."""
-    return reparameterize_kl(mu, logvar, n_samples, seed=seed, backend=backend)[0]
+    return reparameterize_kl(mu, logvar, n_samples, seed=seed, backend=backend, batch_rows=batch_rows)[0]
 
 
 def gaussian_kl(mu: torch.Tensor, logvar: torch.Tensor, reduction: str = "none", *,
@@ -202,7 +225,7 @@ def gaussian_kl(mu: torch.Tensor, logvar: torch.Tensor, reduction: str = "none",
     else:
         Z = mu.shape[-1]
         # Zero samples: the reparameterize kernel computes the analytic KL alone; the seed is unused.
-        seed = torch.zeros(1, dtype=torch.int64, device=mu.device)
+        seed = torch.zeros(3, dtype=torch.int64, device=mu.device)
         kl = _reparameterize_op(mu.reshape(-1, Z), logvar.reshape(-1, Z), seed, 0, False, name)[1].view(mu.shape[:-1])
     return reference.reduce(kl, reduction)
 
@@ -436,7 +459,7 @@ def vae_loss(recon, x: torch.Tensor, mu: torch.Tensor, logvar: torch.Tensor, red
 def elbo_loss(decode: Callable, x: torch.Tensor, mu: torch.Tensor, logvar: torch.Tensor, *,
               n_samples: int = 1, estimator: str = "analytic", iwae: bool = False, beta: float = 1.0,
               likelihood: str = "bernoulli", reduction: str = "mean", seed: int | None = None,
-              backend: str | None = None) -> torch.Tensor:
+              backend: str | None = None, batch_rows: tuple[int, int] | None = None) -> torch.Tensor:
     """The negative SGVB bound with L = n_samples samples per datapoint, per datapoint [...] or reduced.
 
     estimator="analytic": estimator B (eq. 7), (1/L) sum_l log p(x|z_l) - beta KL.
@@ -446,13 +469,15 @@ def elbo_loss(decode: Callable, x: torch.Tensor, mu: torch.Tensor, logvar: torch
 
     decode maps z [L, ..., Z] to the decoder output for every sample: logits [L, ..., D] or a
     (mean, logvar) pair; x [..., D] (or any per-datapoint shape of D elements) is shared by the samples.
+    batch_rows: see Noise in the module's docstring.
     """
     check_n_samples(n_samples, allow_none=False)
     check_choice("estimator", estimator, ESTIMATORS)
     check_beta(beta)
     check_iwae(iwae, estimator, beta)
     check_choice("reduction", reduction, reference.REDUCTIONS)
-    z, kl = reparameterize_kl(mu, logvar, n_samples, estimator=estimator, seed=seed, backend=backend)
+    z, kl = reparameterize_kl(mu, logvar, n_samples, estimator=estimator, seed=seed, backend=backend,
+                              batch_rows=batch_rows)
     log_px = _log_likelihood(likelihood, decode(z), x, mu.shape[:-1], 1, backend)
     bound = reference.iwae_bound(log_px, kl) if iwae else reference.elbo(log_px, kl, beta)
     return reference.reduce(-bound, reduction)

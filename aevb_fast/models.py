@@ -85,9 +85,11 @@ class VAE(nn.Module):
         _init_normal(self, init_std)
 
     def forward(self, x: torch.Tensor, *, n_samples: int = 1, estimator: str = "analytic", iwae: bool = False,
-                reduction: str = "mean", backend: str | None = None, fused_head: bool | None = None) -> torch.Tensor:
+                reduction: str = "mean", backend: str | None = None, fused_head: bool | None = None,
+                batch_rows: tuple[int, int] | None = None) -> torch.Tensor:
         """The negative bound of x [B, ...] per datapoint, reduced over the batch ("mean" by default);
-        see aevb_fast.elbo_loss for the estimators.
+        see aevb_fast.elbo_loss for the estimators. batch_rows=(first, total): x is rows first.. of a
+        global batch of total rows (a data-parallel rank's slice), drawing that slice's noise.
 
         fused_head=True runs the decoder's output layer and likelihood as one op chunked over rows
         (aevb_fast.linear_bernoulli_log_prob / linear_gaussian_log_prob) on the same parameters, so
@@ -101,11 +103,13 @@ class VAE(nn.Module):
             fused_head = chunk_rows_for(rows, hidden, outputs) < rows
         if not fused_head:
             return functional.elbo_loss(self.decoder, data, mu, logvar, n_samples=n_samples, estimator=estimator,
-                                        iwae=iwae, likelihood=self.likelihood, reduction=reduction, backend=backend)
+                                        iwae=iwae, likelihood=self.likelihood, reduction=reduction, backend=backend,
+                                        batch_rows=batch_rows)
         functional.check_n_samples(n_samples, allow_none=False)
         functional.check_choice("reduction", reduction, reference.REDUCTIONS)
         functional.check_iwae(iwae, estimator, 1.0)
-        z, kl = functional.reparameterize_kl(mu, logvar, n_samples, estimator=estimator, backend=backend)
+        z, kl = functional.reparameterize_kl(mu, logvar, n_samples, estimator=estimator, backend=backend,
+                                             batch_rows=batch_rows)
         h = torch.tanh(self.decoder.hidden(z))
         # A sum over the batch needs only the sum of log p(x|z) over every row, whose gradients the
         # fused op makes in its forward pass; IWAE and per-datapoint values need each row's.

@@ -5,8 +5,10 @@
 # markdown file (the benchmark runner's results.md, results.csv and figures beside it). Meant to
 # finish in well under 8 minutes on an H100/H200.
 #
-#   bash benchmarks/gpu_check.sh [--dry-run] [OUT_DIR]
+#   [GPU_CHECK_STEPS="tests benchmarks memcheck"] bash benchmarks/gpu_check.sh [--dry-run] [OUT_DIR]
 #
+# GPU_CHECK_STEPS picks the steps after the build (all three by default), so that a short device
+# lease can split the check over two calls.
 # OUT_DIR defaults to benchmarks/results/<device name>; the results land in OUT_DIR/gpu_check.md
 # (and the pytest log beside it). --dry-run runs the same steps on the CPU at tiny sizes, without
 # the rebuild, so that CI keeps this script working on machines with no GPU.
@@ -50,6 +52,14 @@ fi
 printf '# GPU check, %s\n\ncommit %s; %s\n' "$(date -u '+%Y-%m-%d %H:%M UTC')" "$commit" \
   "$([ "$dry_run" = 1 ] && echo 'dry run on the CPU' || echo "$device_name")" >"$report"
 
+steps=" ${GPU_CHECK_STEPS:-tests benchmarks memcheck} "
+wants() { [[ "$steps" == *" $1 "* ]]; }
+# pytest-xdist, where installed, spreads the tests over the machine's cores (they share the GPU).
+xdist=()
+if "$python" -c "import xdist" 2>/dev/null; then
+  xdist=(-n 8)
+fi
+
 status=0
 if [ "$dry_run" = 1 ]; then
   export TRITON_INTERPRET=1
@@ -63,14 +73,20 @@ else
   step "Device" nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.max.sm --format=csv || true
   step "Build" env AEVB_FAST_CUDA=1 "$python" -m pip install -q --no-build-isolation --no-deps -e . || exit 1
   step "Environment" "$python" -m aevb_fast info || status=1
-  step "Tests" "$python" -m pytest -q -p no:cacheprovider -rs --durations=10 tests || status=1
-  step "Benchmarks" "$python" -m benchmarks --device cuda --dtype float32 bfloat16 --rounds 5 --out "$out" \
-    || status=1
+  if wants tests; then
+    step "Tests" timeout 240 "$python" -m pytest -q -p no:cacheprovider -rs --durations=10 "${xdist[@]}" tests || status=1
+  fi
+  if wants benchmarks; then
+    step "Benchmarks" "$python" -m benchmarks --device cuda --dtype float32 bfloat16 --rounds 5 --out "$out" \
+      || status=1
+  fi
   sanitizer=$(command -v compute-sanitizer || echo /usr/local/cuda/bin/compute-sanitizer)
-  if [ -x "$sanitizer" ]; then
+  if ! wants memcheck; then
+    :
+  elif [ -x "$sanitizer" ]; then
     # The tests that run the CUDA kernels on CUDA tensors; gradcheck's many small launches and
     # the 2^31-element cases would not fit the time.
-    step "compute-sanitizer memcheck (CUDA kernels)" timeout 240 "$sanitizer" --tool memcheck --error-exitcode 1 \
+    step "compute-sanitizer memcheck (CUDA kernels)" timeout 100 "$sanitizer" --tool memcheck --error-exitcode 1 \
       "$python" -m pytest -q -p no:cacheprovider -x tests/test_ops.py tests/test_backends_agree.py tests/test_gpu.py \
       -k "(cuda-cuda or test_gpu) and not triton and not gradcheck and not opcheck" || status=1
   else

@@ -56,7 +56,7 @@ def variants():
     """(module, kernel name, launcher call) for every dtype and flag the ops use, on meta tensors
     (the launchers allocate their outputs; nothing runs). Each call runs before the generator
     moves on, so the lambdas see the loop's current values."""
-    seed = torch.zeros(1, dtype=torch.int64, device="meta")
+    seed = torch.zeros(3, dtype=torch.int64, device="meta")
     for dtype in (torch.float32, torch.float16, torch.bfloat16, torch.float64):
         row = torch.float64 if dtype == torch.float64 else torch.float32
 

@@ -65,6 +65,29 @@ def test_reparameterize_shapes(backend):
     assert z.shape == (4,) and kl.shape == ()
 
 
+@pytest.mark.parametrize("estimator", ["analytic", "mc"])
+def test_slices_of_a_batch_draw_the_whole_batchs_noise(backend, estimator):
+    # Data-parallel ranks hold slices of one batch: with batch_rows, slices [0, 2) and [2, 5) of a
+    # batch of 5 (as [1, 2] and [3] leading shapes) get the z, KL terms and gradients one call on the
+    # whole batch gets, for L = 3 samples.
+    g = torch.Generator().manual_seed(0)
+    mu, logvar = torch.randn(5, 4, generator=g, dtype=torch.float64), torch.randn(5, 4, generator=g, dtype=torch.float64)
+    weights = torch.randn(3, 5, 4, generator=g, dtype=torch.float64)
+
+    def run(m, v, w, **kwargs):
+        m, v = m.clone().requires_grad_(), v.clone().requires_grad_()
+        z, kl = aevb_fast.reparameterize_kl(m, v, 3, estimator=estimator, seed=9, backend=backend, **kwargs)
+        torch.autograd.backward((z, kl), (w, torch.ones_like(kl)))
+        return z.flatten(1, -2), kl.flatten(-len(m.shape[:-1])), m.grad.flatten(0, -2), v.grad.flatten(0, -2)
+
+    whole = run(mu, logvar, weights)
+    parts = [run(mu[:2].view(1, 2, 4), logvar[:2].view(1, 2, 4), weights[:, :2].reshape(3, 1, 2, 4), batch_rows=(0, 5)),
+             run(mu[2:], logvar[2:], weights[:, 2:], batch_rows=(2, 5))]
+    for name, a, b0, b1 in zip(("z", "kl", "grad mu", "grad logvar"), whole, *parts):
+        torch.testing.assert_close(torch.cat([b0, b1], dim=-2 if name == "z" else (-1 if name == "kl" else 0)), a,
+                                   rtol=1e-12, atol=1e-12, msg=name)
+
+
 def test_reductions(backend):
     logits, x = _rand(6, 9, seed=1), torch.rand(6, 9)
     rows = aevb_fast.bernoulli_log_prob(logits, x, backend=backend)
@@ -199,6 +222,10 @@ def test_explicit_backend_that_cannot_serve_raises():
 
 
 ERRORS = [
+    (lambda: aevb_fast.reparameterize(torch.zeros(2, 3), torch.zeros(2, 3), batch_rows=(4, 5)), ValueError,
+     r"batch_rows=\(4, 5\) cannot hold these 2 rows: need 0 <= first and first \+ 2 <= total"),
+    (lambda: aevb_fast.reparameterize(torch.zeros(2, 3), torch.zeros(2, 3), batch_rows=4), TypeError,
+     r"batch_rows must be a pair of ints \(first, total\), got 4"),
     (lambda: aevb_fast.reparameterize(torch.zeros(2, 3), torch.zeros(2, 4)), ValueError,
      r"mu and logvar must have the same shape, got mu \[2, 3\] and logvar \[2, 4\]"),
     (lambda: aevb_fast.reparameterize(torch.zeros(2, 3), torch.zeros(2, 3, device="meta")), ValueError,

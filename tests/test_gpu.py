@@ -51,7 +51,7 @@ def _training_step(backend):
     logvar = torch.randn(8, 4, device="cuda", requires_grad=True)
     logits = torch.randn(2, 8, 6, device="cuda", requires_grad=True)
     x = torch.rand(8, 6, device="cuda")
-    seed = torch.tensor([7], device="cuda")
+    seed = torch.tensor([7, 0, 8], device="cuda")  # (key, first row, rows)
 
     def step():
         z, kl = torch.ops.aevb_fast.reparameterize(mu, logvar, seed, 2, True, backend)
@@ -102,13 +102,13 @@ def test_cuda_graph_capture_draws_noise_from_the_seed_tensor(backend):
     with torch.cuda.graph(graph):
         z, outputs = step()
     for value in (11, 12):
-        seed.fill_(value)
+        seed[0] = value
         graph.replay()
         expected_z, expected = step()
         torch.testing.assert_close(z, expected_z, rtol=0, atol=0)
         for out, ref in zip(outputs, expected):
             torch.testing.assert_close(out, ref)
-    seed.fill_(11)
+    seed[0] = 11
     assert not torch.equal(step()[0], expected_z)
 
 

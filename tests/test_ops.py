@@ -145,7 +145,7 @@ def _op_samples():
     g = torch.Generator().manual_seed(0)
     ops = torch.ops.aevb_fast
     for device, backend in KERNEL_BACKENDS:
-        seed = torch.tensor([123], dtype=torch.int64, device=device)
+        seed = torch.tensor([123, 0, 4], dtype=torch.int64, device=device)
         for dtype in (torch.float32, torch.bfloat16):
             def rand(*shape):
                 return torch.randn(*shape, generator=g).to(device, dtype)
@@ -180,11 +180,13 @@ def test_opcheck(op, args):
 
 @pytest.mark.skipif("cpu" not in CPU_BACKENDS, reason="the cpu kernels are not built")
 def test_op_arguments_are_checked():
-    ops, seed = torch.ops.aevb_fast, torch.tensor([1])
+    ops, seed = torch.ops.aevb_fast, torch.tensor([1, 0, 2])
     with pytest.raises(ValueError, match=r"mu and logvar must be \[B, Z\] of one dtype, got \(2, 3\) torch.float32 and \(2, 4\)"):
         ops.reparameterize(torch.zeros(2, 3), torch.zeros(2, 4), seed, 1, False, "cpu")
-    with pytest.raises(ValueError, match=r"seed must be one int64 on cpu, got \(1,\) torch.float32"):
-        ops.reparameterize(torch.zeros(2, 3), torch.zeros(2, 3), torch.zeros(1), 1, False, "cpu")
+    with pytest.raises(ValueError, match=r"seed must be int64 \[3\] \(key, first row, rows\) on cpu, got \(3,\) torch.float32"):
+        ops.reparameterize(torch.zeros(2, 3), torch.zeros(2, 3), torch.zeros(3), 1, False, "cpu")
+    with pytest.raises(ValueError, match=r"seed must be int64 \[3\] \(key, first row, rows\) on cpu, got \(1,\) torch.int64"):
+        ops.reparameterize(torch.zeros(2, 3), torch.zeros(2, 3), torch.tensor([1]), 1, False, "cpu")
     with pytest.raises(ValueError, match=r"N a multiple of Nx, got \(5, 3\) and \(2, 3\)"):
         ops.bernoulli_log_prob(torch.zeros(5, 3), torch.zeros(2, 3), "cpu")
     with pytest.raises(ValueError, match=r"grad must be \[N\] torch.float32 beside logits \(2, 3\), got \(2,\) torch.float64"):
@@ -201,7 +203,7 @@ def test_ops_refuse_tensors_on_different_devices():
     # kernel is launched for the first tensor's device and must never see another device's pointer.
     from aevb_fast.ops import bernoulli, gaussian, reparameterize
 
-    cpu, meta, seed = torch.zeros(2, 3), torch.zeros(2, 3, device="meta"), torch.tensor([1])
+    cpu, meta, seed = torch.zeros(2, 3), torch.zeros(2, 3, device="meta"), torch.tensor([1, 0, 2])
     with pytest.raises(ValueError, match=r"aevb_fast::reparameterize: expected tensors on one device, got mu on cpu, logvar on meta"):
         reparameterize.reparameterize(cpu, meta, seed, 1, False, "cpu")
     with pytest.raises(ValueError, match=r"aevb_fast::bernoulli_log_prob: expected tensors on one device, got logits on cpu, x on meta"):

@@ -1,10 +1,12 @@
 """aevb_fast::reparameterize: z = mu + exp(logvar / 2) * eps with eps drawn in the kernel, and the
 KL term of the bound in the same pass (PAPER.md, eqs. 6-7, Appendix B).
 
-Shapes: mu, logvar [B, Z]; seed [1] int64 on their device; z [L, B, Z]; kl [B] for the analytic
-KL (estimator B, mc=False) or [L, B] of log q(z_l|x) - log p(z_l) (estimator A, mc=True).
-eps[l, b, j] = randn(seed, (l*B + b)*Z + j) (DESIGN.md, Randomness) is never stored: the backward
-op regenerates it. L = 0 gives the analytic KL alone.
+Shapes: mu, logvar [B, Z]; seed [3] int64 (key, first, rows) on their device; z [L, B, Z]; kl [B]
+for the analytic KL (estimator B, mc=False) or [L, B] of log q(z_l|x) - log p(z_l) (estimator A,
+mc=True). The B rows are rows first.. of a batch of `rows` rows (first = 0, rows = B for a whole
+batch), and eps[l, b, j] = randn(key, (l*rows + first + b)*Z + j) (DESIGN.md, Randomness): data-
+parallel ranks holding slices of one batch draw together the noise one process would. eps is never
+stored: the backward op regenerates it. L = 0 gives the analytic KL alone.
 """
 
 import torch
@@ -17,9 +19,9 @@ def _check(mu, logvar, seed, n_samples):
     require(mu.dim() == 2 and mu.shape == logvar.shape and mu.dtype == logvar.dtype,
             lambda: f"aevb_fast::reparameterize: mu and logvar must be [B, Z] of one dtype, got {tuple(mu.shape)} "
             f"{mu.dtype} and {tuple(logvar.shape)} {logvar.dtype}")
-    require(seed.numel() == 1 and seed.dtype == torch.int64 and seed.device == mu.device,
-            lambda: f"aevb_fast::reparameterize: seed must be one int64 on {mu.device}, got {tuple(seed.shape)} "
-            f"{seed.dtype} on {seed.device}")
+    require(seed.shape == (3,) and seed.dtype == torch.int64 and seed.device == mu.device,
+            lambda: f"aevb_fast::reparameterize: seed must be int64 [3] (key, first row, rows) on {mu.device}, got "
+            f"{tuple(seed.shape)} {seed.dtype} on {seed.device}")
     require(n_samples >= 0, lambda: f"aevb_fast::reparameterize: n_samples must be >= 0, got {n_samples}")
     require_one_device("reparameterize", mu=mu, logvar=logvar)
 

@@ -3,7 +3,10 @@
 //   z_l = mu + sigma * eps_l,  sigma = exp(logvar / 2),  eps_l ~ N(0, I) from Philox
 //   analytic:  KL = 1/2 sum_j (mu^2 + sigma^2 - 1 - logvar)
 //   mc:        log q(z_l|x) - log p(z_l) = 1/2 sum_j (z_l^2 - eps_l^2 - logvar)
-// The backward regenerates eps from (seed, offset) instead of reading a stored copy.
+// The backward regenerates eps from (seed, offset) instead of reading a stored copy. seed points to
+// (key, first, rows): these B rows are rows first.. of a batch of `rows` rows, and eps[l, b, j] is
+// randn(key, (l*rows + first + b)*Z + j), the noise one call on the whole batch would draw, so
+// data-parallel ranks that each hold a slice of a batch draw together what one process would.
 #include <cstdint>
 
 #include "kernels.h"
@@ -17,7 +20,7 @@ namespace {
 // the row's KL terms (partial[0], or partial[l] per sample when mc).
 template <typename T>
 AEVB_SIMD void forward_chunk(const T* mu, const T* logvar, T* z, int64_t n, int64_t L, int64_t sample_stride,
-                             uint64_t seed, uint64_t offset, bool mc, double* partial) {
+                             uint64_t seed, uint64_t offset, uint64_t noise_stride, bool mc, double* partial) {
   using M = math_t<T>;
   M m[kChunk], v[kChunk], s[kChunk];
   float eps[kChunk];
@@ -34,7 +37,7 @@ AEVB_SIMD void forward_chunk(const T* mu, const T* logvar, T* z, int64_t n, int6
     partial[0] = 0.5 * acc;
   }
   for (int64_t l = 0; l < L; ++l) {
-    normal_block(seed, offset + static_cast<uint64_t>(l * sample_stride), n, eps);
+    normal_block(seed, offset + static_cast<uint64_t>(l) * noise_stride, n, eps);
     T* zl = z + l * sample_stride;
     if (mc) {
       double acc = 0;
@@ -59,7 +62,7 @@ AEVB_SIMD void forward_chunk(const T* mu, const T* logvar, T* z, int64_t n, int6
 template <typename T, typename R>
 AEVB_SIMD void backward_chunk(const T* grad_z, const R* grad_kl, const T* mu, const T* logvar, T* grad_mu,
                               T* grad_logvar, int64_t n, int64_t L, int64_t B, int64_t sample_stride, uint64_t seed,
-                              uint64_t offset, bool mc) {
+                              uint64_t offset, uint64_t noise_stride, bool mc) {
   using M = math_t<T>;
   M m[kChunk], s[kChunk], gm[kChunk], ge[kChunk];
   float eps[kChunk];
@@ -74,7 +77,7 @@ AEVB_SIMD void backward_chunk(const T* grad_z, const R* grad_kl, const T* mu, co
     ge[i] = M(0);
   }
   for (int64_t l = 0; l < L; ++l) {
-    normal_block(seed, offset + static_cast<uint64_t>(l * sample_stride), n, eps);
+    normal_block(seed, offset + static_cast<uint64_t>(l) * noise_stride, n, eps);
     // d/d z of the mc term is z; its direct d/d logvar is -1/2.
     const M g_mc = mc ? M(grad_kl[l * B]) : M(0);
     g_mc_sum += g_mc;
@@ -96,11 +99,20 @@ AEVB_SIMD void backward_chunk(const T* grad_z, const R* grad_kl, const T* mu, co
   }
 }
 
+// The noise of the B rows: the key, the offset of row 0 and the offset between samples.
+struct Noise {
+  uint64_t key, first, stride;
+  Noise(const int64_t* seed, int64_t Z)
+      : key(static_cast<uint64_t>(seed[0])),
+        first(static_cast<uint64_t>(seed[1]) * static_cast<uint64_t>(Z)),
+        stride(static_cast<uint64_t>(seed[2]) * static_cast<uint64_t>(Z)) {}
+};
+
 }  // namespace
 
 void reparameterize_forward(DType t, const void* mu, const void* logvar, const int64_t* seed, void* z, void* kl,
                             int64_t B, int64_t Z, int64_t L, bool mc, int threads) {
-  const uint64_t key = static_cast<uint64_t>(*seed);
+  const Noise noise(seed, Z);
   dispatch_float<Types>(t, [&](auto tag) {
     using T = typename decltype(tag)::type;
     using R = math_t<T>;
@@ -111,8 +123,8 @@ void reparameterize_forward(DType t, const void* mu, const void* logvar, const i
     reduce_rows(B, Z, mc ? L : 1, static_cast<R*>(kl), threads_for(B * Z * (L + 1), threads),
                 [&](int64_t b, int64_t begin, int64_t end, double* partial) {
                   const int64_t at = b * Z + begin;
-                  forward_chunk<T>(mu_ + at, lv_ + at, z_ + at, end - begin, L, stride, key,
-                                   static_cast<uint64_t>(at), mc, partial);
+                  forward_chunk<T>(mu_ + at, lv_ + at, z_ + at, end - begin, L, stride, noise.key,
+                                   noise.first + static_cast<uint64_t>(at), noise.stride, mc, partial);
                 });
   });
 }
@@ -120,7 +132,7 @@ void reparameterize_forward(DType t, const void* mu, const void* logvar, const i
 void reparameterize_backward(DType t, const void* grad_z, const void* grad_kl, const void* mu, const void* logvar,
                              const int64_t* seed, void* grad_mu, void* grad_logvar, int64_t B, int64_t Z, int64_t L,
                              bool mc, int threads) {
-  const uint64_t key = static_cast<uint64_t>(*seed);
+  const Noise noise(seed, Z);
   dispatch_float<Types>(t, [&](auto tag) {
     using T = typename decltype(tag)::type;
     using R = math_t<T>;
@@ -134,7 +146,7 @@ void reparameterize_backward(DType t, const void* grad_z, const void* grad_kl, c
     for_each_chunk(B, Z, threads_for(B * Z * (L + 1), threads), [&](int64_t b, int64_t begin, int64_t end) {
       const int64_t at = b * Z + begin;
       backward_chunk<T, R>(gz ? gz + at : nullptr, gkl + b, mu_ + at, lv_ + at, gm + at, gv + at, end - begin, L, B,
-                           stride, key, static_cast<uint64_t>(at), mc);
+                           stride, noise.key, noise.first + static_cast<uint64_t>(at), noise.stride, mc);
     });
   });
 }

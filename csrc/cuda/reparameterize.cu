@@ -3,9 +3,10 @@
 //   z_l = mu + sigma * eps_l,  sigma = exp(logvar / 2),  eps_l ~ N(0, I) from Philox
 //   analytic:  KL = 1/2 sum_j (mu^2 + sigma^2 - 1 - logvar)
 //   mc:        log q(z_l|x) - log p(z_l) = 1/2 sum_j (z_l^2 - eps_l^2 - logvar)
-// eps[l, b, j] = randn(seed, (l*B + b)*Z + j) from csrc/common/philox.h, the generator of the CPU
-// and Triton kernels; the backward regenerates it instead of reading a stored copy. The forward
-// walks the L*B rows of z (row r = l*B + b reads mu[b], and its noise offsets are r*Z + j).
+// seed points to (key, first, rows): these B rows are rows first.. of a batch of `rows` rows, and
+// eps[l, b, j] = randn(key, (l*rows + first + b)*Z + j) from csrc/common/philox.h, the generator of
+// the CPU and Triton kernels; the backward regenerates it instead of reading a stored copy. The
+// forward walks the L*B rows of z (row r = l*B + b reads mu[b]).
 #include "../common/philox.h"
 #include "kernels.h"
 #include "rows.cuh"
@@ -20,6 +21,11 @@ __device__ __forceinline__ float normal_at(uint64_t seed, uint64_t offset) {
       w0, w1, [](float v) { return logf(v); }, [](float v) { return cosf(v); }, [](float v) { return sqrtf(v); });
 }
 
+// The noise offset of element 0 of sample l of row b.
+__device__ __forceinline__ uint64_t noise_row(const int64_t* seed, int64_t l, int64_t b, int64_t Z) {
+  return static_cast<uint64_t>((l * seed[2] + seed[1] + b) * Z);
+}
+
 template <typename T, bool ALIGNED>
 __global__ void __launch_bounds__(kBlockThreads)
     reparameterize_forward_kernel(const T* __restrict__ mu, const T* __restrict__ logvar,
@@ -27,7 +33,7 @@ __global__ void __launch_bounds__(kBlockThreads)
                                   int64_t B, int64_t Z, int64_t L, bool mc) {
   using M = math_t<T>;
   constexpr int V = pack_size<T>;
-  const uint64_t seed = static_cast<uint64_t>(*seed_ptr);
+  const uint64_t seed = static_cast<uint64_t>(seed_ptr[0]);
   // Without samples (L = 0) the B rows make the analytic KL alone; with them, the rows of sample 0
   // make it (analytic), or every row makes its own term (mc).
   for_each_row(L > 0 ? L * B : B, [&](int64_t row, bool valid) {
@@ -35,6 +41,7 @@ __global__ void __launch_bounds__(kBlockThreads)
     M acc = 0;
     if (valid) {
       const int64_t at = (row % B) * Z;
+      const uint64_t noise = L > 0 ? noise_row(seed_ptr, row / B, row % B, Z) : 0;
       for_each_pack<V>(Z, [&](int64_t j) {
         M m[V], v[V], out[V];
         load_pack<ALIGNED>(mu + at, j, Z, m);
@@ -44,7 +51,7 @@ __global__ void __launch_bounds__(kBlockThreads)
           const M s = exp_(M(0.5) * v[k]);
           M term = m[k] * m[k] + s * s - M(1) - v[k];
           if (L > 0) {
-            const M e = normal_at(seed, static_cast<uint64_t>(row * Z + j + k));
+            const M e = normal_at(seed, noise + static_cast<uint64_t>(j + k));
             out[k] = m[k] + s * e;
             if (mc) term = out[k] * out[k] - e * e - v[k];
           }
@@ -66,7 +73,7 @@ __global__ void __launch_bounds__(kBlockThreads)
                                    T* __restrict__ grad_logvar, int64_t B, int64_t Z, int64_t L, bool mc) {
   using M = math_t<T>;
   constexpr int V = pack_size<T>;
-  const uint64_t seed = static_cast<uint64_t>(*seed_ptr);
+  const uint64_t seed = static_cast<uint64_t>(seed_ptr[0]);
   for_each_row(B, [&](int64_t b, bool valid) {
     if (!valid) return;
     const int64_t at = b * Z;
@@ -84,6 +91,7 @@ __global__ void __launch_bounds__(kBlockThreads)
       M g_mc_sum = 0;
       for (int64_t l = 0; l < L; ++l) {
         const int64_t row = l * B + b;
+        const uint64_t noise = noise_row(seed_ptr, l, b, Z);
         // d/dz of the mc term is z; its direct d/dlogvar is -1/2.
         const M g_mc = mc ? grad_kl[row] : M(0);
         g_mc_sum += g_mc;
@@ -96,7 +104,7 @@ __global__ void __launch_bounds__(kBlockThreads)
         }
 #pragma unroll
         for (int k = 0; k < V; ++k) {
-          const M e = normal_at(seed, static_cast<uint64_t>(row * Z + j + k));
+          const M e = normal_at(seed, noise + static_cast<uint64_t>(j + k));
           const M g = gz[k] + g_mc * (m[k] + s[k] * e);
           // dz/dmu = 1,  dz/dlogvar = sigma * eps / 2
           gm[k] += g;

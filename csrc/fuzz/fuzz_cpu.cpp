@@ -101,12 +101,15 @@ void run_case(Fuzzer& f) {
     const int64_t L = f.pick({0, 1, 3});
     const bool mc = f.pick({0, 1}) == 1;
     Bytes mu = f.values(t, rows * cols), logvar = f.values(t, rows * cols);
-    const int64_t seed = static_cast<int64_t>(f.pick({0, 1, 12345, INT64_MAX}));
+    // (key, first row, rows): these rows as a slice of a larger batch, or the whole batch.
+    const int64_t first = static_cast<int64_t>(f.pick({0, 0, 1, 7}));
+    const int64_t seed[3] = {static_cast<int64_t>(f.pick({0, 1, 12345, INT64_MAX})), first,
+                             first + rows + static_cast<int64_t>(f.pick({0, 3}))};
     const int64_t kl_rows = mc ? L * rows : rows;
     if (op == 0) {
       Bytes z(static_cast<size_t>(L * rows * cols) * element_size(t));
       Bytes kl(static_cast<size_t>(kl_rows) * element_size(row_type(t)));
-      aevb::cpu::reparameterize_forward(t, data(mu), data(logvar), &seed, data(z), data(kl), rows, cols, L, mc,
+      aevb::cpu::reparameterize_forward(t, data(mu), data(logvar), seed, data(z), data(kl), rows, cols, L, mc,
                                         threads);
     } else {
       const bool with_grad_z = f.pick({0, 1}) == 1;
@@ -114,7 +117,7 @@ void run_case(Fuzzer& f) {
       Bytes grad_kl = f.values(row_type(t), kl_rows);
       Bytes grad_mu(mu.size()), grad_logvar(logvar.size());
       aevb::cpu::reparameterize_backward(t, with_grad_z ? data(grad_z) : nullptr, data(grad_kl), data(mu),
-                                         data(logvar), &seed, data(grad_mu), data(grad_logvar), rows, cols, L, mc,
+                                         data(logvar), seed, data(grad_mu), data(grad_logvar), rows, cols, L, mc,
                                          threads);
     }
     return;

@@ -1,13 +1,14 @@
 """Triton kernels of reparameterized sampling with the Gaussian KL term (PAPER.md, eqs. 6-7 and
 Appendix B), forward and backward:
 
-    z_l = mu + sigma * eps_l,  sigma = exp(logvar / 2),  eps_l = tl.randn(seed, (l*B + b)*Z + j)
+    z_l = mu + sigma * eps_l,  sigma = exp(logvar / 2),  eps_l = tl.randn(key, (l*rows + first + b)*Z + j)
     analytic (estimator B):  KL = 1/2 sum_j (mu^2 + sigma^2 - 1 - logvar)              [B]
     mc (estimator A):        log q(z_l|x) - log p(z_l) = 1/2 sum_j (z_l^2 - eps_l^2 - logvar)  [L, B]
 
-Shapes: mu, logvar [B, Z] contiguous, of one dtype; seed [1] int64 on their device; z [L, B, Z] in
-their dtype. Math and sums in the KL's dtype (float32; float64 for float64 inputs). eps is never
-stored: the backward draws it again from the same (seed, offset).
+Shapes: mu, logvar [B, Z] contiguous, of one dtype; seed [3] int64 (key, first, rows) on their
+device: these B rows are rows first.. of a batch of `rows` rows, and draw the noise one call on the
+whole batch would; z [L, B, Z] in their dtype. Math and sums in the KL's dtype (float32; float64 for
+float64 inputs). eps is never stored: the backward draws it again from the same (seed, offset).
 """
 
 import torch
@@ -28,6 +29,7 @@ def reparameterize_forward_kernel(mu_ptr, logvar_ptr, seed_ptr, z_ptr, kl_ptr, B
     sample = pid // row_programs
     rows, row_ok = row_block(pid % row_programs, B, BLOCK_ROWS)
     seed = tl.load(seed_ptr)
+    noise_row = sample * tl.load(seed_ptr + 2) + tl.load(seed_ptr + 1)
     math_t = kl_ptr.dtype.element_ty
     acc = tl.zeros([BLOCK_ROWS, BLOCK_COLS], dtype=math_t)
     for start in range(0, Z, BLOCK_COLS):
@@ -36,10 +38,9 @@ def reparameterize_forward_kernel(mu_ptr, logvar_ptr, seed_ptr, z_ptr, kl_ptr, B
         v = tl.load(logvar_ptr + at, mask=mask, other=0).to(math_t)
         s = tl.exp(0.5 * v)
         if SAMPLE:
-            offset = sample * B * Z + at
-            eps = tl.randn(seed, offset).to(math_t)
+            eps = tl.randn(seed, noise_row * Z + at).to(math_t)
             z = m + s * eps
-            tl.store(z_ptr + offset, z.to(z_ptr.dtype.element_ty), mask=mask)
+            tl.store(z_ptr + sample * B * Z + at, z.to(z_ptr.dtype.element_ty), mask=mask)
             if MC:
                 acc += tl.where(mask, z * z - eps * eps - v, 0.0)
         if not MC:
@@ -57,6 +58,7 @@ def reparameterize_backward_kernel(grad_z_ptr, grad_kl_ptr, mu_ptr, logvar_ptr, 
                                    HAS_GRAD_KL: tl.constexpr, BLOCK_ROWS: tl.constexpr, BLOCK_COLS: tl.constexpr):
     rows, row_ok = row_block(tl.program_id(0), B, BLOCK_ROWS)
     seed = tl.load(seed_ptr)
+    first, noise_plane = tl.load(seed_ptr + 1) * Z, tl.load(seed_ptr + 2) * Z
     math_t = grad_kl_ptr.dtype.element_ty
     for start in range(0, Z, BLOCK_COLS):
         _, mask, at = tile(rows, row_ok, start, Z, BLOCK_COLS)
@@ -69,9 +71,10 @@ def reparameterize_backward_kernel(grad_z_ptr, grad_kl_ptr, mu_ptr, logvar_ptr, 
         grad_eps = tl.zeros([BLOCK_ROWS, BLOCK_COLS], dtype=math_t)  # sum over samples of g * eps
         g_mc_sum = tl.zeros([BLOCK_ROWS, 1], dtype=math_t)
         offset = at
+        noise = first + at
         kl_at = rows
         for _ in range(0, L):
-            eps = tl.randn(seed, offset).to(math_t)
+            eps = tl.randn(seed, noise).to(math_t)
             g = tl.zeros([BLOCK_ROWS, BLOCK_COLS], dtype=math_t)
             if HAS_GRAD_Z:
                 g = tl.load(grad_z_ptr + offset, mask=mask, other=0).to(math_t)
@@ -84,6 +87,7 @@ def reparameterize_backward_kernel(grad_z_ptr, grad_kl_ptr, mu_ptr, logvar_ptr, 
             grad_mu += g
             grad_eps += g * eps
             offset += plane
+            noise += noise_plane
             kl_at += B
         # d KL / d logvar = (sigma^2 - 1) / 2, with sigma factored out as in the C++ kernels: no
         # inf - inf once sigma^2 overflows.
