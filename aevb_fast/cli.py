@@ -78,12 +78,13 @@ def _count(text: str) -> int:
 
 
 def _train_parser(commands) -> None:
-    from .train import OPTIMIZERS, TrainConfig
+    from .train import OPTIMIZERS, PRECISIONS, TrainConfig
 
     defaults = TrainConfig()
     p = commands.add_parser("train", help="train the paper's VAE (Adagrad, M = 100, L = 1, estimator B by default)")
-    p.add_argument("--dataset", default=defaults.dataset, help="mnist5k (embedded), mnist or frey")
-    p.add_argument("--data-path", default=None, help="mnist: directory of the IDX .gz files; frey: frey_rawface.mat")
+    p.add_argument("--dataset", default=defaults.dataset, help="mnist5k (embedded), mnist, frey, or shards (streamed)")
+    p.add_argument("--data-path", default=None, help="mnist: directory of the IDX .gz files; frey: frey_rawface.mat; "
+                                                     "shards: the directory aevb-fast convert wrote")
     p.add_argument("--latent-dim", type=int, default=defaults.latent_dim, help="Nz")
     p.add_argument("--hidden-dim", type=int, default=None, help="default: 500 for MNIST, 200 for Frey Face")
     p.add_argument("--optimizer", default=defaults.optimizer, choices=OPTIMIZERS)
@@ -93,13 +94,19 @@ def _train_parser(commands) -> None:
     p.add_argument("--estimator", default=defaults.estimator, choices=["analytic", "mc"], help="B (analytic) or A (mc)")
     p.add_argument("--samples", type=_count, default=defaults.samples, help="training samples to evaluate, e.g. 1e6")
     p.add_argument("--eval-every", type=_count, default=defaults.eval_every, help="samples between evaluations")
+    p.add_argument("--eval-rows", type=_count, default=None, help="rows of each split to evaluate the bounds on "
+                                                                  "(default: all)")
     p.add_argument("--seed", type=int, default=defaults.seed)
-    p.add_argument("--device", default=defaults.device)
+    p.add_argument("--device", default=defaults.device, help="cpu or cuda (under torchrun: each rank on its GPU)")
     p.add_argument("--backend", default=None, help="auto, triton, cuda, cpu or torch")
     p.add_argument("--fused-head", default="auto", choices=list(FUSED_HEAD),
                    help="the decoder's output layer and likelihood as one chunked op: auto (where it saves memory), "
                         "on or off")
-    p.add_argument("--out", default=defaults.out, help="directory for metrics and the checkpoint")
+    p.add_argument("--precision", default=defaults.precision, choices=PRECISIONS,
+                   help="bfloat16: autocast (matrix products in bfloat16)")
+    p.add_argument("--compile", action="store_true", help="torch.compile the model for the training steps")
+    p.add_argument("--out", default=defaults.out, help="directory for metrics and the checkpoint (on a file system "
+                                                       "every rank sees)")
     p.add_argument("--resume", action="store_true", help="continue from the checkpoint in --out")
     p.add_argument("--no-figures", dest="figures", action="store_false", help="skip the PNG figures")
 
@@ -110,13 +117,15 @@ def _evaluate(out: str, k: int, n_samples: int, seed: int) -> dict:
     from .evaluate import lower_bound, marginal_log_likelihood
     from .train import load_run
 
-    model, data, config = load_run(out)
+    model, test, config = load_run(out)
+    if test.shape[0] == 0:
+        raise ValueError(f"the data set of {out} has no test rows to evaluate")
     torch.manual_seed(seed)
-    common = dict(device=config.device, backend=config.backend)
+    common = dict(device=torch.device(config.device).type, backend=config.backend)
     result = {
-        "test_bound_B": lower_bound(model, data.test, estimator="analytic", n_samples=n_samples, **common),
-        "test_bound_A": lower_bound(model, data.test, estimator="mc", n_samples=n_samples, **common),
-        f"test_log_likelihood_k{k}": marginal_log_likelihood(model, data.test, k=k, **common),
+        "test_bound_B": lower_bound(model, test, estimator="analytic", n_samples=n_samples, **common),
+        "test_bound_A": lower_bound(model, test, estimator="mc", n_samples=n_samples, **common),
+        f"test_log_likelihood_k{k}": marginal_log_likelihood(model, test, k=k, **common),
     }
     (Path(out) / "evaluation.json").write_text(json.dumps(result, indent=1))
     return result

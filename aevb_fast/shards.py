@@ -92,6 +92,25 @@ class Shards:
             raise ValueError(f"{self.directory} has no split {name!r}; it has {', '.join(self._splits)}")
         return ShardedSplit(self, name, rank, world_size, buffer_rows)
 
+    def rows(self, split: str, limit: int | None = None, chunk: int = 1000) -> Iterator[torch.Tensor]:
+        """The first `limit` rows of a split (all by default) in index order, `chunk` rows at a time
+        (the last may be shorter): a fixed order for evaluation, read shard by shard."""
+        if split not in self._splits:
+            raise ValueError(f"{self.directory} has no split {split!r}; it has {', '.join(self._splits)}")
+        left, pending = math.inf if limit is None else limit, []
+        for entry in self._splits[split]:
+            shard = self.shard(entry["file"], entry["rows"])
+            at = 0
+            while at < shard.shape[0] and left > 0:
+                take = int(min(chunk - sum(p.shape[0] for p in pending), shard.shape[0] - at, left))
+                pending.append(shard[at:at + take])
+                at, left = at + take, left - take
+                if sum(p.shape[0] for p in pending) == chunk:
+                    yield torch.from_numpy(np.concatenate(pending))
+                    pending = []
+        if pending:
+            yield torch.from_numpy(np.concatenate(pending))
+
     def shard(self, file: str, rows: int) -> np.ndarray:
         """One shard, memory-mapped and checked against the index."""
         path = self.directory / file

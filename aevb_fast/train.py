@@ -7,11 +7,15 @@ count as in the paper's Figure 2.
     train(config)       # writes metrics.csv/.json, checkpoint.pt and the figures into config.out
 
 A run killed at any point continues with train(config, resume=True) from its last checkpoint and
-reaches the parameters the uninterrupted run would have reached.
+reaches the parameters the uninterrupted run would have reached. The same function runs data-
+parallel under torchrun (aevb_fast.distributed) and streams data sets larger than memory from
+shards (dataset="shards", data_path the directory aevb-fast convert wrote; aevb_fast.minibatches).
 """
 
+import contextlib
 import csv
 import dataclasses
+import io
 import json
 import math
 import os
@@ -21,24 +25,28 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
+from torch.nn.parallel import DistributedDataParallel
 
 from . import data as datasets
+from . import distributed
 from . import figures as plots
-from .evaluate import lower_bound
 from .functional import ESTIMATORS, check_choice
+from .minibatches import SHARDS, check_batch, open_source, shares
 from .models import VAE
 
 OPTIMIZERS = ("adagrad", "adam")
+PRECISIONS = ("float32", "bfloat16")
 # Hidden units and Adagrad step size per data set (PAPER.md: 500 for MNIST, 200 for Frey Face; step
-# sizes chosen from {0.01, 0.02, 0.1}).
+# sizes chosen from {0.01, 0.02, 0.1}); shards take the width of the data set their decoder matches.
 HIDDEN = {"mnist5k": 500, "mnist": 500, "frey": 200}
+HIDDEN_FOR_LIKELIHOOD = {"bernoulli": 500, "gaussian": 200}
 STEP_SIZE = {"adagrad": 0.02, "adam": 1e-3}
 METRICS = ("samples", "train_bound", "test_bound", "wall_s", "samples_per_s")
 
 
 @dataclass
 class TrainConfig:
-    dataset: str = "mnist5k"
+    dataset: str = "mnist5k"  # or "shards", with data_path the shards' directory
     data_path: str | None = None
     latent_dim: int = 20
     hidden_dim: int | None = None  # None: the paper's width for the data set
@@ -49,25 +57,36 @@ class TrainConfig:
     estimator: str = "analytic"
     samples: int = 1_000_000  # training samples evaluated, the x-axis of Figure 2
     eval_every: int = 100_000
+    eval_rows: int | None = None  # rows of each split the bounds are evaluated on; None: all
     seed: int = 0
-    device: str = "cpu"
+    device: str = "cpu"  # "cuda": under torchrun, each rank on GPU LOCAL_RANK
     backend: str | None = None
     fused_head: bool | None = None  # None: where it saves memory (VAE.forward)
+    precision: str = "float32"  # or "bfloat16": autocast
+    compile: bool = False  # torch.compile the training step's model
     out: str = "runs/default"
     figures: bool = True  # bound.png, samples.png and (Nz = 2) manifold.png at the end
 
     def check(self) -> None:
-        check_choice("dataset", self.dataset, datasets.DATASETS)
+        check_choice("dataset", self.dataset, (*datasets.DATASETS, SHARDS))
         check_choice("optimizer", self.optimizer, OPTIMIZERS)
         check_choice("estimator", self.estimator, ESTIMATORS)
-        for name in ("latent_dim", "batch_size", "n_samples", "samples", "eval_every"):
+        check_choice("precision", self.precision, PRECISIONS)
+        for name in ("latent_dim", "batch_size", "n_samples", "samples", "eval_every", "eval_rows"):
             value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            if (value is not None or name != "eval_rows") and (
+                    isinstance(value, bool) or not isinstance(value, int) or value < 1):
                 raise ValueError(f"{name} must be a positive int, got {value!r}")
         if self.lr is not None and not (math.isfinite(self.lr) and self.lr > 0):
             raise ValueError(f"lr must be a positive number, got {self.lr!r}")
         if self.fused_head not in (None, True, False):
             raise ValueError(f"fused_head must be True, False or None (where it saves memory), got {self.fused_head!r}")
+        if self.compile not in (True, False):
+            raise ValueError(f"compile must be True or False, got {self.compile!r}")
+
+
+def _hidden(dataset: str, likelihood: str) -> int:
+    return HIDDEN.get(dataset, HIDDEN_FOR_LIKELIHOOD[likelihood])
 
 
 def _log_prior_share(model: VAE, n_train: int) -> torch.Tensor:
@@ -76,8 +95,8 @@ def _log_prior_share(model: VAE, n_train: int) -> torch.Tensor:
     return 0.5 * sum(p.pow(2).sum() for n, p in model.named_parameters() if n.endswith("weight")) / n_train
 
 
-CHECKPOINT_KEYS = {"model", "optimizer", "order", "rng", "samples", "wall_s", "metrics", "permutation", "position",
-                   "config"}
+# data and rng hold one entry per rank: its place in its minibatch stream and its generator state.
+CHECKPOINT_KEYS = {"model", "optimizer", "data", "rng", "samples", "wall_s", "metrics", "config"}
 
 
 def _save_atomically(state: dict, path: Path) -> None:
@@ -155,45 +174,64 @@ def load_checkpoint(out: str | Path) -> dict:
 
 def train(config: TrainConfig, resume: bool = False, progress: bool | None = None) -> VAE:
     """Trains (or, with resume, continues) the run of `config`; returns the model. progress: a
-    one-line progress display on stderr (default: when stderr is a terminal)."""
+    one-line progress display on stderr (default: when stderr is a terminal). Under torchrun, every
+    rank calls this: each trains on its share of every global minibatch (DistributedDataParallel
+    averages the gradients), the metrics are reduced over the ranks, and rank 0 alone writes."""
     config.check()
-    progress = sys.stderr.isatty() if progress is None else progress
+    ranks = distributed.start(config.device)
+    try:
+        return _train(config, ranks, resume, progress)
+    finally:
+        distributed.stop()
+
+
+def _train(config: TrainConfig, ranks: distributed.Ranks, resume: bool, progress: bool | None) -> VAE:
+    check_batch(config.batch_size, ranks.world_size)
+    progress = ranks.main and (sys.stderr.isatty() if progress is None else progress)
     if config.figures:
         plots.pyplot()  # fail now, not after the training, if matplotlib is missing
     out = Path(config.out)
-    out.mkdir(parents=True, exist_ok=True)
-    data = datasets.load(config.dataset, config.data_path)
+    if ranks.main:
+        out.mkdir(parents=True, exist_ok=True)
+    source = open_source(config.dataset, config.data_path)
     torch.manual_seed(config.seed)
-    model = VAE(data.dim, config.hidden_dim or HIDDEN[config.dataset], config.latent_dim, data.likelihood)
-    model.to(config.device)
+    model = VAE(source.dim, config.hidden_dim or _hidden(config.dataset, source.likelihood), config.latent_dim,
+                source.likelihood).to(ranks.device)
     optimizer_class = torch.optim.Adagrad if config.optimizer == "adagrad" else torch.optim.Adam
     optimizer = optimizer_class(model.parameters(), lr=config.lr or STEP_SIZE[config.optimizer])
-    n_train = data.train.shape[0]
-    order = torch.Generator().manual_seed(config.seed)  # minibatch order; the noise uses torch's generator
-    permutation, position = torch.randperm(n_train, generator=order), 0
+    stream = source.minibatches(config.batch_size, config.seed, ranks.rank, ranks.world_size)
     seen, wall, rows = 0, 0.0, []
 
     checkpoint = out / "checkpoint.pt"
     if resume and (checkpoint.exists() or _previous(checkpoint).exists()):
         state = load_checkpoint(out)
         _check_same_run(TrainConfig(**state["config"]), config, checkpoint)
+        if len(state["rng"]) != ranks.world_size:
+            raise ValueError(f"--resume: {checkpoint} was written by {len(state['rng'])} process(es), this run has "
+                             f"{ranks.world_size}: resume with as many (each one's data and noise streams)")
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
-        order.set_state(state["order"])
-        torch.set_rng_state(state["rng"])
-        permutation, position = state["permutation"], state["position"]
+        stream.load_state_dict(state["data"][ranks.rank])
+        torch.set_rng_state(state["rng"][ranks.rank])
         seen, wall, rows = state["samples"], state["wall_s"], state["metrics"]
 
+    # DDP averages the ranks' gradients: of per-datapoint means over equal shares, that is the mean
+    # over the global minibatch, so the paper's per-datapoint scaling holds for any number of ranks.
+    step_model = DistributedDataParallel(model) if distributed.grouped() else model
+    if config.compile:
+        # fallback_random: the noise keys come from torch's generator as in eager mode, so a compiled
+        # run draws the noise an eager one does (and resumes the same way).
+        step_model = torch.compile(step_model, options={"fallback_random": True})
+    share = config.batch_size // ranks.world_size
+    batch_rows = (ranks.rank * share, config.batch_size)
     started, window = time.perf_counter(), []  # the bounds of the minibatches since the last evaluation
     while seen < config.samples:
-        if position + config.batch_size > n_train:  # a new epoch: a fresh order
-            permutation, position = torch.randperm(n_train, generator=order), 0
-        x = datasets.to_unit(data.train[permutation[position:position + config.batch_size]].to(config.device))
-        position += config.batch_size
+        x = datasets.to_unit(stream.next().to(ranks.device))
         optimizer.zero_grad(set_to_none=True)
-        loss = model(x, n_samples=config.n_samples, estimator=config.estimator, backend=config.backend,
-                     fused_head=config.fused_head)
-        (loss + _log_prior_share(model, n_train)).backward()
+        with _precision(config, ranks.device):
+            loss = step_model(x, n_samples=config.n_samples, estimator=config.estimator, backend=config.backend,
+                              fused_head=config.fused_head, batch_rows=batch_rows)
+        (loss + _log_prior_share(model, source.n_train)).backward()
         optimizer.step()
         seen += config.batch_size
         window.append(-loss.item())
@@ -203,37 +241,70 @@ def train(config: TrainConfig, resume: bool = False, progress: bool | None = Non
                   end="", file=sys.stderr, flush=True)
         if seen % config.eval_every < config.batch_size or seen >= config.samples:
             window.clear()
-            train_bound, test_bound = (lower_bound(model, part, device=config.device, backend=config.backend)
-                                       for part in (data.train, data.test))
+            train_bound, test_bound = (_bound(model, source, split, config, ranks, seen) for split in ("train", "test"))
             rows.append(dict(zip(METRICS, (seen, train_bound, test_bound, elapsed, seen / elapsed))))
-            _write_metrics(rows, out)
-            _save_atomically({"model": model.state_dict(), "optimizer": optimizer.state_dict(),
-                              "order": order.get_state(), "rng": torch.get_rng_state(), "samples": seen,
-                              "wall_s": elapsed, "metrics": rows, "permutation": permutation, "position": position,
-                              "config": dataclasses.asdict(config)}, checkpoint)
+            # Every rank's place in its data and noise streams, so that each resumes where it stood.
+            streams, rngs = distributed.gather(stream.state_dict(), ranks), distributed.gather(torch.get_rng_state(), ranks)
+            if ranks.main:
+                _write_metrics(rows, out)
+                _save_atomically({"model": model.state_dict(), "optimizer": optimizer.state_dict(), "data": streams,
+                                  "rng": rngs, "samples": seen, "wall_s": elapsed, "metrics": rows,
+                                  "config": dataclasses.asdict(config)}, checkpoint)
+            distributed.barrier(ranks)  # no rank runs ahead of a checkpoint that is not yet on disk
     if progress:
         print(file=sys.stderr)
-    if config.figures:
-        plots.bound_curve(rows, config.dataset, config.latent_dim, out / "bound.png")
-        plots.samples(model, data.image_shape, out / "samples.png")
+    if config.figures and ranks.main:
+        plots.bound_curve(rows, source.name, config.latent_dim, out / "bound.png")
+        plots.samples(model, source.image_shape, out / "samples.png")
         if config.latent_dim == 2:
-            plots.manifold(model, data.image_shape, out / "manifold.png")
+            plots.manifold(model, source.image_shape, out / "manifold.png")
     return model
 
 
-def load_run(out: str | Path) -> tuple[VAE, datasets.Dataset, TrainConfig]:
-    """The model of a run's last checkpoint, with its data set and settings."""
+def _precision(config: TrainConfig, device: torch.device):
+    """bfloat16 autocast for precision="bfloat16" (matrix products in bfloat16, the bound's sums in
+    float32); nothing for "float32"."""
+    if config.precision == "float32":
+        return contextlib.nullcontext()
+    return torch.autocast(device.type, dtype=torch.bfloat16)
+
+
+def _bound(model: VAE, source, split: str, config: TrainConfig, ranks: distributed.Ranks, seen: int) -> float:
+    """The bound per datapoint (estimator B) on the first eval_rows rows of a split, the chunks
+    shared out over the ranks. Each chunk's noise comes from (seed, samples, chunk), so the value
+    does not depend on the number of ranks, and evaluating leaves the training's noise alone."""
+    total, count = 0.0, 0
+    with torch.random.fork_rng(devices=[]), torch.no_grad(), _precision(config, ranks.device):
+        for index, chunk in shares(source.chunks(split, config.eval_rows), ranks.rank, ranks.world_size):
+            torch.manual_seed(((config.seed * 1_000_003 + seen) * 1_009 + index * 2 + (split == "test")) % 2**63)
+            x = datasets.to_unit(chunk.to(ranks.device))
+            total -= model(x, reduction="sum", backend=config.backend).item()
+            count += chunk.shape[0]
+    total, count = distributed.sum_over_ranks([total, count], ranks)
+    return total / count if count else math.nan
+
+
+def load_run(out: str | Path) -> tuple[VAE, torch.Tensor, TrainConfig]:
+    """The model of a run's last checkpoint (on the run's device type), its data set's test rows
+    (read into memory) and its settings."""
     state = load_checkpoint(out)
     config = TrainConfig(**state["config"])
-    data = datasets.load(config.dataset, config.data_path)
-    model = VAE(data.dim, config.hidden_dim or HIDDEN[config.dataset], config.latent_dim, data.likelihood)
+    source = open_source(config.dataset, config.data_path)
+    model = VAE(source.dim, config.hidden_dim or _hidden(config.dataset, source.likelihood), config.latent_dim,
+                source.likelihood)
     model.load_state_dict(state["model"])
-    return model.to(config.device), data, config
+    chunks = list(source.chunks("test"))
+    test = torch.cat(chunks) if chunks else torch.empty(0, source.dim, dtype=torch.uint8)
+    return model.to(torch.device(config.device).type), test, config
 
 
 def _write_metrics(rows: list[dict], out: Path) -> None:
-    with open(out / "metrics.csv", "w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=METRICS)
-        writer.writeheader()
-        writer.writerows(rows)
-    (out / "metrics.json").write_text(json.dumps(rows, indent=1))
+    """metrics.csv and metrics.json, each replaced in one rename: a reader never sees half a file."""
+    table = io.StringIO()
+    writer = csv.DictWriter(table, fieldnames=METRICS, lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(rows)
+    for name, text in (("metrics.csv", table.getvalue()), ("metrics.json", json.dumps(rows, indent=1))):
+        temporary = out / (name + ".tmp")
+        temporary.write_text(text)
+        os.replace(temporary, out / name)

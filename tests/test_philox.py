@@ -4,6 +4,7 @@ bit for bit to the published test vector and to Triton's own generator (run by i
 floats to tl.randn within a few float32 ulps; then the statistics and the seeding rules."""
 
 import math
+import os
 
 import numpy as np
 import pytest
@@ -42,6 +43,15 @@ def test_published_vector():
 def triton_generator():
     triton = pytest.importorskip("triton")
     tl = pytest.importorskip("triton.language")
+    # The interpreter runs the kernel on CPU tensors; compiled Triton (TRITON_INTERPRET=0, as on a GPU
+    # machine) needs CUDA tensors, and the results come back to the CPU.
+    if os.environ.get("TRITON_INTERPRET") == "1":
+        device = "cpu"
+    elif torch.cuda.is_available():
+        device = "cuda"
+    else:
+        pytest.skip("Triton runs compiled here (TRITON_INTERPRET is not 1) and needs a CUDA device, but none is "
+                    "available: set TRITON_INTERPRET=1 to run it under the interpreter")
 
     @triton.jit
     def philox_kernel(seed_ptr, words_ptr, normals_ptr, offset, n, BLOCK: tl.constexpr):
@@ -57,10 +67,12 @@ def triton_generator():
         tl.store(normals_ptr + i, tl.randn(seed, counters), mask=mask)
 
     def generate(seed: int, offset: int, n: int):
-        words, normals = torch.empty(n, 4, dtype=torch.int32), torch.empty(n, dtype=torch.float32)
+        words = torch.empty(n, 4, dtype=torch.int32, device=device)
+        normals = torch.empty(n, dtype=torch.float32, device=device)
         block = 1 << max(n - 1, 1).bit_length()
-        philox_kernel[(1,)](torch.tensor([seed], dtype=torch.int64), words, normals, offset, n, BLOCK=block)
-        return words, normals
+        philox_kernel[(1,)](torch.tensor([seed], dtype=torch.int64, device=device), words, normals, offset, n,
+                            BLOCK=block)
+        return words.cpu(), normals.cpu()
 
     return generate
 

@@ -15,7 +15,7 @@ __global__ void __launch_bounds__(kBlockThreads)
   using M = math_t<T>;
   constexpr int V = pack_size<T>;
   for_each_row(N, [&](int64_t row, bool valid) {
-    M acc = 0;
+    CompensatedSum<M> acc;  // see rows.cuh: thousands of terms a thread on wide rows
     if (valid) {
       const T* a_row = logits + row * D;
       const X* x_row = x + (row % Nx) * D;
@@ -26,12 +26,12 @@ __global__ void __launch_bounds__(kBlockThreads)
 #pragma unroll
         for (int k = 0; k < V; ++k) {
           const M softplus = (a[k] > M(0) ? a[k] : M(0)) + log1p_(exp_(a[k] < M(0) ? a[k] : -a[k]));
-          if (in_row<ALIGNED>(j, k, D)) acc += t[k] * a[k] - softplus;
+          if (in_row<ALIGNED>(j, k, D)) acc.add(t[k] * a[k] - softplus);
         }
       });
     }
-    acc = row_sum(acc);
-    if (valid && threadIdx.x == 0) log_prob[row] = acc;
+    const M total = row_sum(acc.value());
+    if (valid && threadIdx.x == 0) log_prob[row] = total;
   });
 }
 

@@ -18,7 +18,7 @@ __global__ void __launch_bounds__(kBlockThreads)
   constexpr int V = pack_size<T>;
   const M log_2pi = M(1.8378770664093454835606594728112);
   for_each_row(N, [&](int64_t row, bool valid) {
-    M acc = 0;
+    CompensatedSum<M> acc;  // see rows.cuh: thousands of terms a thread on wide rows
     if (valid) {
       const X* x_row = x + (row % Nx) * D;
       const T* m_row = mean + row * D;
@@ -31,12 +31,12 @@ __global__ void __launch_bounds__(kBlockThreads)
 #pragma unroll
         for (int k = 0; k < V; ++k) {
           const M d = t[k] - m[k], r = d == M(0) ? M(0) : d * exp_(M(-0.5) * s[k]);
-          if (in_row<ALIGNED>(j, k, D)) acc += log_2pi + s[k] + r * r;
+          if (in_row<ALIGNED>(j, k, D)) acc.add(log_2pi + s[k] + r * r);
         }
       });
     }
-    acc = row_sum(acc);
-    if (valid && threadIdx.x == 0) log_prob[row] = M(-0.5) * acc;
+    const M total = row_sum(acc.value());
+    if (valid && threadIdx.x == 0) log_prob[row] = M(-0.5) * total;
   });
 }
 

@@ -81,6 +81,30 @@ __device__ __forceinline__ void store_pack(T* __restrict__ row, int64_t j, int64
   }
 }
 
+// One thread's running sum of its share of a row, compensated (Neumaier's variant of Kahan's
+// summation): `sum` is the plain float sum, term by term, and `error` gathers what each addition
+// rounded away, exactly (Fast2Sum, larger magnitude first). Why: a thread of a wide row adds
+// thousands of terms (2^20 columns over 256 threads: 4096 each), and in plain float32 their
+// roundings add up, to 2.2e-5 relative for 4096 terms of one sign; compensated, the error stays
+// within a few ulps, in float32 (float64 is slow on most GPUs). It relies on IEEE adds in program
+// order: nvcc does not reassociate without fast math, and there is no product here to fuse into an
+// FMA. Callers add in the same order on the packed and the scalar path, so results stay
+// independent of alignment.
+template <typename A>
+struct CompensatedSum {
+  A sum = 0, error = 0;
+
+  __device__ __forceinline__ void add(A y) {
+    const A t = sum + y;
+    error += fabs(sum) >= fabs(y) ? (sum - t) + y : (y - t) + sum;
+    sum = t;
+  }
+
+  // The sum with its error folded in, for row_sum. A sum that overflowed or met an infinity or NaN
+  // comes back as it is (its error is NaN then, from inf - inf): what plain summation gives.
+  __device__ __forceinline__ A value() const { return isfinite(sum) ? sum + error : sum; }
+};
+
 // The sum of v over the threads of this row group, in every one of them. Synchronises the block
 // when a row group spans warps: every thread of it must call this the same number of times.
 template <typename A>

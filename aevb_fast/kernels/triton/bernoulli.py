@@ -15,6 +15,7 @@ import triton
 import triton.language as tl
 
 from ._launch import launch_rows
+from ._sums import compensated_add, compensated_value
 from ._tiles import row_block, target_tile, tile
 
 
@@ -30,14 +31,17 @@ def bernoulli_forward_kernel(logits_ptr, x_ptr, log_prob_ptr, N, Nx, D, BLOCK_RO
                              BLOCK_COLS: tl.constexpr):
     rows, row_ok = row_block(tl.program_id(0), N, BLOCK_ROWS)
     math_t = log_prob_ptr.dtype.element_ty
+    # Compensated per lane: a lane adds a term per tile, hundreds on wide rows (see _sums.py).
     acc = tl.zeros([BLOCK_ROWS, BLOCK_COLS], dtype=math_t)
+    err = tl.zeros([BLOCK_ROWS, BLOCK_COLS], dtype=math_t)
     for start in range(0, D, BLOCK_COLS):
         cols, mask, at = tile(rows, row_ok, start, D, BLOCK_COLS)
         a = tl.load(logits_ptr + at, mask=mask, other=0).to(math_t)
         x = target_tile(x_ptr, rows, Nx, cols, D, mask).to(math_t)
         e = tl.exp(-tl.abs(a))
-        acc += tl.where(mask, x * a - tl.maximum(a, 0.0) - log1p_small(e, 1.0 + e), 0.0)
-    tl.store(log_prob_ptr + rows, tl.sum(acc, axis=1), mask=row_ok)
+        term = x * a - tl.maximum(a, 0.0) - log1p_small(e, 1.0 + e)
+        acc, err = compensated_add(acc, err, tl.where(mask, term, 0.0))
+    tl.store(log_prob_ptr + rows, tl.sum(compensated_value(acc, err), axis=1), mask=row_ok)
 
 
 @triton.jit

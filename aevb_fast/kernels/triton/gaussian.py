@@ -18,6 +18,7 @@ import triton
 import triton.language as tl
 
 from ._launch import launch_rows
+from ._sums import compensated_add, compensated_value
 from ._tiles import row_block, target_tile, tile
 
 LOG_2PI = tl.constexpr(math.log(2 * math.pi))
@@ -28,15 +29,17 @@ def gaussian_forward_kernel(x_ptr, mean_ptr, logvar_ptr, log_prob_ptr, N, Nx, D,
                             BLOCK_COLS: tl.constexpr):
     rows, row_ok = row_block(tl.program_id(0), N, BLOCK_ROWS)
     math_t = log_prob_ptr.dtype.element_ty
+    # Compensated per lane: a lane adds a term per tile, hundreds on wide rows (see _sums.py).
     acc = tl.zeros([BLOCK_ROWS, BLOCK_COLS], dtype=math_t)
+    err = tl.zeros([BLOCK_ROWS, BLOCK_COLS], dtype=math_t)
     for start in range(0, D, BLOCK_COLS):
         cols, mask, at = tile(rows, row_ok, start, D, BLOCK_COLS)
         x = target_tile(x_ptr, rows, Nx, cols, D, mask).to(math_t)
         d = x - tl.load(mean_ptr + at, mask=mask, other=0).to(math_t)
         s = tl.load(logvar_ptr + at, mask=mask, other=0).to(math_t)
         r = tl.where(d == 0, 0.0, d * tl.exp(-0.5 * s))
-        acc += tl.where(mask, LOG_2PI + s + r * r, 0.0)
-    tl.store(log_prob_ptr + rows, -0.5 * tl.sum(acc, axis=1), mask=row_ok)
+        acc, err = compensated_add(acc, err, tl.where(mask, LOG_2PI + s + r * r, 0.0))
+    tl.store(log_prob_ptr + rows, -0.5 * tl.sum(compensated_value(acc, err), axis=1), mask=row_ok)
 
 
 @triton.jit

@@ -1,0 +1,80 @@
+"""Data-parallel training through torch.distributed: the process group that torchrun's environment
+describes, and the few collectives the training loop needs.
+
+    torchrun --nproc_per_node 2 -m aevb_fast train ...       # RANK, WORLD_SIZE, LOCAL_RANK, MASTER_*
+
+A process started without torchrun is rank 0 of 1 and makes no process group. Under torchrun (even
+with one process) CPU runs use gloo and CUDA runs nccl, each rank on GPU LOCAL_RANK.
+"""
+
+import os
+from dataclasses import dataclass
+
+import torch
+import torch.distributed as dist
+
+
+@dataclass(frozen=True)
+class Ranks:
+    """This process's place in the run: rank of world_size, and the device it computes on."""
+
+    rank: int
+    world_size: int
+    device: torch.device
+
+    @property
+    def main(self) -> bool:
+        """Rank 0, the one that writes checkpoints, metrics and figures."""
+        return self.rank == 0
+
+
+def start(device: str) -> Ranks:
+    """Joins the process group torchrun describes (if any) and picks this rank's device: `device`
+    itself without torchrun, cuda:LOCAL_RANK for device "cuda" under it."""
+    where = torch.device(device)
+    if not dist.is_torchelastic_launched():
+        return Ranks(0, 1, where)
+    if where.type == "cuda":
+        if where.index is not None:
+            raise ValueError(f"device={device!r}: under torchrun each rank takes cuda:LOCAL_RANK; give device='cuda'")
+        where = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
+        torch.cuda.set_device(where)
+    elif where.type != "cpu":
+        raise ValueError(f"device={device!r}: data-parallel training runs on 'cpu' (gloo) or 'cuda' (nccl)")
+    if not dist.is_initialized():
+        dist.init_process_group("nccl" if where.type == "cuda" else "gloo",
+                                **({"device_id": where} if where.type == "cuda" else {}))
+    return Ranks(dist.get_rank(), dist.get_world_size(), where)
+
+
+def grouped() -> bool:
+    """Whether this process is in a process group (it was started by torchrun)."""
+    return dist.is_initialized()
+
+
+def stop() -> None:
+    if dist.is_initialized():
+        dist.destroy_process_group()
+
+
+def sum_over_ranks(values: list[float], ranks: Ranks) -> list[float]:
+    """Each value summed over the ranks, in float64 (every rank gets the sums)."""
+    if ranks.world_size == 1:
+        return values
+    total = torch.tensor(values, dtype=torch.float64, device=ranks.device)
+    dist.all_reduce(total)
+    return total.tolist()
+
+
+def gather(value, ranks: Ranks) -> list:
+    """Every rank's `value` (any picklable object), in rank order, on every rank."""
+    if ranks.world_size == 1:
+        return [value]
+    values = [None] * ranks.world_size
+    dist.all_gather_object(values, value)
+    return values
+
+
+def barrier(ranks: Ranks) -> None:
+    if ranks.world_size > 1:
+        dist.barrier()

@@ -1,0 +1,133 @@
+"""Where training reads its minibatches: a data set held in memory (aevb_fast.data) or one streamed
+from shards (aevb_fast.shards), seen by one data-parallel rank.
+
+    source = open_source("mnist", "path/to/mnist")       # or ("shards", "path/to/shards")
+    stream = source.minibatches(batch_size=100, seed=0, rank=0, world_size=1)
+    x = stream.next()                                     # this rank's uint8 rows [100 / world_size, D]
+    state = stream.state_dict()                           # where the stream stands: resume from it
+
+A global minibatch is batch_size rows; each of the world_size ranks takes batch_size / world_size
+of them, rows [rank * m, (rank + 1) * m) of the global batch, and draws those rows' noise
+(VAE.forward's batch_rows). In memory, every epoch is a permutation of the training rows drawn from
+the seed, the global batches its consecutive slices (so any number of ranks sees the batches one
+process would). From shards, each rank streams its own shards (ShardedSplit).
+"""
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import torch
+
+from . import data as datasets
+from .shards import Shards
+
+SHARDS = "shards"  # the dataset name under which training streams a directory of shards
+EVAL_CHUNK = 1000  # rows per evaluation batch
+
+
+@dataclass(frozen=True)
+class Source:
+    """A data set's description and its rows: `held` is a datasets.Dataset or a Shards."""
+
+    name: str
+    dim: int
+    image_shape: tuple[int, int]
+    likelihood: str
+    n_train: int
+    held: object
+
+    def minibatches(self, batch_size: int, seed: int, rank: int, world_size: int):
+        if isinstance(self.held, Shards):
+            return ShardStream(self.held.split("train", rank, world_size), batch_size // world_size, seed)
+        return MemoryStream(self.held.train, batch_size, seed, rank, world_size)
+
+    def chunks(self, split: str, limit: int | None = None) -> Iterator[torch.Tensor]:
+        """The first `limit` rows of a split (all by default) in a fixed order, EVAL_CHUNK at a time."""
+        if isinstance(self.held, Shards):
+            yield from self.held.rows(split, limit, EVAL_CHUNK) if split in self.held.splits else ()
+            return
+        rows = getattr(self.held, split)[:limit]
+        for start in range(0, rows.shape[0], EVAL_CHUNK):
+            yield rows[start:start + EVAL_CHUNK]
+
+    def split_rows(self, split: str) -> int:
+        if isinstance(self.held, Shards):
+            return self.held.split(split).rows if split in self.held.splits else 0
+        return getattr(self.held, split).shape[0]
+
+
+def open_source(dataset: str, path: str | None) -> Source:
+    """The data set `dataset` (aevb_fast.data's names, or "shards" with `path` the shards' directory)."""
+    if dataset == SHARDS:
+        if path is None:
+            raise ValueError("dataset='shards' needs a path: the directory aevb-fast convert wrote")
+        held = Shards(path)
+        if "train" not in held.splits:
+            raise ValueError(f"{path} has no train split")
+        return Source(held.name, held.dim, held.image_shape, held.likelihood, held.split("train").rows, held)
+    data = datasets.load(dataset, path)
+    return Source(data.name, data.dim, data.image_shape, data.likelihood, data.train.shape[0], data)
+
+
+class MemoryStream:
+    """Global minibatches from a permutation of the rows per epoch; this rank's slice of each."""
+
+    def __init__(self, rows: torch.Tensor, batch_size: int, seed: int, rank: int, world_size: int):
+        self.rows, self.batch_size = rows, batch_size
+        self.share = slice(rank * batch_size // world_size, (rank + 1) * batch_size // world_size)
+        self.order = torch.Generator().manual_seed(seed)
+        self.permutation, self.position = torch.randperm(rows.shape[0], generator=self.order), 0
+
+    def next(self) -> torch.Tensor:
+        if self.position + self.batch_size > self.rows.shape[0]:  # a new epoch: a fresh order
+            self.permutation, self.position = torch.randperm(self.rows.shape[0], generator=self.order), 0
+        batch = self.permutation[self.position:self.position + self.batch_size]
+        self.position += self.batch_size
+        return self.rows[batch[self.share]]
+
+    def state_dict(self) -> dict:
+        return {"order": self.order.get_state(), "permutation": self.permutation, "position": self.position}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.order.set_state(state["order"])
+        self.permutation, self.position = state["permutation"], state["position"]
+
+
+class ShardStream:
+    """This rank's batches from its shards, epoch after epoch; resumable at (epoch, step)."""
+
+    def __init__(self, split, batch_size: int, seed: int):
+        self.split, self.batch_size, self.seed = split, batch_size, seed
+        self.epoch, self.step, self._batches = 0, 0, None
+        if split.steps_per_epoch(batch_size, seed, 0) == 0:
+            raise ValueError(f"the train split's shards give no batch of {batch_size} rows per rank: use smaller "
+                             "batches or fewer ranks")
+
+    def next(self) -> torch.Tensor:
+        while True:
+            if self._batches is None:
+                self._batches = self.split.batches(self.batch_size, self.seed, self.epoch, self.step)
+            batch = next(self._batches, None)
+            if batch is not None:
+                self.step += 1
+                return batch
+            self.epoch, self.step, self._batches = self.epoch + 1, 0, None
+
+    def state_dict(self) -> dict:
+        return {"epoch": self.epoch, "step": self.step}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.epoch, self.step, self._batches = state["epoch"], state["step"], None
+
+
+def shares(chunks: Iterator[torch.Tensor], rank: int, world_size: int) -> Iterator[tuple[int, torch.Tensor]]:
+    """(index, chunk) for this rank's chunks: every world_size-th, from the rank-th."""
+    for index, chunk in enumerate(chunks):
+        if index % world_size == rank:
+            yield index, chunk
+
+
+def check_batch(batch_size: int, world_size: int) -> None:
+    if batch_size % world_size:
+        raise ValueError(f"batch_size {batch_size} must be a multiple of the {world_size} processes: each takes an "
+                         "equal share of the global minibatch")
