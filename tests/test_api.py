@@ -197,6 +197,22 @@ def test_backend_selection(monkeypatch):
         aevb_fast.gaussian_kl(mu, mu)
 
 
+def test_backend_lookup_is_a_constant_under_torch_compile(monkeypatch):
+    # The first lookup may happen inside a compiled function: torch.compile takes its result as a
+    # constant, worked out in eager Python, instead of tracing into the extension's CUDA device
+    # query (which Dynamo cannot trace): a graph break there would fail fullgraph=True.
+    reason = backends.unavailable_reason
+
+    def untraceable(*args):
+        torch._dynamo.graph_break()
+        return reason(*args)
+
+    monkeypatch.setattr(backends, "_USABLE", {})
+    monkeypatch.setattr(backends, "unavailable_reason", untraceable)
+    compiled = torch.compile(lambda x: x * len(backends.usable("cuda")), backend="eager", fullgraph=True)
+    torch.testing.assert_close(compiled(torch.ones(2)), torch.ones(2) * len(backends.usable("cuda")))
+
+
 def test_auto_falls_back_to_torch_where_no_kernel_is_built(monkeypatch):
     monkeypatch.setattr(backends, "native", None)
     monkeypatch.setattr(backends, "load_error", "ImportError: no _C")

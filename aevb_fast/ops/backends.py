@@ -70,10 +70,11 @@ def _triton_unavailable_reason(device_type: str) -> str | None:
 _USABLE: dict[str, tuple[str, ...]] = {}
 
 
+@torch.compiler.assume_constant_result
 def usable(device_type: str) -> tuple[str, ...]:
     """Kernel backends that can serve this device type, those auto may pick first in its order;
-    fixed for the life of the process, so it is worked out once per device type (a plain dict,
-    which torch.compile traces, unlike functools.cache)."""
+    fixed for the life of the process, so it is worked out once per device type, and torch.compile
+    takes it as a constant instead of tracing into the extension's device query (a graph break)."""
     if device_type not in _USABLE:
         preferred = AUTO.get(device_type, ())
         names = (*preferred, *(n for n in KERNEL_BACKENDS if n not in preferred))
