@@ -85,7 +85,7 @@ def data_parallel(data_path: str, samples: int, out: Path) -> str:
     text = "\n".join([
         "## Data-parallel training, 1 process against 2 (torchrun, gloo), full MNIST, Nz = 20, M = 100", "",
         "| samples | train bound, 1 | train bound, 2 | test bound, 1 | test bound, 2 |", "|---|---|---|---|---|",
-        *rows, "", f"Largest gap between the curves: {gap:.2f} nats. Wall time: {walls[1]:.0f} s (1 process, "
+        *rows, "", f"Largest gap between the curves: {gap:.1e} nats. Wall time: {walls[1]:.0f} s (1 process, "
         f"{torch.get_num_threads()} threads), {walls[2]:.0f} s (2 processes, 1 thread each), start-up included.", ""])
     (out / "data_parallel.md").write_text(text)
     return text
