@@ -1,13 +1,16 @@
 """The benchmarks keep working: the prepared GPU check (benchmarks/gpu_check.sh) in its CPU dry run,
-which runs the benchmark runner at tiny sizes, and the pytest-benchmark micro-benchmarks at tiny
-sizes with timing off."""
+which runs the benchmark runner at tiny sizes, the pytest-benchmark micro-benchmarks at tiny sizes
+with timing off, and the streaming reader's measurement (benchmarks/scaling.py) on full MNIST."""
 
 import os
 import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parents[1]
+MNIST = ROOT.parent / "shared" / "data" / "mnist"
 
 
 def test_gpu_check_dry_run(tmp_path):
@@ -33,3 +36,11 @@ def test_micro_benchmarks_run():
                          timeout=600)
     assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
     assert " passed" in run.stdout
+
+
+@pytest.mark.skipif(not MNIST.is_dir(), reason="../shared/data/mnist is not beside this checkout")
+def test_reader_benchmark_runs(tmp_path):
+    from benchmarks import scaling
+
+    text = scaling.reader(str(MNIST), tmp_path, passes=2)
+    assert "| reader, first pass |" in text and (tmp_path / "reader.md").read_text() == text
