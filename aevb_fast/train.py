@@ -67,6 +67,11 @@ class TrainConfig:
     out: str = "runs/default"
     figures: bool = True  # bound.png, samples.png and (Nz = 2) manifold.png at the end
 
+    def __post_init__(self):
+        # Paths are kept as strings: the checkpoint stores the settings, and loads with weights_only.
+        self.data_path = os.fspath(self.data_path) if isinstance(self.data_path, os.PathLike) else self.data_path
+        self.out = os.fspath(self.out) if isinstance(self.out, os.PathLike) else self.out
+
     def check(self) -> None:
         check_choice("dataset", self.dataset, (*datasets.DATASETS, SHARDS))
         check_choice("optimizer", self.optimizer, OPTIMIZERS)
