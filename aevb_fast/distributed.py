@@ -16,11 +16,13 @@ import torch.distributed as dist
 
 @dataclass(frozen=True)
 class Ranks:
-    """This process's place in the run: rank of world_size, and the device it computes on."""
+    """This process's place in the run: rank of world_size, the device it computes on, and whether
+    start() made the process group (and stop() takes it down)."""
 
     rank: int
     world_size: int
     device: torch.device
+    made_group: bool = False
 
     @property
     def main(self) -> bool:
@@ -41,10 +43,11 @@ def start(device: str) -> Ranks:
         torch.cuda.set_device(where)
     elif where.type != "cpu":
         raise ValueError(f"device={device!r}: data-parallel training runs on 'cpu' (gloo) or 'cuda' (nccl)")
-    if not dist.is_initialized():
+    made_group = not dist.is_initialized()  # a caller's own group is used as it is, and left to it
+    if made_group:
         dist.init_process_group("nccl" if where.type == "cuda" else "gloo",
                                 **({"device_id": where} if where.type == "cuda" else {}))
-    return Ranks(dist.get_rank(), dist.get_world_size(), where)
+    return Ranks(dist.get_rank(), dist.get_world_size(), where, made_group)
 
 
 def grouped() -> bool:
@@ -52,8 +55,8 @@ def grouped() -> bool:
     return dist.is_initialized()
 
 
-def stop() -> None:
-    if dist.is_initialized():
+def stop(ranks: Ranks) -> None:
+    if ranks.made_group:
         dist.destroy_process_group()
 
 

@@ -50,11 +50,6 @@ class Source:
         for start in range(0, rows.shape[0], EVAL_CHUNK):
             yield rows[start:start + EVAL_CHUNK]
 
-    def split_rows(self, split: str) -> int:
-        if isinstance(self.held, Shards):
-            return self.held.split(split).rows if split in self.held.splits else 0
-        return getattr(self.held, split).shape[0]
-
 
 def open_source(dataset: str, path: str | None) -> Source:
     """The data set `dataset` (aevb_fast.data's names, or "shards" with `path` the shards' directory)."""

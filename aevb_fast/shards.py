@@ -97,19 +97,29 @@ class Shards:
         (the last may be shorter): a fixed order for evaluation, read shard by shard."""
         if split not in self._splits:
             raise ValueError(f"{self.directory} has no split {split!r}; it has {', '.join(self._splits)}")
-        left, pending = math.inf if limit is None else limit, []
-        for entry in self._splits[split]:
+        left = math.inf if limit is None else limit
+        for block in self.blocks(self._splits[split], chunk):
+            if left <= 0:
+                return
+            yield torch.from_numpy(block[:left] if left < block.shape[0] else block)
+            left -= block.shape[0]
+
+    def blocks(self, entries: list[dict], size: int) -> Iterator[np.ndarray]:
+        """The rows of the shards `entries` names, in order, `size` at a time (the last block may be
+        shorter), each block a copy in memory."""
+        buffer, filled = np.empty((size, self.dim), np.uint8), 0
+        for entry in entries:
             shard = self.shard(entry["file"], entry["rows"])
             at = 0
-            while at < shard.shape[0] and left > 0:
-                take = int(min(chunk - sum(p.shape[0] for p in pending), shard.shape[0] - at, left))
-                pending.append(shard[at:at + take])
-                at, left = at + take, left - take
-                if sum(p.shape[0] for p in pending) == chunk:
-                    yield torch.from_numpy(np.concatenate(pending))
-                    pending = []
-        if pending:
-            yield torch.from_numpy(np.concatenate(pending))
+            while at < shard.shape[0]:
+                take = min(size - filled, shard.shape[0] - at)
+                buffer[filled:filled + take] = shard[at:at + take]
+                filled, at = filled + take, at + take
+                if filled == size:
+                    yield buffer.copy()
+                    filled = 0
+        if filled:
+            yield buffer[:filled].copy()
 
     def shard(self, file: str, rows: int) -> np.ndarray:
         """One shard, memory-mapped and checked against the index."""
@@ -162,7 +172,7 @@ class ShardedSplit:
             return
         generator = torch.Generator().manual_seed(_mix(seed, epoch, self.rank))
         pending, step = np.empty((0, self.shards.dim), np.uint8), 0
-        for rows in self._buffers(self._dealt(seed, epoch)[self.rank]):
+        for rows in self.shards.blocks(self._dealt(seed, epoch)[self.rank], self.buffer_rows):
             # The last buffer's leftover rows are shuffled in with the new ones.
             pending = np.concatenate([pending, rows]) if pending.size else rows
             pending = pending[torch.randperm(pending.shape[0], generator=generator).numpy()]
@@ -172,22 +182,6 @@ class ShardedSplit:
                 pending, step = pending[batch_size:], step + 1
             if step == steps:
                 return
-
-    def _buffers(self, shards: list[dict]) -> Iterator[np.ndarray]:
-        """The rows of `shards` in order, buffer_rows at a time (the last buffer may be shorter)."""
-        buffer, filled = np.empty((self.buffer_rows, self.shards.dim), np.uint8), 0
-        for entry in shards:
-            shard = self.shards.shard(entry["file"], entry["rows"])
-            at = 0
-            while at < shard.shape[0]:
-                take = min(self.buffer_rows - filled, shard.shape[0] - at)
-                buffer[filled:filled + take] = shard[at:at + take]
-                filled, at = filled + take, at + take
-                if filled == self.buffer_rows:
-                    yield buffer.copy()
-                    filled = 0
-        if filled:
-            yield buffer[:filled].copy()
 
 
 def _mix(seed: int, epoch: int, stream: int) -> int:

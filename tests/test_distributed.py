@@ -161,6 +161,19 @@ def test_bfloat16_autocast_and_compile(tmp_path):
         torch.testing.assert_close(b, a, rtol=1e-3, atol=1e-4, msg=key)
 
 
+def test_a_process_group_of_the_callers_own_is_used_and_left_to_it(tmp_path, monkeypatch):
+    monkeypatch.setenv("TORCHELASTIC_RUN_ID", "test")  # as under torchrun
+    torch.distributed.init_process_group("gloo", store=torch.distributed.FileStore(str(tmp_path / "store"), 1),
+                                         rank=0, world_size=1)
+    try:
+        train(TrainConfig(**TINY, samples=50, eval_every=50, eval_rows=100, out=str(tmp_path / "run")),
+              progress=False)
+        assert torch.distributed.is_initialized()
+    finally:
+        torch.distributed.destroy_process_group()
+    assert _metrics(tmp_path / "run")[0]["samples"] == 50
+
+
 def test_bad_distributed_settings_are_rejected(tmp_path):
     with pytest.raises(ValueError, match=r"precision='float16' is not supported"):
         TrainConfig(precision="float16").check()
