@@ -12,6 +12,7 @@ import torch
 from ._version import __version__
 from .ops import backends
 from .ops._native import load_error, native
+from .run_files import RunFailed, write_atomically
 
 FUSED_HEAD = {"auto": None, "on": True, "off": False}
 
@@ -108,30 +109,36 @@ def _train_parser(commands) -> None:
     p.add_argument("--out", default=defaults.out, help="directory for metrics and the checkpoint (on a file system "
                                                        "every rank sees)")
     p.add_argument("--resume", action="store_true", help="continue from the checkpoint in --out")
+    p.add_argument("--overwrite", action="store_true", help="replace the run that --out holds (without this or "
+                                                            "--resume, such a directory is refused)")
     p.add_argument("--no-figures", dest="figures", action="store_false", help="skip the PNG figures")
 
 
-def _evaluate(out: str, k: int, n_samples: int, seed: int) -> dict:
+def _evaluate(out: str, k: int, n_samples: int, seed: int, data_path: str | None) -> dict:
     """The test set's bounds (estimators B and A) and marginal log-likelihood of a run; also written
     to OUT/evaluation.json."""
     from .evaluate import lower_bound, marginal_log_likelihood
     from .train import load_run
 
-    model, test, config = load_run(out)
+    if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed < 2**63:
+        raise ValueError(f"--seed must be an int in [0, 2**63), got {seed!r}")
+    model, test, config = load_run(out, data_path)
     if test.shape[0] == 0:
         raise ValueError(f"the data set of {out} has no test rows to evaluate")
     torch.manual_seed(seed)
-    common = dict(device=torch.device(config.device).type, backend=config.backend)
+    common = dict(device=next(model.parameters()).device, backend=config.backend)
     result = {
         "test_bound_B": lower_bound(model, test, estimator="analytic", n_samples=n_samples, **common),
         "test_bound_A": lower_bound(model, test, estimator="mc", n_samples=n_samples, **common),
         f"test_log_likelihood_k{k}": marginal_log_likelihood(model, test, k=k, **common),
     }
-    (Path(out) / "evaluation.json").write_text(json.dumps(result, indent=1))
+    write_atomically(Path(out) / "evaluation.json", json.dumps(result, indent=1).encode())
     return result
 
 
 def _convert_parser(commands) -> None:
+    from .functional import LIKELIHOODS
+
     p = commands.add_parser("convert", help="write a data set as streaming shards (aevb_fast.shards)")
     source = p.add_mutually_exclusive_group(required=True)
     source.add_argument("--dataset", help="mnist5k (embedded), mnist or frey")
@@ -139,10 +146,12 @@ def _convert_parser(commands) -> None:
     source.add_argument("--array", help="an .npy array of images, or an .npz with arrays train and test")
     p.add_argument("--data-path", default=None, help="mnist: directory of the IDX .gz files; frey: frey_rawface.mat")
     p.add_argument("--out", required=True, help="the directory to write index.json and the shards into")
-    p.add_argument("--shard-rows", type=int, default=10_000, help="rows per shard")
-    p.add_argument("--likelihood", default="bernoulli", choices=["bernoulli", "gaussian"],
+    p.add_argument("--shard-rows", type=int, default=10_000, help="rows per shard (positive)")
+    p.add_argument("--likelihood", default="bernoulli", choices=LIKELIHOODS,
                    help="the decoder the images call for (--images, --array)")
-    p.add_argument("--test-fraction", type=float, default=0.1, help="held out as the test split (--images, --array)")
+    p.add_argument("--test-fraction", type=float, default=0.1,
+                   help="held out as the test split, 0 < f < 1: training evaluates its test bound on it "
+                        "(--images, --array)")
 
 
 def _convert(args) -> str:
@@ -171,6 +180,8 @@ def main(argv: list[str] | None = None) -> int:
     evaluate.add_argument("--k", type=int, default=1000, help="importance samples for log p(x)")
     evaluate.add_argument("--n-samples", type=int, default=1, help="samples L for the bounds")
     evaluate.add_argument("--seed", type=int, default=0)
+    evaluate.add_argument("--data-path", default=None, help="where the run's data are now, if they moved (checked "
+                                                            "against the checkpoint's fingerprint of them)")
     args = parser.parse_args(argv)
     try:
         if args.command == "info":
@@ -178,14 +189,32 @@ def main(argv: list[str] | None = None) -> int:
         elif args.command == "train":
             from .train import TrainConfig, train
 
-            settings = {k: v for k, v in vars(args).items() if k not in ("command", "resume")}
+            settings = {k: v for k, v in vars(args).items() if k not in ("command", "resume", "overwrite")}
             settings["fused_head"] = FUSED_HEAD[settings["fused_head"]]
-            train(TrainConfig(**settings), resume=args.resume)
+            train(TrainConfig(**settings), resume=args.resume, overwrite=args.overwrite)
         elif args.command == "convert":
             print(_convert(args))
         else:
-            for name, value in _evaluate(args.out, args.k, args.n_samples, args.seed).items():
+            for name, value in _evaluate(args.out, args.k, args.n_samples, args.seed, args.data_path).items():
                 print(f"{name:<28} {value:10.3f}")
-    except ValueError as error:
-        parser.exit(2, f"aevb-fast {args.command}: error: {error}\n")
+    except ValueError as error:  # settings, files or data that cannot serve: nothing was lost
+        parser.exit(2, f"aevb-fast {args.command}: error: {_printable(error)}\n")
+    except RunFailed as error:  # the run stopped on its own, saying what is kept
+        parser.exit(1, f"aevb-fast {args.command}: error: {_printable(error)}\n")
+    except RuntimeError as error:
+        if not (isinstance(error, torch.OutOfMemoryError) or "can't allocate memory" in str(error)):
+            raise  # a bug: its traceback is the report
+        parser.exit(1, f"aevb-fast {args.command}: error: out of memory ({_printable(str(error).splitlines()[0])}); "
+                       "smaller settings (sizes, --batch-size, --k) need less\n")
+    except KeyboardInterrupt:
+        resume = f"; continue from the last checkpoint in {args.out} with --resume" if args.command == "train" else ""
+        parser.exit(130, f"aevb-fast {args.command}: interrupted{_printable(resume)}\n")
+    except OSError as error:  # a file the run needs could not be read or written
+        where = f": {error.filename}" if error.filename else ""
+        parser.exit(2, f"aevb-fast {args.command}: error: {_printable(error.strerror or error)}{_printable(where)}\n")
     return 0
+
+
+def _printable(message) -> str:
+    """message with control characters (from file names, say) escaped: one line, no terminal codes."""
+    return "".join(c if c.isprintable() else c.encode("unicode_escape").decode() for c in str(message))

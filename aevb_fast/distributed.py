@@ -30,19 +30,42 @@ class Ranks:
         return self.rank == 0
 
 
+def check_device(device) -> None:
+    """ValueError unless `device` names a CPU or CUDA device (whether one is here: start())."""
+    try:
+        where = torch.device(device)
+    except (RuntimeError, TypeError):
+        where = None
+    if where is None or where.type not in ("cpu", "cuda"):
+        raise ValueError(f"device={device!r} is not a device training runs on: give 'cpu', 'cuda' or 'cuda:N'")
+
+
+def _usable(where: torch.device, what: str) -> torch.device:
+    """where, if torch can compute on it here; else ValueError naming `what` asked for it."""
+    if where.type == "cuda":
+        if not torch.cuda.is_available():
+            build = "this torch is a CPU build" if torch.version.cuda is None else "torch sees no CUDA device"
+            raise ValueError(f"{what} asks for a GPU, but {build}: give --device cpu")
+        count = torch.cuda.device_count()
+        if where.index is not None and where.index >= count:
+            raise ValueError(f"{what} asks for {where}, but torch sees {count} CUDA device(s), cuda:0 to cuda:{count - 1}")
+    return where
+
+
 def start(device: str) -> Ranks:
     """Joins the process group torchrun describes (if any) and picks this rank's device: `device`
-    itself without torchrun, cuda:LOCAL_RANK for device "cuda" under it."""
+    itself without torchrun, cuda:LOCAL_RANK for device "cuda" under it; ValueError if torch cannot
+    compute there."""
+    check_device(device)
     where = torch.device(device)
     if not dist.is_torchelastic_launched():
-        return Ranks(0, 1, where)
+        return Ranks(0, 1, _usable(where, f"device={device!r}"))
     if where.type == "cuda":
         if where.index is not None:
             raise ValueError(f"device={device!r}: under torchrun each rank takes cuda:LOCAL_RANK; give device='cuda'")
-        where = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
+        local_rank = int(os.environ.get("LOCAL_RANK", "0"))
+        where = _usable(torch.device("cuda", local_rank), f"device='cuda' under torchrun (LOCAL_RANK={local_rank})")
         torch.cuda.set_device(where)
-    elif where.type != "cpu":
-        raise ValueError(f"device={device!r}: data-parallel training runs on 'cpu' (gloo) or 'cuda' (nccl)")
     made_group = not dist.is_initialized()  # a caller's own group is used as it is, and left to it
     if made_group:
         dist.init_process_group("nccl" if where.type == "cuda" else "gloo",
@@ -69,6 +92,15 @@ def sum_over_ranks(values: list[float], ranks: Ranks) -> list[float]:
     return total.tolist()
 
 
+def mean_over_ranks(value: torch.Tensor, ranks: Ranks) -> float:
+    """A scalar tensor's mean over the ranks (every rank gets it), as a float."""
+    if ranks.world_size == 1:
+        return value.item()
+    total = value.detach().double().reshape(1)
+    dist.all_reduce(total)
+    return total.item() / ranks.world_size
+
+
 def gather(value, ranks: Ranks) -> list:
     """Every rank's `value` (any picklable object), in rank order, on every rank."""
     if ranks.world_size == 1:
@@ -78,6 +110,7 @@ def gather(value, ranks: Ranks) -> list:
     return values
 
 
-def barrier(ranks: Ranks) -> None:
-    if ranks.world_size > 1:
-        dist.barrier()
+def first_problem(problem: str | None, ranks: Ranks) -> str | None:
+    """The first rank's problem (a message), or None if no rank has one: every rank gets the same,
+    so that all stop together where one cannot go on. Also a barrier."""
+    return next((p for p in gather(problem, ranks) if p is not None), None)

@@ -20,18 +20,21 @@ Conventions
   data-parallel rank's slice of the global batch, its rows flattened): with one seed, the ranks
   then draw together the noise one process would for the whole batch.
 - Targets of the Bernoulli likelihood must lie in [0, 1]. The cpu kernels check this in the same
-  pass and raise ValueError; the torch backend and GPU kernels do not check (it would cost a pass
-  or a device sync).
-- Extremes (tests/test_extremes.py): logits of any finite size (softplus in stable form); the
+  pass and raise ValueError (for NaN too); the torch backend and GPU kernels do not check (it would
+  cost a pass or a device sync).
+- Extremes (tests/test_extremes.py): logits of any finite size (softplus in stable form); at
+  +-inf the Bernoulli likelihood is the formula's limit (0 log 0 = 0): 0 where the logit makes the
+  target certain (+inf with x = 1, -inf with x = 0), -inf where it makes it impossible. The
   Gaussian likelihood goes through the standardized residual (x - mean) exp(-logvar / 2), so
   x == mean stays finite for every finite logvar and a result is infinite only where its exact
   value lies beyond float32's range, as its signed infinity. reparameterize's sigma = exp(logvar / 2)
   overflows float32 past logvar = 177: z is then +-inf. A finite input never gives NaN within these
   limits; NaN and +-inf inputs propagate as in the reference.
-- Bad input raises before any kernel runs: TypeError for a non-tensor or a wrong dtype (integer
-  values; targets other than float, uint8 or bool), ValueError for shapes that do not match or
-  broadcast, tensors on different devices, n_samples < 1, unknown reduction / estimator / backend
-  names, and the other rules each function states.
+- Bad input raises before any kernel runs: TypeError for a non-tensor or a wrong dtype (values
+  other than float32, float64, float16 or bfloat16, such as integers or float8; targets other than
+  those, uint8 or bool), ValueError for shapes that do not match or broadcast, tensors on different
+  devices, n_samples < 1, unknown reduction / estimator / backend names, and the other rules each
+  function states.
 """
 
 import math
@@ -53,7 +56,9 @@ MEAN_ACTIVATIONS = ("identity", "sigmoid")
 LIKELIHOODS = ("bernoulli", "gaussian")
 SEED_LIMIT = 2**63
 _HALF = (torch.float16, torch.bfloat16)
-_TARGET_DTYPES = (torch.uint8, torch.bool)
+# The dtypes the kernels read: any other (float8, ...) is refused before it reaches one.
+_VALUE_DTYPES = (torch.float32, torch.float64, *_HALF)
+_TARGET_DTYPES = (*_VALUE_DTYPES, torch.uint8, torch.bool)
 
 
 # Argument checks, shared with aevb_fast.modules.
@@ -82,9 +87,16 @@ def check_iwae(iwae: bool, estimator: str, beta: float) -> None:
         raise ValueError(f"iwae=True is the bound for beta=1, got beta={beta!r}")
 
 
-def check_backend(backend) -> None:
-    if backend is not None:
-        backends.requested(backend)
+def check_backend(backend, device: torch.device | None = None) -> None:
+    """ValueError unless backend names a backend, and (given a device) one that can serve it here."""
+    if backend is None:
+        return
+    backends.requested(backend)
+    if device is not None:
+        try:
+            backends.resolve(backend, device)
+        except RuntimeError as error:
+            raise ValueError(str(error)) from None
 
 
 def _describe(t: torch.Tensor) -> str:
@@ -94,15 +106,16 @@ def _describe(t: torch.Tensor) -> str:
 def _check_values(name: str, t) -> None:
     if not isinstance(t, torch.Tensor):
         raise TypeError(f"{name} must be a torch.Tensor, got {type(t).__name__}")
-    if not t.is_floating_point():
+    if t.dtype not in _VALUE_DTYPES:
         raise TypeError(f"{name} must be a floating tensor (float32, float64, float16 or bfloat16), got {_describe(t)}")
 
 
 def _check_target(name: str, t) -> None:
     if not isinstance(t, torch.Tensor):
         raise TypeError(f"{name} must be a torch.Tensor, got {type(t).__name__}")
-    if not (t.is_floating_point() or t.dtype in _TARGET_DTYPES):
-        raise TypeError(f"{name} must be a floating, uint8 or bool tensor, got {_describe(t)}")
+    if t.dtype not in _TARGET_DTYPES:
+        raise TypeError(f"{name} must be a floating, uint8 or bool tensor, got {_describe(t)}; the floating dtypes "
+                        "are float32, float64, float16 and bfloat16")
 
 
 def _check_devices(**tensors: torch.Tensor) -> None:

@@ -27,7 +27,8 @@ EVAL_CHUNK = 1000  # rows per evaluation batch
 
 @dataclass(frozen=True)
 class Source:
-    """A data set's description and its rows: `held` is a datasets.Dataset or a Shards."""
+    """A data set's description and its rows: `held` is a datasets.Dataset or a Shards; fingerprint
+    names the data (cheaply: sizes and the ends of its files), for a checkpoint to keep."""
 
     name: str
     dim: int
@@ -35,8 +36,12 @@ class Source:
     likelihood: str
     n_train: int
     held: object
+    fingerprint: str
 
     def minibatches(self, batch_size: int, seed: int, rank: int, world_size: int):
+        if batch_size > self.n_train:
+            raise ValueError(f"batch_size {batch_size} is larger than the {self.n_train:,} training rows of {self.name}: "
+                             "a minibatch holds distinct rows of one epoch")
         if isinstance(self.held, Shards):
             return ShardStream(self.held.split("train", rank, world_size), batch_size // world_size, seed)
         return MemoryStream(self.held.train, batch_size, seed, rank, world_size)
@@ -52,16 +57,21 @@ class Source:
 
 
 def open_source(dataset: str, path: str | None) -> Source:
-    """The data set `dataset` (aevb_fast.data's names, or "shards" with `path` the shards' directory)."""
+    """The data set `dataset` (aevb_fast.data's names, or "shards" with `path` the shards' directory),
+    which must hold train and test rows: training evaluates its bound on both."""
     if dataset == SHARDS:
         if path is None:
             raise ValueError("dataset='shards' needs a path: the directory aevb-fast convert wrote")
         held = Shards(path)
-        if "train" not in held.splits:
-            raise ValueError(f"{path} has no train split")
-        return Source(held.name, held.dim, held.image_shape, held.likelihood, held.split("train").rows, held)
+        for split in ("train", "test"):
+            if split not in held.splits or held.split(split).rows == 0:
+                raise ValueError(f"{path} has no {split} rows: training needs train rows and evaluates its bound on "
+                                 "test rows too (aevb-fast convert holds out --test-fraction of the images)")
+        return Source(held.name, held.dim, held.image_shape, held.likelihood, held.split("train").rows, held,
+                      held.fingerprint())
     data = datasets.load(dataset, path)
-    return Source(data.name, data.dim, data.image_shape, data.likelihood, data.train.shape[0], data)
+    return Source(data.name, data.dim, data.image_shape, data.likelihood, data.train.shape[0], data,
+                  datasets.fingerprint(dataset, path))
 
 
 class MemoryStream:
@@ -84,8 +94,15 @@ class MemoryStream:
         return {"order": self.order.get_state(), "permutation": self.permutation, "position": self.position}
 
     def load_state_dict(self, state: dict) -> None:
+        """A state_dict() of a stream over as many rows; ValueError for anything else."""
+        permutation, position, n = state["permutation"], state["position"], self.rows.shape[0]
+        if not (isinstance(permutation, torch.Tensor) and permutation.dtype == torch.int64 and permutation.shape == (n,)
+                and torch.equal(permutation.sort().values, torch.arange(n))):
+            raise ValueError(f"the stream's permutation is not one of {n} rows")
+        if not (isinstance(position, int) and not isinstance(position, bool) and 0 <= position <= n):
+            raise ValueError(f"the stream's position {position!r} does not lie in [0, {n}]")
         self.order.set_state(state["order"])
-        self.permutation, self.position = state["permutation"], state["position"]
+        self.permutation, self.position = permutation, position
 
 
 class ShardStream:
@@ -112,7 +129,11 @@ class ShardStream:
         return {"epoch": self.epoch, "step": self.step}
 
     def load_state_dict(self, state: dict) -> None:
-        self.epoch, self.step, self._batches = state["epoch"], state["step"], None
+        """A state_dict() of a stream; ValueError for anything else."""
+        epoch, step = state["epoch"], state["step"]
+        if not all(isinstance(v, int) and not isinstance(v, bool) and v >= 0 for v in (epoch, step)):
+            raise ValueError(f"the stream's place (epoch {epoch!r}, step {step!r}) is not two counts")
+        self.epoch, self.step, self._batches = epoch, step, None
 
 
 def shares(chunks: Iterator[torch.Tensor], rank: int, world_size: int) -> Iterator[tuple[int, torch.Tensor]]:

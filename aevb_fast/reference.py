@@ -34,11 +34,20 @@ def log_ratio(z: torch.Tensor, eps: torch.Tensor, logvar: torch.Tensor) -> torch
     return log_q - log_p
 
 
+def _weighted_log(w: torch.Tensor, log_p: torch.Tensor) -> torch.Tensor:
+    """w log p with 0 log 0 = 0. Only that product is replaced: w = 0 beside a finite log p keeps
+    its gradient log p, and log p = -inf beside w > 0 stays -inf."""
+    return w * torch.where((w == 0) & (log_p == -math.inf), 0, log_p)
+
+
 def bernoulli_log_prob(logits: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
     """log p(x|z) = sum_i x_i log y_i + (1 - x_i) log(1 - y_i), y = sigmoid(logits), per row [...];
-    log y and log(1 - y) as logsigmoid(a) and logsigmoid(-a), never log(sigmoid(a))."""
+    log y and log(1 - y) as logsigmoid(a) and logsigmoid(-a), never log(sigmoid(a)). With the
+    convention 0 log 0 = 0 an infinite logit gives the formula's limit: 0 where it makes the target
+    certain (a = +inf with x = 1, a = -inf with x = 0), -inf where it makes it impossible (a = +inf
+    with x < 1, a = -inf with x > 0)."""
     x = x.to(logits.dtype)
-    return torch.sum(x * F.logsigmoid(logits) + (1 - x) * F.logsigmoid(-logits), dim=-1)
+    return torch.sum(_weighted_log(x, F.logsigmoid(logits)) + _weighted_log(1 - x, F.logsigmoid(-logits)), dim=-1)
 
 
 def gaussian_log_prob(x: torch.Tensor, mean: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:

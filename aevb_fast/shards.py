@@ -7,8 +7,9 @@ larger than RAM trains without ever being loaded whole.
         ...
 
 Layout: DIR/index.json names the format and version, the data set's name, row width D, image
-shape and decoder likelihood, and per split its shard files and their row counts; each shard is a
-NumPy .npy file of uint8 [rows, D].
+shape (H, W with H x W = D) and decoder likelihood, and per split a non-empty list of its shard
+files (plain paths inside DIR, each named once) and their row counts; each shard is a NumPy .npy
+file of uint8 [rows, D]. The whole index is checked when it is opened, each shard when it is read.
 
 Order: each epoch deals the split's shards out in an order drawn from (seed, epoch); rank r of
 world_size takes every world_size-th of them, so the ranks read disjoint parts. A rank reads its
@@ -18,26 +19,40 @@ batches (steps_per_epoch: the least any rank can fill; rows beyond it are left f
 data-parallel training needs.
 """
 
+import hashlib
+import io
 import json
 import math
+import reprlib
+import warnings
+import zipfile
 from collections.abc import Iterator
-from pathlib import Path
+from contextlib import contextmanager
+from pathlib import Path, PurePosixPath
 
 import numpy as np
 import torch
 
+from .data import check_regular_file, fingerprint_file
+from .functional import LIKELIHOODS
+
 FORMAT, VERSION = "aevb-fast-shards", 1
 SHARD_ROWS = 10_000
 BUFFER_ROWS = 20_000
+INDEX_LIMIT = 64 << 20  # bytes of index.json read at most: some 10**6 shards
+INDEX_FIELDS = ("name", "dim", "image_shape", "likelihood", "splits")
+NPY_HEAD = 6 + 2 + 4 + 10_000  # an .npy file's magic, version, header length and (NumPy's limit) header
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".pgm")
 
 
 def write(out: str | Path, splits: dict[str, np.ndarray | torch.Tensor], *, name: str, image_shape: tuple[int, int],
           likelihood: str, shard_rows: int = SHARD_ROWS) -> Path:
-    """Writes splits ({"train": uint8 [N, D], "test": ...}) as shards of shard_rows rows into `out`
-    (created; it must not hold shards already) and returns the index file's path. The index is
-    written last, so a directory with an index holds every shard it names."""
-    if isinstance(shard_rows, bool) or not isinstance(shard_rows, int) or shard_rows < 1:
-        raise ValueError(f"shard_rows must be a positive int, got {shard_rows!r}")
+    """Writes splits ({"train": uint8 [N, D], "test": ...}, none empty) as shards of shard_rows rows
+    into `out` (created; it must not hold shards already) and returns the index file's path.
+    image_shape must hold D pixels and likelihood be one of LIKELIHOODS; all is checked before
+    anything is written. The index is written last, so a directory with an index holds every shard
+    it names."""
+    _check_shard_rows(shard_rows)
     out = Path(out)
     if (out / "index.json").exists():
         raise ValueError(f"{out} already holds a sharded data set (index.json); choose another directory")
@@ -46,11 +61,19 @@ def write(out: str | Path, splits: dict[str, np.ndarray | torch.Tensor], *, name
     for split, rows in arrays.items():
         if rows.dtype != np.uint8 or rows.ndim != 2:
             raise ValueError(f"split {split!r} must be uint8 [N, D], got {rows.dtype} {list(rows.shape)}")
+        if rows.shape[0] == 0:
+            raise ValueError(f"split {split!r} has no rows")
     if len(widths) != 1:
         raise ValueError(f"every split must have the same row width D, got {sorted(map(str, widths))}")
-    out.mkdir(parents=True, exist_ok=True)
     index = {"format": FORMAT, "version": VERSION, "name": name, "dim": widths.pop(), "image_shape": list(image_shape),
              "likelihood": likelihood, "splits": {}}
+    problem = _description_problem(index)
+    if problem:
+        raise ValueError(f"cannot write {out}: {problem}")
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise ValueError(f"cannot write shards into {out} ({error.strerror})") from None
     for split, rows in arrays.items():
         files = []
         for number, start in enumerate(range(0, rows.shape[0], shard_rows)):
@@ -69,16 +92,23 @@ class Shards:
 
     def __init__(self, directory: str | Path):
         self.directory = Path(directory)
-        path = self.directory / "index.json"
+        path = check_regular_file(self.directory / "index.json", f"{self.directory} is not a sharded data set "
+                                                                 "(write one with aevb-fast convert)")
         try:
-            index = json.loads(path.read_text())
-        except FileNotFoundError:
-            raise ValueError(f"{path} is missing: {self.directory} is not a sharded data set "
-                             "(write one with aevb-fast convert)") from None
-        except (OSError, json.JSONDecodeError) as error:
-            raise ValueError(f"{path} cannot be read ({error})") from None
+            with path.open("rb") as stream:
+                self._index_bytes = stream.read(INDEX_LIMIT + 1)
+            if len(self._index_bytes) > INDEX_LIMIT:
+                raise ValueError(f"{path} is larger than {INDEX_LIMIT >> 20} MiB: not an index aevb-fast wrote")
+            index = json.loads(self._index_bytes)
+        except OSError as error:
+            raise ValueError(f"{path} cannot be read ({error.strerror})") from None
+        except (json.JSONDecodeError, UnicodeDecodeError, RecursionError) as error:
+            raise ValueError(f"{path} cannot be read ({type(error).__name__}: {error})") from None
         if not isinstance(index, dict) or index.get("format") != FORMAT or index.get("version") != VERSION:
             raise ValueError(f"{path} is not an index of format {FORMAT!r} version {VERSION}")
+        problem = _index_problem(index)
+        if problem:
+            raise ValueError(f"{path}: {problem}")
         self.name, self.dim, self.likelihood = index["name"], index["dim"], index["likelihood"]
         self.image_shape = tuple(index["image_shape"])
         self._splits = index["splits"]
@@ -122,16 +152,99 @@ class Shards:
             yield buffer[:filled].copy()
 
     def shard(self, file: str, rows: int) -> np.ndarray:
-        """One shard, memory-mapped and checked against the index."""
-        path = self.directory / file
-        try:
-            array = np.load(path, mmap_mode="r")
-        except (OSError, ValueError) as error:
-            raise ValueError(f"{path} cannot be read as a shard ({error})") from None
-        if array.dtype != np.uint8 or array.shape != (rows, self.dim):
-            raise ValueError(f"{path} holds {array.dtype} {list(array.shape)}; the index names uint8 "
-                             f"{[rows, self.dim]}")
-        return array
+        """One shard, memory-mapped once its header (read from its first NPY_HEAD bytes alone) is
+        checked against the index; a header that claims more than the file holds fails to map."""
+        path = self._shard_path(file)
+        with _reading(path, "shard"), path.open("rb") as stream:
+            head = stream.read(NPY_HEAD)
+        shape, fortran_order, dtype, offset = _npy_header(head, path)
+        if dtype != np.uint8 or shape != (rows, self.dim) or fortran_order:
+            raise ValueError(f"{path} holds {dtype} {list(shape)}{' in Fortran order' if fortran_order else ''}; "
+                             f"the index names uint8 {[rows, self.dim]}")
+        with _reading(path, "shard"):
+            return np.memmap(path, np.uint8, "r", offset, shape)
+
+    def fingerprint(self) -> str:
+        """16 hex digits of SHA-256 over index.json's bytes (as opened), then each shard's name (as
+        the index gives it), size and first and last 64 KiB (data.fingerprint_file): at most 128 KiB
+        read a shard. The same however the directory is spelled; other rows at either end of a shard
+        change it."""
+        digest = hashlib.sha256(len(self._index_bytes).to_bytes(8, "big") + self._index_bytes)
+        for entries in self._splits.values():
+            for entry in entries:
+                fingerprint_file(digest, self._shard_path(entry["file"]), entry["file"])
+        return digest.hexdigest()[:16]
+
+    def _shard_path(self, file: str) -> Path:
+        return check_regular_file(self.directory / file, f"{self.directory / 'index.json'} names it")
+
+
+def _index_problem(index: dict) -> str | None:
+    """What is wrong with an index (see the module's docstring for the layout), or None."""
+    missing = [field for field in INDEX_FIELDS if field not in index]
+    if missing:
+        return f"lacks the field {', '.join(map(repr, missing))}"
+    return _description_problem(index) or _splits_problem(index["splits"])
+
+
+def _description_problem(index: dict) -> str | None:
+    """What is wrong with an index's name, dim, image_shape and likelihood, or None."""
+    name, dim, shape, likelihood = (index[field] for field in ("name", "dim", "image_shape", "likelihood"))
+    if not isinstance(name, str):
+        return f"'name' must be a string, got {reprlib.repr(name)}"
+    if not _is_count(dim):
+        return f"'dim' must be a positive int, got {reprlib.repr(dim)}"
+    if not isinstance(shape, list) or len(shape) != 2 or not all(map(_is_count, shape)):
+        return f"'image_shape' must be two positive ints, got {reprlib.repr(shape)}"
+    if shape[0] * shape[1] != dim:
+        return f"'image_shape' {shape} holds {shape[0] * shape[1]} pixels, but 'dim' is {dim}"
+    if likelihood not in LIKELIHOODS:
+        return f"'likelihood' must be one of {', '.join(map(repr, LIKELIHOODS))}, got {reprlib.repr(likelihood)}"
+    return None
+
+
+def _splits_problem(splits) -> str | None:
+    """What is wrong with an index's splits, or None: each a non-empty list of {"file", "rows"}, the
+    files plain relative paths that stay inside the directory, no file named twice."""
+    if not isinstance(splits, dict) or not splits:
+        return f"'splits' must map split names to non-empty lists of shards, got {reprlib.repr(splits)}"
+    named = {}
+    for split, entries in splits.items():
+        if not isinstance(entries, list) or not entries:
+            return f"splits[{split!r}] must be a non-empty list of shards, got {reprlib.repr(entries)}"
+        for number, entry in enumerate(entries):
+            where = f"splits[{split!r}][{number}]"
+            if not (isinstance(entry, dict) and isinstance(entry.get("file"), str) and _is_count(entry.get("rows"))):
+                return (f"{where} must be {{'file': a relative path, 'rows': a positive int}}, "
+                        f"got {reprlib.repr(entry)}")
+            file = PurePosixPath(entry["file"])
+            if file.is_absolute() or ".." in file.parts or not file.parts:
+                return (f"{where}['file'] must be a relative path inside the directory, "
+                        f"got {reprlib.repr(entry['file'])}")
+            if file in named:
+                return f"{where}['file'] names {str(file)!r}, which {named[file]} names too"
+            named[file] = where
+    return None
+
+
+def _is_count(value) -> bool:
+    """Whether `value` is a positive int (JSON's true is not)."""
+    return isinstance(value, int) and not isinstance(value, bool) and value > 0
+
+
+def _check_shard_rows(shard_rows) -> None:
+    if not _is_count(shard_rows):
+        raise ValueError(f"shard_rows must be a positive int, got {shard_rows!r}")
+
+
+@contextmanager
+def _reading(file, kind: str):
+    """Whatever a reader raises on a damaged file (NumPy, zipfile and Pillow raise many types) as
+    one ValueError naming the file."""
+    try:
+        yield
+    except Exception as error:
+        raise ValueError(f"{file} is not a readable {kind} ({type(error).__name__}: {error})") from None
 
 
 class ShardedSplit:
@@ -199,38 +312,41 @@ def from_array(path: str | Path, out: str | Path, *, likelihood: str = "bernoull
                shard_rows: int = SHARD_ROWS, seed: int = 0) -> Path:
     """Shards of an .npy array, or of the arrays "train" and "test" of an .npz file: images
     [N, H, W] (or rows [N, D] of square images), uint8, or floats in [0, 1] (stored as round(255 x)).
-    A single array is split by a permutation from `seed`, test_fraction of it held out."""
-    path = Path(path)
-    try:
-        loaded = np.load(path)
-    except (OSError, ValueError) as error:
-        raise ValueError(f"{path} cannot be read as an .npy or .npz array ({error})") from None
-    if isinstance(loaded, np.ndarray):
-        splits = _held_out(_as_uint8(loaded, path.name), test_fraction, seed)
+    A single array is split by a permutation from `seed`, test_fraction (0 < f < 1) of it held out.
+    Every array's header is checked against the bytes that follow it before its data is read, so a
+    damaged or hostile file costs no more memory than the data it holds."""
+    _check_conversion(test_fraction, shard_rows)
+    path = check_regular_file(Path(path), "--array wants an .npy array, or an .npz file of arrays train and test")
+    if path.suffix.lower() == ".npz" or zipfile.is_zipfile(path):
+        splits = {split: _as_uint8(images, f"{path.name}[{split}]") for split, images in _npz_arrays(path).items()}
     else:
-        missing = {"train", "test"} - set(loaded.files)
-        if missing:
-            raise ValueError(f"{path} must hold the arrays 'train' and 'test', it has {', '.join(loaded.files)}")
-        splits = {split: _as_uint8(loaded[split], f"{path.name}[{split}]") for split in ("train", "test")}
-    shape = _image_shape(splits["train"], path.name)
-    return write(out, _rows(splits), name=path.stem, image_shape=shape, likelihood=likelihood, shard_rows=shard_rows)
+        images = _read_npy(lambda: path.open("rb"), path.stat().st_size, path.name)
+        splits = _held_out(_as_uint8(images, path.name), test_fraction, seed)
+    shapes = {split: _image_shape(images.shape, path.name) for split, images in splits.items()}
+    if len(set(shapes.values())) != 1:
+        raise ValueError(f"{path.name}: the train and test images differ in size "
+                         f"({' and '.join(f'{h} x {w}' for h, w in shapes.values())})")
+    return write(out, _rows(splits), name=path.stem, image_shape=shapes["train"], likelihood=likelihood,
+                 shard_rows=shard_rows)
 
 
 def from_images(folder: str | Path, out: str | Path, *, likelihood: str = "bernoulli", test_fraction: float = 0.1,
                 shard_rows: int = SHARD_ROWS, seed: int = 0) -> Path:
     """Shards of a folder of images (PNG, JPEG, ... of one size), read as 8-bit grey levels in name
-    order, split by a permutation from `seed`, test_fraction held out."""
-    from PIL import Image  # Pillow, which matplotlib (the experiments extra) brings
-
+    order, split by a permutation from `seed`, test_fraction (0 < f < 1) held out. Every file with an
+    image suffix must be a regular file holding an image Pillow decodes within its decompression-bomb
+    limit (Image.MAX_IMAGE_PIXELS: above it, Pillow's warning is taken as an error)."""
+    _check_conversion(test_fraction, shard_rows)
     folder = Path(folder)
-    files = sorted(p for p in folder.iterdir() if p.suffix.lower() in (".png", ".jpg", ".jpeg", ".bmp", ".gif",
-                                                                       ".tif", ".tiff", ".pgm"))
+    try:
+        files = sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+    except OSError as error:
+        raise ValueError(f"{folder} is not a readable folder of images ({error.strerror})") from None
     if not files:
         raise ValueError(f"{folder} holds no images (.png, .jpg, .bmp, .gif, .tif, .pgm)")
     images = []
     for file in files:
-        with Image.open(file) as image:
-            images.append(np.asarray(image.convert("L"), dtype=np.uint8))
+        images.append(_grey_levels(check_regular_file(file, f"it was listed in {folder}")))
         if images[-1].shape != images[0].shape:
             raise ValueError(f"{file} is {images[-1].shape[1]}x{images[-1].shape[0]}, but {files[0].name} is "
                              f"{images[0].shape[1]}x{images[0].shape[0]}: the images must share one size")
@@ -239,37 +355,116 @@ def from_images(folder: str | Path, out: str | Path, *, likelihood: str = "berno
                  shard_rows=shard_rows)
 
 
+def _grey_levels(file: Path) -> np.ndarray:
+    """One image as 8-bit grey levels [H, W]."""
+    from PIL import Image  # Pillow, which matplotlib (the experiments extra) brings
+
+    with _reading(file, "image"), warnings.catch_warnings():
+        warnings.simplefilter("error", Image.DecompressionBombWarning)
+        with Image.open(file) as image:
+            return np.asarray(image.convert("L"), dtype=np.uint8)
+
+
+def _npz_arrays(path: Path) -> dict[str, np.ndarray]:
+    """The arrays "train" and "test" of an .npz file (a zip of .npy files), each header checked
+    against the size the zip's directory gives its member (zipfile never inflates more)."""
+    with _reading(path, ".npz file"):
+        archive = zipfile.ZipFile(path)
+    with archive:
+        members = archive.namelist()
+        if not {"train.npy", "test.npy"} <= set(members):
+            raise ValueError(f"{path.name} must hold the arrays 'train' and 'test' (members train.npy and test.npy), "
+                             f"it holds {reprlib.repr(members)}")
+        return {split: _read_npy(lambda: archive.open(f"{split}.npy"), archive.getinfo(f"{split}.npy").file_size,
+                                 f"{path.name}[{split}]")
+                for split in ("train", "test")}
+
+
+def _read_npy(open_stream, size: int, what: str) -> np.ndarray:
+    """The array of the .npy stream that open_stream() opens, `size` bytes long. Its header, read
+    from the first NPY_HEAD bytes alone, must declare images (_check_declared) of exactly the bytes
+    that follow it before the data is read: a header claiming more than the stream holds is refused,
+    never allocated."""
+    with _reading(what, ".npy array"), open_stream() as stream:
+        head = stream.read(NPY_HEAD)
+    shape, _, dtype, offset = _npy_header(head, what)
+    _check_declared(shape, dtype, size - offset, what)
+    with _reading(what, ".npy array"), open_stream() as stream:
+        return np.lib.format.read_array(stream, allow_pickle=False)
+
+
+def _npy_header(head: bytes, what) -> tuple[tuple[int, ...], bool, np.dtype, int]:
+    """The shape, order (True: Fortran's) and dtype that an .npy file's first bytes declare, and
+    where its data start. Only `head` is parsed, so a header length claiming gigabytes reads nothing
+    more."""
+    stream = io.BytesIO(head)
+    try:
+        version = np.lib.format.read_magic(stream)
+        read_header = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
+        shape, fortran_order, dtype = read_header(stream)
+    except ValueError as error:
+        raise ValueError(f"{what} is not an .npy array ({error})") from None
+    return shape, fortran_order, dtype, stream.tell()
+
+
+def _check_declared(shape: tuple[int, ...], dtype: np.dtype, data_bytes: int, what: str) -> None:
+    """Refuses an .npy header that does not declare images, or whose array is not the data_bytes
+    that follow it."""
+    if dtype.hasobject:
+        raise ValueError(f"{what} holds Python objects (dtype {dtype}), not images")
+    if dtype != np.uint8 and not np.issubdtype(dtype, np.floating):
+        raise ValueError(f"{what}: images must be uint8, or floats in [0, 1]; got {dtype}")
+    _image_shape(shape, what)
+    if 0 in shape:
+        raise ValueError(f"{what} holds no images (shape {list(shape)}): the train and test splits both need images "
+                         "(training evaluates its test bound on the test split)")
+    declared = math.prod(shape) * dtype.itemsize
+    if declared != data_bytes:
+        raise ValueError(f"{what}'s header declares {dtype} {list(shape)} ({declared:,} bytes), but {data_bytes:,} "
+                         "bytes follow it")
+
+
+def _check_conversion(test_fraction: float, shard_rows: int) -> None:
+    """Refuses a conversion's options before any image is read."""
+    _check_shard_rows(shard_rows)
+    if not 0 < test_fraction < 1:
+        raise ValueError(f"test_fraction must lie strictly between 0 and 1 (training evaluates its test bound on the "
+                         f"test split), got {test_fraction!r}")
+
+
 def _rows(splits: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
     """Images [N, H, W] (or rows) as rows [N, H * W]."""
     return {k: v.reshape(v.shape[0], int(np.prod(v.shape[1:]))) for k, v in splits.items()}
 
 
 def _held_out(images: np.ndarray, test_fraction: float, seed: int) -> dict[str, np.ndarray]:
-    """Train and test splits of images by a permutation from `seed`, test_fraction held out (no test
-    split when that rounds to no image)."""
-    if not 0 <= test_fraction < 1:
-        raise ValueError(f"test_fraction must lie in [0, 1), got {test_fraction!r}")
+    """Train and test splits of images by a permutation from `seed`, test_fraction held out: at
+    least one image in each."""
     order = np.random.default_rng(seed).permutation(images.shape[0])
     n_test = int(round(test_fraction * images.shape[0]))
+    if n_test == 0:
+        raise ValueError(f"test_fraction={test_fraction} of {images.shape[0]} images leaves no test image: training "
+                         "evaluates its test bound on the test split")
     if n_test == images.shape[0]:
         raise ValueError(f"test_fraction={test_fraction} of {images.shape[0]} images leaves none to train on")
-    return {"train": images[order[n_test:]], **({"test": images[order[:n_test]]} if n_test else {})}
+    return {"train": images[order[n_test:]], "test": images[order[:n_test]]}
 
 
-def _as_uint8(array: np.ndarray, what: str) -> np.ndarray:
-    if array.dtype == np.uint8:
-        return array
-    if np.issubdtype(array.dtype, np.floating):
-        if array.size and (np.nanmin(array) < 0 or np.nanmax(array) > 1 or np.isnan(array).any()):
-            raise ValueError(f"{what}: float images must lie in [0, 1]")
-        return np.round(array * 255).astype(np.uint8)
-    raise ValueError(f"{what}: images must be uint8, or floats in [0, 1]; got {array.dtype}")
+def _as_uint8(images: np.ndarray, what: str) -> np.ndarray:
+    """uint8 images as they are; float images (the only other kind _check_declared lets through),
+    which must lie in [0, 1], as round(255 x)."""
+    if images.dtype == np.uint8:
+        return images
+    if not np.all((images >= 0) & (images <= 1)):  # NaN fails both comparisons
+        raise ValueError(f"{what}: float images must lie in [0, 1]")
+    return np.round(images * 255).astype(np.uint8)
 
 
-def _image_shape(images: np.ndarray, what: str) -> tuple[int, int]:
-    if images.ndim == 3:
-        return images.shape[1], images.shape[2]
-    side = math.isqrt(images.shape[1]) if images.ndim == 2 else 0
-    if images.ndim == 2 and side * side == images.shape[1]:
+def _image_shape(shape: tuple[int, ...], what: str) -> tuple[int, int]:
+    """(H, W) of images of array shape [N, H, W], or [N, D] with D a square."""
+    if len(shape) == 3:
+        return shape[1], shape[2]
+    side = math.isqrt(shape[1]) if len(shape) == 2 else 0
+    if len(shape) == 2 and side * side == shape[1]:
         return side, side
-    raise ValueError(f"{what}: images must be [N, H, W], or rows [N, D] of square images; got {list(images.shape)}")
+    raise ValueError(f"{what}: images must be [N, H, W], or rows [N, D] of square images; got {list(shape)}")

@@ -7,7 +7,9 @@ count as in the paper's Figure 2.
     train(config)       # writes metrics.csv/.json, checkpoint.pt and the figures into config.out
 
 A run killed at any point continues with train(config, resume=True) from its last checkpoint and
-reaches the parameters the uninterrupted run would have reached. The same function runs data-
+reaches the parameters the uninterrupted run would have reached. The run directory is locked while
+a run writes it, and one that holds a run is refused unless resumed or overwritten; checkpoints are
+verified and name their data by a fingerprint (aevb_fast.run_files). The same function runs data-
 parallel under torchrun (aevb_fast.distributed) and streams data sets larger than memory from
 shards (dataset="shards", data_path the directory aevb-fast convert wrote; aevb_fast.minibatches).
 """
@@ -21,6 +23,7 @@ import math
 import os
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -28,11 +31,12 @@ import torch
 from torch.nn.parallel import DistributedDataParallel
 
 from . import data as datasets
-from . import distributed
+from . import distributed, run_files
 from . import figures as plots
-from .functional import ESTIMATORS, check_choice
-from .minibatches import SHARDS, check_batch, open_source, shares
+from .functional import ESTIMATORS, SEED_LIMIT, check_backend, check_choice
+from .minibatches import SHARDS, Source, check_batch, open_source, shares
 from .models import VAE
+from .run_files import OtherRun, RunDirectory, RunFailed
 
 OPTIMIZERS = ("adagrad", "adam")
 PRECISIONS = ("float32", "bfloat16")
@@ -73,21 +77,48 @@ class TrainConfig:
         self.out = os.fspath(self.out) if isinstance(self.out, os.PathLike) else self.out
 
     def check(self) -> None:
+        """Every setting checked, before anything runs (None, where allowed, is the default; no
+        other value stands for it)."""
         check_choice("dataset", self.dataset, (*datasets.DATASETS, SHARDS))
         check_choice("optimizer", self.optimizer, OPTIMIZERS)
         check_choice("estimator", self.estimator, ESTIMATORS)
         check_choice("precision", self.precision, PRECISIONS)
-        for name in ("latent_dim", "batch_size", "n_samples", "samples", "eval_every", "eval_rows"):
+        for name in ("latent_dim", "hidden_dim", "batch_size", "n_samples", "samples", "eval_every", "eval_rows"):
             value = getattr(self, name)
-            if (value is not None or name != "eval_rows") and (
-                    isinstance(value, bool) or not isinstance(value, int) or value < 1):
+            if (value is not None or name not in ("hidden_dim", "eval_rows")) and not _positive_int(value):
                 raise ValueError(f"{name} must be a positive int, got {value!r}")
-        if self.lr is not None and not (math.isfinite(self.lr) and self.lr > 0):
+        if not (_int(self.seed) and 0 <= self.seed < SEED_LIMIT):
+            raise ValueError(f"seed must be an int in [0, 2**63), got {self.seed!r}")
+        if self.lr is not None and not (isinstance(self.lr, (int, float)) and not isinstance(self.lr, bool)
+                                        and math.isfinite(self.lr) and self.lr > 0):
             raise ValueError(f"lr must be a positive number, got {self.lr!r}")
         if self.fused_head not in (None, True, False):
             raise ValueError(f"fused_head must be True, False or None (where it saves memory), got {self.fused_head!r}")
-        if self.compile not in (True, False):
-            raise ValueError(f"compile must be True or False, got {self.compile!r}")
+        for name in ("compile", "figures"):
+            if getattr(self, name) not in (True, False):
+                raise ValueError(f"{name} must be True or False, got {getattr(self, name)!r}")
+        for name in ("data_path", "out"):
+            value = getattr(self, name)
+            if (value is not None or name == "out") and not (isinstance(value, str) and value):
+                raise ValueError(f"{name} must be a path, got {value!r}")
+        distributed.check_device(self.device)
+        check_backend(self.backend)
+
+    def resolved(self, source: Source) -> "TrainConfig":
+        """The settings as the run uses them: defaults filled in, the data path absolute. The
+        checkpoint keeps these, so that a resume compares the values used, however written."""
+        return dataclasses.replace(
+            self, data_path=None if self.data_path is None else str(Path(self.data_path).resolve()),
+            hidden_dim=HIDDEN[source.likelihood] if self.hidden_dim is None else self.hidden_dim,
+            lr=STEP_SIZE[self.optimizer] if self.lr is None else self.lr)
+
+
+def _int(value) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _positive_int(value) -> bool:
+    return _int(value) and value >= 1
 
 
 def _log_prior_share(model: VAE, n_train: int) -> torch.Tensor:
@@ -96,125 +127,138 @@ def _log_prior_share(model: VAE, n_train: int) -> torch.Tensor:
     return 0.5 * sum(p.pow(2).sum() for n, p in model.named_parameters() if n.endswith("weight")) / n_train
 
 
-# data and rng hold one entry per rank: its place in its minibatch stream and its generator state.
-CHECKPOINT_KEYS = {"model", "optimizer", "data", "rng", "samples", "wall_s", "metrics", "config"}
-
-
-def _save_atomically(state: dict, path: Path) -> None:
-    """Writes path through a temporary file, flushed to disk, that replaces it in one rename, so a
-    reader sees the old checkpoint or the new one, never half of one; the old one, if it reads
-    cleanly, stays beside it as checkpoint.prev.pt, in case the newest is lost or damaged later (a
-    damaged old one never displaces a good previous one)."""
-    temporary = path.with_suffix(".tmp")
-    with open(temporary, "wb") as f:
-        torch.save(state, f)
-        f.flush()
-        os.fsync(f.fileno())
-    if path.exists():
-        try:
-            _read_checkpoint(path)
-            os.replace(path, _previous(path))
-        except ValueError:
-            pass
-    os.replace(temporary, path)
-    directory = os.open(path.parent, os.O_RDONLY)
-    try:
-        os.fsync(directory)  # the renames themselves reach the disk
-    finally:
-        os.close(directory)
-
-
-def _previous(path: Path) -> Path:
-    return path.with_name(path.stem + ".prev" + path.suffix)
-
-
-def _read_checkpoint(path: Path) -> dict:
-    """A checkpoint's state, loaded with weights_only (tensors and plain containers: no code runs
-    from the file), or ValueError saying what is wrong with it."""
-    try:
-        state = torch.load(path, weights_only=True)
-    except Exception as error:  # torch raises RuntimeError, EOFError, UnpicklingError, ... by damage
-        reason = str(error).strip().splitlines()[0][:200] if str(error).strip() else "the file ends early"
-        raise ValueError(f"{path} cannot be read as a checkpoint ({type(error).__name__}: {reason})") from None
-    missing = CHECKPOINT_KEYS - set(state) if isinstance(state, dict) else CHECKPOINT_KEYS
-    if missing:
-        raise ValueError(f"{path} is not a checkpoint of aevb-fast train: it lacks {', '.join(sorted(missing))}")
-    return state
-
-
 # Settings a resumed run must share with the checkpoint's: they fix the model, the data order and
-# the noise. The rest (samples, eval_every, device, backend, out, figures) may change.
-RUN_SETTINGS = ("dataset", "data_path", "latent_dim", "hidden_dim", "optimizer", "lr", "batch_size", "n_samples",
-                "estimator", "seed")
+# the noise (the data itself is compared by its fingerprint). The rest (samples, eval_every,
+# eval_rows, device, backend, fused_head, precision, compile, out, figures) may change.
+RUN_SETTINGS = ("dataset", "latent_dim", "hidden_dim", "optimizer", "lr", "batch_size", "n_samples", "estimator",
+                "seed")
 
 
-def _check_same_run(saved: "TrainConfig", config: "TrainConfig", checkpoint: Path) -> None:
+def load_checkpoint(out: str | Path, use: Callable[[dict], object] = lambda state: state, warn: bool = True):
+    """use(state) of the newest checkpoint of a run that reads, verifies, holds settings this
+    version knows, and that `use` accepts (ValueError otherwise): checkpoint.pt, or else
+    checkpoint.prev.pt with a warning; ValueError naming both if neither serves."""
+    return run_files.load_checkpoint(out, lambda state: use(_with_settings(state)), warn)
+
+
+def _with_settings(state: dict) -> dict:
+    """state with its settings as a checked TrainConfig under "config"; ValueError if they are not
+    the settings of aevb-fast train."""
+    saved = state["config"]
+    names = {field.name for field in dataclasses.fields(TrainConfig)}
+    if not isinstance(saved, dict):
+        raise ValueError(f"the checkpoint's settings are a {type(saved).__name__}, not a dict")
+    unknown, missing = sorted(set(saved) - names, key=str), sorted(names - set(saved))
+    if unknown or missing:
+        raise ValueError("the checkpoint's settings are not those of aevb-fast train: "
+                         + "; ".join(part for part in (unknown and f"unknown {', '.join(map(str, unknown))}",
+                                                       missing and f"missing {', '.join(missing)}") if part))
+    config = TrainConfig(**saved)
+    try:
+        config.check()
+    except ValueError as error:
+        raise ValueError(f"the checkpoint's settings are invalid: {error}") from None
+    return {**state, "config": config}
+
+
+def _check_same_run(saved: TrainConfig, fingerprint: str, config: TrainConfig, source: Source, checkpoint: Path,
+                    warn: bool) -> None:
+    """OtherRun unless the checkpoint is of the run `config` describes: its settings and its data
+    (the same fingerprint; the same data found at another path are accepted with a note)."""
     changed = [f"{name} {getattr(saved, name)!r} -> {getattr(config, name)!r}" for name in RUN_SETTINGS
                if getattr(saved, name) != getattr(config, name)]
     if changed:
-        raise ValueError(f"--resume: {checkpoint} is a run with other settings ({'; '.join(changed)}): resume it "
-                         "with its own settings, or train into another --out")
+        raise OtherRun(f"--resume: {checkpoint} is a run with other settings ({'; '.join(changed)}): resume it "
+                       "with its own settings, or train into another --out")
+    if fingerprint != source.fingerprint:
+        raise OtherRun(f"--resume: {checkpoint} trained on other data: {saved.data_path or saved.dataset} "
+                       f"(fingerprint {fingerprint}) then, {config.data_path or config.dataset} (fingerprint "
+                       f"{source.fingerprint}) now; give the run's own data, or train into another --out")
+    if saved.data_path != config.data_path and warn:
+        print(f"aevb-fast: the data at {config.data_path} are the run's own, read from {saved.data_path} before",
+              file=sys.stderr)
 
 
-def load_checkpoint(out: str | Path) -> dict:
-    """The newest readable checkpoint of a run: checkpoint.pt, or, if that is damaged or missing,
-    checkpoint.prev.pt with a warning; ValueError naming both if neither can be read."""
-    path = Path(out) / "checkpoint.pt"
-    if not path.is_file() and not _previous(path).is_file():
-        raise ValueError(f"{path} is missing: give a directory that aevb-fast train wrote")
+def _restore(state: dict, model: VAE, optimizer: torch.optim.Optimizer, stream, ranks: distributed.Ranks) -> None:
+    """The checkpoint's parameters, optimizer state, this rank's data stream and generator, or
+    ValueError if they do not fit this run's model and processes."""
     try:
-        return _read_checkpoint(path)
-    except ValueError as newest:
-        try:
-            state = _read_checkpoint(_previous(path))
-        except ValueError as previous:
-            raise ValueError(f"no usable checkpoint in {out}: {newest}; {previous}") from None
-        print(f"aevb-fast: {newest}; using {_previous(path)} (samples {state['samples']:,})", file=sys.stderr)
-        return state
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        for index, parameter in enumerate(model.parameters()):
+            for name, value in optimizer.state[parameter].items():
+                if value.dim() and value.shape != parameter.shape:
+                    raise ValueError(f"the optimizer's {name} of parameter {index} is {list(value.shape)}, not "
+                                     f"{list(parameter.shape)}")
+        stream.load_state_dict(state["data"][ranks.rank])
+        torch.set_rng_state(state["rng"][ranks.rank])
+    except (RuntimeError, ValueError, KeyError, TypeError, IndexError, AttributeError) as error:
+        reason = str(error).strip().splitlines()[0][:300] if str(error).strip() else type(error).__name__
+        raise ValueError(f"the checkpoint does not fit the run's model ({reason})") from None
 
 
-def train(config: TrainConfig, resume: bool = False, progress: bool | None = None) -> VAE:
+def train(config: TrainConfig, resume: bool = False, progress: bool | None = None, overwrite: bool = False) -> VAE:
     """Trains (or, with resume, continues) the run of `config`; returns the model. progress: a
-    one-line progress display on stderr (default: when stderr is a terminal). Under torchrun, every
-    rank calls this: each trains on its share of every global minibatch (DistributedDataParallel
-    averages the gradients), the metrics are reduced over the ranks, and rank 0 alone writes."""
+    one-line progress display on stderr (default: when stderr is a terminal). overwrite: replace a
+    run that config.out holds (without it or resume, such a directory is refused). Under torchrun,
+    every rank calls this: each trains on its share of every global minibatch (DistributedDataParallel
+    averages the gradients), the metrics are reduced over the ranks, and rank 0 alone writes.
+
+    Raises ValueError for settings, data or a directory that cannot serve the run, before training;
+    RunFailed when the run stops on its own (it diverged, or --out could not be written), saying
+    what is kept."""
     config.check()
     ranks = distributed.start(config.device)
     try:
-        return _train(config, ranks, resume, progress)
+        check_backend(config.backend, ranks.device)
+        check_batch(config.batch_size, ranks.world_size)
+        if config.figures:
+            plots.pyplot()  # fail now, not after the training, if matplotlib is missing
+        source = open_source(config.dataset, config.data_path)
+        config = config.resolved(source)
+        stream = source.minibatches(config.batch_size, config.seed, ranks.rank, ranks.world_size)
+        with contextlib.ExitStack() as held:
+            run, problem = None, None
+            if ranks.main:  # rank 0 alone writes; every rank stops if it cannot
+                try:
+                    run = held.enter_context(RunDirectory(config.out, resume=resume, overwrite=overwrite))
+                except ValueError as error:
+                    problem = str(error)
+            problem = distributed.first_problem(problem, ranks)
+            if problem:
+                raise ValueError(problem)
+            return _train(config, source, stream, ranks, run, resume, progress)
     finally:
         distributed.stop(ranks)
 
 
-def _train(config: TrainConfig, ranks: distributed.Ranks, resume: bool, progress: bool | None) -> VAE:
-    check_batch(config.batch_size, ranks.world_size)
+def _train(config: TrainConfig, source: Source, stream, ranks: distributed.Ranks, run: RunDirectory | None,
+           resume: bool, progress: bool | None) -> VAE:
     progress = ranks.main and (sys.stderr.isatty() if progress is None else progress)
-    if config.figures:
-        plots.pyplot()  # fail now, not after the training, if matplotlib is missing
     out = Path(config.out)
-    if ranks.main:
-        out.mkdir(parents=True, exist_ok=True)
-    source = open_source(config.dataset, config.data_path)
     torch.manual_seed(config.seed)
-    model = VAE(source.dim, config.hidden_dim or HIDDEN[source.likelihood], config.latent_dim,
-                source.likelihood).to(ranks.device)
+    model = VAE(source.dim, config.hidden_dim, config.latent_dim, source.likelihood).to(ranks.device)
     optimizer_class = torch.optim.Adagrad if config.optimizer == "adagrad" else torch.optim.Adam
-    optimizer = optimizer_class(model.parameters(), lr=config.lr or STEP_SIZE[config.optimizer])
-    stream = source.minibatches(config.batch_size, config.seed, ranks.rank, ranks.world_size)
+    optimizer = optimizer_class(model.parameters(), lr=config.lr)
     seen, wall, rows = 0, 0.0, []
 
-    checkpoint = out / "checkpoint.pt"
-    if resume and (checkpoint.exists() or _previous(checkpoint).exists()):
-        state = load_checkpoint(out)
-        _check_same_run(TrainConfig(**state["config"]), config, checkpoint)
-        if len(state["rng"]) != ranks.world_size:
-            raise ValueError(f"--resume: {checkpoint} was written by {len(state['rng'])} process(es), this run has "
-                             f"{ranks.world_size}: resume with as many (each one's data and noise streams)")
-        model.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
-        stream.load_state_dict(state["data"][ranks.rank])
-        torch.set_rng_state(state["rng"][ranks.rank])
-        seen, wall, rows = state["samples"], state["wall_s"], state["metrics"]
+    checkpoint = out / run_files.CHECKPOINT
+    if resume and (checkpoint.exists() or (out / run_files.PREVIOUS).exists()):
+        def use(state: dict) -> dict:
+            _check_same_run(state["config"], state["data_fingerprint"], config, source, checkpoint, ranks.main)
+            if len(state["rng"]) != ranks.world_size or len(state["data"]) != ranks.world_size:
+                raise OtherRun(f"--resume: {checkpoint} was written by {len(state['rng'])} process(es), this run has "
+                               f"{ranks.world_size}: resume with as many (each one's data and noise streams)")
+            _restore(state, model, optimizer, stream, ranks)
+            if not (_int(state["samples"]) and state["samples"] >= 0 and isinstance(state["metrics"], list)):
+                raise ValueError("the checkpoint's sample count or metrics are malformed")
+            return state
+
+        state = load_checkpoint(out, use, warn=ranks.main)
+        seen, wall, rows = state["samples"], float(state["wall_s"]), state["metrics"]
+    elif resume and ranks.main:
+        print(f"aevb-fast: --resume: {out} holds no checkpoint; a new run starts", file=sys.stderr)
+    saved_at = seen if seen else None  # samples of the newest checkpoint on disk
 
     # DDP averages the ranks' gradients: of per-datapoint means over equal shares, that is the mean
     # over the global minibatch, so the paper's per-datapoint scaling holds for any number of ranks.
@@ -233,9 +277,14 @@ def _train(config: TrainConfig, ranks: distributed.Ranks, resume: bool, progress
             loss = step_model(x, n_samples=config.n_samples, estimator=config.estimator, backend=config.backend,
                               fused_head=config.fused_head, batch_rows=batch_rows)
         (loss + _log_prior_share(model, source.n_train)).backward()
+        # The global minibatch's bound, the same on every rank, so that all stop together on a NaN.
+        bound = -distributed.mean_over_ranks(loss.detach(), ranks)
+        if not math.isfinite(bound):
+            _diverged(f"the bound of the minibatch at {seen + config.batch_size:,} samples is {bound}", checkpoint,
+                      saved_at)
         optimizer.step()
         seen += config.batch_size
-        window.append(-loss.item())
+        window.append(bound)
         elapsed = wall + time.perf_counter() - started
         if progress:
             print(f"\r{seen:>12,} samples  bound {sum(window) / len(window):9.2f}  {seen / elapsed:8,.0f} samples/s",
@@ -243,15 +292,28 @@ def _train(config: TrainConfig, ranks: distributed.Ranks, resume: bool, progress
         if seen % config.eval_every < config.batch_size or seen >= config.samples:
             window.clear()
             train_bound, test_bound = (_bound(model, source, split, config, ranks, seen) for split in ("train", "test"))
+            if not (math.isfinite(train_bound) and math.isfinite(test_bound)):
+                _diverged(f"the bounds at {seen:,} samples are {train_bound} (train) and {test_bound} (test)",
+                          checkpoint, saved_at)
             rows.append(dict(zip(METRICS, (seen, train_bound, test_bound, elapsed, seen / elapsed))))
             # Every rank's place in its data and noise streams, so that each resumes where it stood.
             streams, rngs = distributed.gather(stream.state_dict(), ranks), distributed.gather(torch.get_rng_state(), ranks)
+            problem = None
             if ranks.main:
-                _write_metrics(rows, out)
-                _save_atomically({"model": model.state_dict(), "optimizer": optimizer.state_dict(), "data": streams,
-                                  "rng": rngs, "samples": seen, "wall_s": elapsed, "metrics": rows,
-                                  "config": dataclasses.asdict(config)}, checkpoint)
-            distributed.barrier(ranks)  # no rank runs ahead of a checkpoint that is not yet on disk
+                try:
+                    run.save_checkpoint({"model": model.state_dict(), "optimizer": optimizer.state_dict(),
+                                         "data": streams, "rng": rngs, "samples": seen, "wall_s": elapsed,
+                                         "metrics": rows, "config": dataclasses.asdict(config),
+                                         "data_fingerprint": source.fingerprint})
+                    _write_metrics(rows, run)
+                except OSError as error:
+                    problem = (f"{out} cannot be written ({error.strerror or error}) at {seen:,} samples: "
+                               f"{_kept(checkpoint, saved_at)}; make room and continue with --resume")
+            # No rank runs ahead of a checkpoint that is not yet on disk, or past one that failed.
+            problem = distributed.first_problem(problem, ranks)
+            if problem:
+                raise RunFailed(problem)
+            saved_at = seen
     if progress:
         print(file=sys.stderr)
     if config.figures and ranks.main:
@@ -260,6 +322,18 @@ def _train(config: TrainConfig, ranks: distributed.Ranks, resume: bool, progress
         if config.latent_dim == 2:
             plots.manifold(model, source.image_shape, out / "manifold.png")
     return model
+
+
+def _kept(checkpoint: Path, saved_at: int | None) -> str:
+    if saved_at is None:
+        return "no checkpoint was written"
+    return f"the last good checkpoint, {checkpoint} at {saved_at:,} samples, is kept"
+
+
+def _diverged(what: str, checkpoint: Path, saved_at: int | None) -> None:
+    # Resuming would replay the same steps: a smaller step size needs a new run.
+    raise RunFailed(f"training diverged: {what}; {_kept(checkpoint, saved_at)}; train anew with a smaller --lr "
+                    "(into another --out, or with --overwrite)")
 
 
 def _precision(config: TrainConfig, device: torch.device):
@@ -285,27 +359,37 @@ def _bound(model: VAE, source, split: str, config: TrainConfig, ranks: distribut
     return total / count if count else math.nan
 
 
-def load_run(out: str | Path) -> tuple[VAE, torch.Tensor, TrainConfig]:
-    """The model of a run's last checkpoint (on the run's device type), its data set's test rows
-    (read into memory) and its settings."""
-    state = load_checkpoint(out)
-    config = TrainConfig(**state["config"])
-    source = open_source(config.dataset, config.data_path)
-    model = VAE(source.dim, config.hidden_dim or HIDDEN[source.likelihood], config.latent_dim,
-                source.likelihood)
-    model.load_state_dict(state["model"])
+def load_run(out: str | Path, data_path: str | None = None) -> tuple[VAE, torch.Tensor, TrainConfig]:
+    """The model of a run's last checkpoint (on a GPU if the run used one and there is one here,
+    else on the CPU), its data set's test rows (read into memory) and its settings. The data must
+    be the run's own (the checkpoint's fingerprint); data_path says where they are now, if moved."""
+    def use(state: dict):
+        config = state["config"]
+        source = open_source(config.dataset, config.data_path if data_path is None else data_path)
+        if source.fingerprint != state["data_fingerprint"]:
+            raise OtherRun(f"{out} trained on {config.data_path or config.dataset} (fingerprint "
+                           f"{state['data_fingerprint']}), but {data_path or config.data_path or config.dataset} "
+                           f"holds other data now (fingerprint {source.fingerprint})")
+        model = VAE(source.dim, config.hidden_dim, config.latent_dim, source.likelihood)
+        try:
+            model.load_state_dict(state["model"])
+        except RuntimeError as error:
+            raise ValueError(f"the checkpoint does not fit the run's model ({str(error).splitlines()[0]})") from None
+        return model, source, config
+
+    model, source, config = load_checkpoint(out, use)
     chunks = list(source.chunks("test"))
     test = torch.cat(chunks) if chunks else torch.empty(0, source.dim, dtype=torch.uint8)
-    return model.to(torch.device(config.device).type), test, config
+    # A GPU run is evaluated on a GPU where there is one, and on the CPU elsewhere.
+    device = "cuda" if torch.device(config.device).type == "cuda" and torch.cuda.is_available() else "cpu"
+    return model.to(device), test, config
 
 
-def _write_metrics(rows: list[dict], out: Path) -> None:
+def _write_metrics(rows: list[dict], run: RunDirectory) -> None:
     """metrics.csv and metrics.json, each replaced in one rename: a reader never sees half a file."""
     table = io.StringIO()
     writer = csv.DictWriter(table, fieldnames=METRICS, lineterminator="\n")
     writer.writeheader()
     writer.writerows(rows)
-    for name, text in (("metrics.csv", table.getvalue()), ("metrics.json", json.dumps(rows, indent=1))):
-        temporary = out / (name + ".tmp")
-        temporary.write_text(text)
-        os.replace(temporary, out / name)
+    run.write_text("metrics.csv", table.getvalue())
+    run.write_text("metrics.json", json.dumps(rows, indent=1))

@@ -5,6 +5,7 @@ shards; also bfloat16 autocast and torch.compile of the model."""
 
 import csv
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -181,7 +182,15 @@ def test_bad_distributed_settings_are_rejected(tmp_path):
         TrainConfig(eval_rows=0).check()
     with pytest.raises(ValueError, match=r"dataset='shards' needs a path: the directory aevb-fast convert wrote"):
         train(TrainConfig(dataset="shards", out=str(tmp_path)), progress=False)
-    run = _torchrun({**TINY, "samples": 100, "batch_size": 25, "out": tmp_path})
-    output, _ = run.communicate(timeout=300)
-    assert run.returncode != 0
-    assert "batch_size 25 must be a multiple of the 2 processes" in output
+    cases = [({"batch_size": 25}, r"batch_size 25 must be a multiple of the 2 processes: .*"),
+             ({"batch_size": 5000}, r"batch_size 5000 is larger than the 4,000 training rows of mnist5k: .*")]
+    if not torch.cuda.is_available():
+        cases.append(({"device": "cuda"}, r"device='cuda' under torchrun \(LOCAL_RANK=[01]\) asks for a GPU, but this "
+                                          r"torch is a CPU build: give --device cpu"))
+    for settings, message in cases:
+        run = _torchrun({**TINY, "samples": 100, **settings, "out": tmp_path / "run"})
+        output, _ = run.communicate(timeout=300)
+        assert run.returncode != 0
+        # A rank says it in one line (torchrun stops the others, then reports the failed ranks its own way).
+        assert re.search(rf"^aevb-fast train: error: {message}$", output, re.MULTILINE), output
+    assert not (tmp_path / "run").exists()

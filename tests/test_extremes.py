@@ -2,13 +2,17 @@
 logits of +-1e4, +-88 and subnormal size, targets exactly 0 and 1, logvar of +-80 and past float32's
 exp limit (|logvar| > 88; for the Gaussian likelihood up to +-1e4), x == mean. Where the exact value
 lies beyond float32's range the result is the infinity of its sign; a finite input never gives NaN.
+The Bernoulli likelihood also over the table of logits (+-inf, large, 0, NaN) by targets (0, 1 and
+between; float, uint8 and bool) in every dtype: the limit of the formula with 0 log 0 = 0.
 Limits (documented in aevb_fast.functional): reparameterize's sigma = exp(logvar / 2) overflows
 float32 past logvar = 177, so z is checked up to logvar = 170."""
 
 import itertools
+import math
 
 import pytest
 import torch
+from conftest import check_against_reference
 
 import aevb_fast
 from aevb_fast import reference as R
@@ -45,6 +49,39 @@ def test_bernoulli_extreme_logits(device, backend, target):
     ref = R.bernoulli_log_prob(ref_logits, x.cpu().double())
     _check(out, ref, "log p")
     _check(_grads(out, logits)[0], _grads(ref, ref_logits)[0], "d/dlogits")
+
+
+TABLE_LOGITS = [-math.inf, -1e4, 0.0, 1e4, math.inf, math.nan]
+TABLE_TARGETS = {"float": [0.0, 0.3, 1.0], "uint8": [0, 1], "bool": [False, True]}
+
+
+@pytest.mark.parametrize("target", list(TABLE_TARGETS))
+def test_bernoulli_logits_and_targets_table(device, backend, dtype, target):
+    # One row per (logit, target) pair, of 17 equal terms (past one AVX-512 vector of float32): the
+    # reference gives the formula's limit with 0 log 0 = 0, so 0 where an infinite logit makes the
+    # target certain and -inf where it makes it impossible; NaN logits give NaN. The gradient
+    # x - sigmoid(a) is finite at every logit but NaN.
+    pairs = list(itertools.product(TABLE_LOGITS, TABLE_TARGETS[target]))
+    logits = torch.tensor([[a] * 17 for a, _ in pairs], dtype=dtype)
+    x = torch.tensor([[t] * 17 for _, t in pairs]).to(dtype if target == "float" else getattr(torch, target))
+    for (a, t), value in zip(pairs, R.bernoulli_log_prob(logits.double(), x).tolist()):
+        if math.isinf(a):
+            assert value == (0.0 if float(t) == float(a > 0) else -math.inf), f"reference at logit {a}, target {t}"
+    check_against_reference(lambda logits, x: aevb_fast.bernoulli_log_prob(logits, x, backend=backend),
+                            R.bernoulli_log_prob, dict(logits=logits.to(device), x=x.to(device)), grad_names=("logits",))
+
+
+def test_bernoulli_nan_targets_are_refused_or_propagate(device, backend):
+    # The cpu kernels check the targets' range in their pass; the others do not check, and a NaN
+    # target gives NaN as in the reference, never a finite value that hides it.
+    logits = torch.tensor([[-math.inf, 0.0, 2.0], [math.inf, 1e4, -3.0]], device=device)
+    x = torch.tensor([[0.0, math.nan, 0.5], [1.0, 0.5, math.nan]], device=device)
+    if backend == "cpu":
+        with pytest.raises(ValueError, match=r"x holds values outside \[0, 1\] or NaN"):
+            aevb_fast.bernoulli_log_prob(logits, x, backend=backend)
+        return
+    out = aevb_fast.bernoulli_log_prob(logits, x, backend=backend)
+    assert torch.isnan(out).all() and torch.isnan(R.bernoulli_log_prob(logits, x)).all()
 
 
 # (logvar, x - mean): the variance within float32, past exp(-logvar)'s range, past exp(-logvar/2)'s,

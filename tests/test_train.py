@@ -108,8 +108,8 @@ def test_checkpoints_load_no_code(tmp_path):
         load_checkpoint(tmp_path)
     assert not (tmp_path / "pwned").exists()
     torch.save({"model": {}}, tmp_path / "checkpoint.pt")
-    with pytest.raises(ValueError, match=r"checkpoint.pt is not a checkpoint of aevb-fast train: it lacks config, data, "
-                                         r"metrics, optimizer"):
+    with pytest.raises(ValueError, match=r"checkpoint.pt is not a checkpoint of aevb-fast train: it lacks checksum, "
+                                         r"config, data, data_fingerprint, format, metrics, optimizer"):
         load_checkpoint(tmp_path)
 
 

@@ -46,7 +46,7 @@ def _forward_native(logits, x):
     outside = launch("bernoulli_forward", logits, dtype_code(logits.dtype), dtype_code(x.dtype), logits.data_ptr(),
                      x.data_ptr(), log_prob.data_ptr(), N, x.shape[0], D)
     if outside:  # counted by the CPU kernel only
-        raise ValueError("x holds values outside [0, 1]; Bernoulli targets must be probabilities in [0, 1]")
+        raise ValueError("x holds values outside [0, 1] or NaN; Bernoulli targets must be probabilities in [0, 1]")
     return log_prob
 
 

@@ -1,6 +1,10 @@
 // Bernoulli log-likelihood from logits (PAPER.md, Bernoulli MLP decoder):
 //   log p(x|z) = sum_d x log y + (1 - x) log(1 - y),  y = sigmoid(a)
 //              = sum_d x a - softplus(a),  softplus(a) = max(a, 0) + log1p(exp(-|a|))
+//              = sum_d s a - log1p(exp(-|a|)),  s = x - 1 for a >= 0, x for a < 0
+//   s a is x a - max(a, 0) without its inf - inf at a = +inf; s = 0 gives the limit 0 (0 log 0 = 0)
+//   where s a would be 0 * inf (a = +inf with x = 1, a = -inf with x = 0). A NaN logit or target
+//   still gives NaN (through log1p, or s).
 //   backward:  d/da = g (x - sigmoid(a)), g the row's upstream gradient, recomputed from a and x
 //              (cheaper than storing a gradient between the passes: see kernels.h).
 #include <cstdint>
@@ -28,8 +32,9 @@ AEVB_SIMD double forward_chunk(const T* logits, const X* x, int64_t n, int64_t* 
   for (int64_t i = 0; i < n; ++i) {
     const M a = load<M>(logits[i]), t = load<M>(x[i]);
     const M e = exp_neg_abs[i], u = M(1) + e;
-    acc += static_cast<double>(t * a - ((a > M(0) ? a : M(0)) + vlog1p(e, u, M(1) / u)));
-    outside += (t < M(0) || t > M(1)) ? 1 : 0;
+    const M s = a < M(0) ? t : t - M(1);
+    acc += static_cast<double>((s == M(0) ? M(0) : s * a) - vlog1p(e, u, M(1) / u));
+    outside += (t >= M(0) && t <= M(1)) ? 0 : 1;  // NaN fails both comparisons
   }
   *bad += outside;
   return acc;

@@ -1,6 +1,10 @@
 // Bernoulli log-likelihood from logits on CUDA (PAPER.md, Bernoulli MLP decoder):
 //   log p(x|z) = sum_d x a - softplus(a),  softplus(a) = max(a, 0) + log1p(exp(-|a|))
+//              = sum_d s a - log1p(exp(-|a|)),  s = x - 1 for a >= 0, x for a < 0
 //   backward:  d/da = g (x - sigmoid(a)), g the row's upstream gradient, recomputed from a and x
+// s a is x a - max(a, 0) without its inf - inf at a = +inf; s = 0 gives the limit 0 (0 log 0 = 0)
+// where s a would be 0 * inf (a = +inf with x = 1, a = -inf with x = 0). A NaN logit or target
+// still gives NaN (as csrc/cpu/bernoulli.cpp).
 // Row n of the logits reads row n % Nx of the targets (the L samples of one batch share them).
 #include "kernels.h"
 #include "rows.cuh"
@@ -25,8 +29,9 @@ __global__ void __launch_bounds__(kBlockThreads)
         load_pack<ALIGNED>(x_row, j, D, t);
 #pragma unroll
         for (int k = 0; k < V; ++k) {
-          const M softplus = (a[k] > M(0) ? a[k] : M(0)) + log1p_(exp_(a[k] < M(0) ? a[k] : -a[k]));
-          if (in_row<ALIGNED>(j, k, D)) acc.add(t[k] * a[k] - softplus);
+          const M s = a[k] < M(0) ? t[k] : t[k] - M(1);
+          const M term = (s == M(0) ? M(0) : s * a[k]) - log1p_(exp_(a[k] < M(0) ? a[k] : -a[k]));
+          if (in_row<ALIGNED>(j, k, D)) acc.add(term);
         }
       });
     }

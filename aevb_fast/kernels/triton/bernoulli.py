@@ -2,7 +2,12 @@
 decoder) and of its backward, which recomputes the gradient from the logits and targets:
 
     log p(x|z) = sum_d x a - softplus(a),  softplus(a) = max(a, 0) + log1p(exp(-|a|))
+               = sum_d s a - log1p(exp(-|a|)),  s = x - 1 for a >= 0, x for a < 0
     d/da = g (x - sigmoid(a)),  g the row's upstream gradient
+
+s a is x a - max(a, 0) without its inf - inf at a = +inf; s = 0 gives the limit 0 (0 log 0 = 0)
+where s a would be 0 * inf (a = +inf with x = 1, a = -inf with x = 0). A NaN logit or target still
+gives NaN (as csrc/cpu/bernoulli.cpp).
 
 Shapes: logits [N, D] contiguous; x [Nx, D] contiguous, N a multiple of Nx (row n reads
 x[n % Nx]), float, uint8 or bool; log_prob and g [N] in the math dtype (float32; float64 for
@@ -39,7 +44,8 @@ def bernoulli_forward_kernel(logits_ptr, x_ptr, log_prob_ptr, N, Nx, D, BLOCK_RO
         a = tl.load(logits_ptr + at, mask=mask, other=0).to(math_t)
         x = target_tile(x_ptr, rows, Nx, cols, D, mask).to(math_t)
         e = tl.exp(-tl.abs(a))
-        term = x * a - tl.maximum(a, 0.0) - log1p_small(e, 1.0 + e)
+        s = tl.where(a < 0, x, x - 1.0)
+        term = tl.where(s == 0, 0.0, s * a) - log1p_small(e, 1.0 + e)
         acc, err = compensated_add(acc, err, tl.where(mask, term, 0.0))
     tl.store(log_prob_ptr + rows, tl.sum(compensated_value(acc, err), axis=1), mask=row_ok)
 
