@@ -264,6 +264,9 @@ def test_a_batch_larger_than_the_training_rows_is_refused(tmp_path, data):
     with pytest.raises(ValueError, match=r"batch_size 120 is larger than the 100 training rows of toy: a minibatch "
                                          r"holds distinct rows of one epoch"):
         train(_config(data, tmp_path / "run", batch_size=120), progress=False)
+    # In memory, where each step used to take the 4,000 rows and count 5,000.
+    with pytest.raises(ValueError, match=r"batch_size 5000 is larger than the 4,000 training rows of mnist5k"):
+        train(TrainConfig(**{**TINY, "batch_size": 5000, "out": str(tmp_path / "run")}), progress=False)
     assert not (tmp_path / "run").exists()
 
 
@@ -376,3 +379,40 @@ def test_evaluation_runs_in_passes_of_bounded_size_and_combines_them_exactly(mon
         three, six = estimate(3), estimate(6)
         assert six == pytest.approx(three, rel=1e-9)
     assert max(sizes) == 3 and sum(sizes) == 2 * (3 + 6) * 10
+
+
+# Further misuses: an interrupted run, a checkpoint that is not a file, a model too large for memory
+
+def test_an_interrupted_run_says_so_in_one_line_and_releases_its_directory(tmp_path, data):
+    out = tmp_path / "run"
+    command = [sys.executable, "-m", "aevb_fast", "train", "--dataset", "shards", "--data-path", str(data),
+               "--hidden-dim", "8", "--latent-dim", "2", "--batch-size", "20", "--samples", "1e9", "--eval-every", "20",
+               "--no-figures", "--out", str(out)]
+    # SIGINT as Ctrl-C sends it (a shell starts background jobs with SIGINT ignored: undo that here).
+    run = subprocess.Popen(command, stderr=subprocess.PIPE, text=True,
+                           preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+    while not (out / "checkpoint.pt").exists():
+        assert run.poll() is None, run.stderr.read()
+    run.send_signal(signal.SIGINT)
+    assert run.wait(timeout=60) == 130
+    assert run.stderr.read() == f"aevb-fast train: interrupted; continue from the last checkpoint in {out} with --resume\n"
+    assert not (out / "lock").exists() and load_checkpoint(out)["samples"] >= 20
+
+
+def test_a_checkpoint_that_is_not_a_regular_file_is_skipped_not_read(tmp_path, data, capsys):
+    out = tmp_path / "run"
+    train(_config(data, out), progress=False)
+    (out / "checkpoint.pt").unlink()
+    os.mkfifo(out / "checkpoint.pt")  # reading it would block forever
+    assert load_checkpoint(out)["samples"] == 20
+    assert f"{out}/checkpoint.pt is not a regular file; using {out}/checkpoint.prev.pt" in capsys.readouterr().err
+
+
+def test_a_model_too_large_for_memory_is_one_line(tmp_path, data, capsys):
+    # 200 PB of weights: more than a 57-bit address space holds, so the allocation fails at once
+    # even where the kernel overcommits memory.
+    code, err = _cli(capsys, "train", "--dataset", "shards", "--data-path", str(data), "--latent-dim", str(10**14),
+                     "--out", str(tmp_path / "run"))
+    assert code == 1 and err.count("\n") == 1
+    assert err.startswith("aevb-fast train: error: out of memory (") and "can't allocate memory" in err
+    assert not (tmp_path / "run" / "lock").exists()
