@@ -129,7 +129,7 @@ def read_checkpoint(path: Path) -> dict:
     missing = CHECKPOINT_KEYS - set(state) if isinstance(state, dict) else CHECKPOINT_KEYS
     if missing:
         raise ValueError(f"{path} is not a checkpoint of aevb-fast train: it lacks {', '.join(sorted(missing))}")
-    if state["format"] != FORMAT:
+    if not (type(state["format"]) is int and state["format"] == FORMAT):
         raise ValueError(f"{path} has checkpoint format {state['format']!r}; this aevb-fast reads format {FORMAT}")
     unknown = set(state) - CHECKPOINT_KEYS
     if unknown:
@@ -261,11 +261,14 @@ class RunDirectory:
             return
         if self.overwrite:
             for name in found:
-                (self.path / name).unlink()
+                try:
+                    (self.path / name).unlink()
+                except OSError as error:
+                    raise ValueError(f"--overwrite: {self.path / name} cannot be removed ({_reason(error)})") from None
             return
         try:
             at = f" at {load_checkpoint(self.path, warn=False)['samples']:,} samples"
-        except ValueError:
+        except (ValueError, TypeError):  # no checkpoint that reads, or one whose count is not one
             at = ""
         raise ValueError(f"{self.path} already holds a run{at} ({', '.join(found)}): continue it with --resume, "
                          "train into another --out, or replace it with --overwrite")
