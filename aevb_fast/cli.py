@@ -120,8 +120,11 @@ def _evaluate(out: str, k: int, n_samples: int, seed: int, data_path: str | None
     from .evaluate import lower_bound, marginal_log_likelihood
     from .train import load_run
 
-    if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed < 2**63:
-        raise ValueError(f"--seed must be an int in [0, 2**63), got {seed!r}")
+    for flag, value in (("--k", k), ("--n-samples", n_samples)):
+        if value < 1:
+            raise ValueError(f"{flag} must be a positive int, got {value}")
+    if not 0 <= seed < 2**63:
+        raise ValueError(f"--seed must be an int in [0, 2**63), got {seed}")
     model, test, config = load_run(out, data_path)
     if test.shape[0] == 0:
         raise ValueError(f"the data set of {out} has no test rows to evaluate")

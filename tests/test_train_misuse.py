@@ -320,6 +320,10 @@ def test_devices_and_backends_that_cannot_serve_are_named_in_one_line(tmp_path, 
 def test_messages_are_one_line_without_terminal_codes(tmp_path, capsys):
     code, err = _cli(capsys, "evaluate", "--out", str(tmp_path / "a\x1b[31mred\nrun"))
     assert code == 2 and err.count("\n") == 1 and "\x1b" not in err and "a\\x1b[31mred\\nrun" in err
+    for flag, message in (("--k", "--k must be a positive int, got 0"), ("--n-samples", "--n-samples must be a "
+                                                                                     "positive int, got 0")):
+        assert _cli(capsys, "evaluate", "--out", str(tmp_path), flag, "0") == (2, f"aevb-fast evaluate: error: "
+                                                                                 f"{message}\n")
 
 
 # 8. A diverged run
