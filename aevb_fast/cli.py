@@ -9,6 +9,7 @@ from pathlib import Path
 
 import torch
 
+from ._checks import check_count
 from ._version import __version__
 from .ops import backends
 from .ops._native import load_error, native
@@ -118,12 +119,12 @@ def _evaluate(out: str, k: int, n_samples: int, seed: int, data_path: str | None
     """The test set's bounds (estimators B and A) and marginal log-likelihood of a run; also written
     to OUT/evaluation.json."""
     from .evaluate import lower_bound, marginal_log_likelihood
+    from .functional import SEED_LIMIT
     from .train import load_run
 
-    for flag, value in (("--k", k), ("--n-samples", n_samples)):
-        if value < 1:
-            raise ValueError(f"{flag} must be a positive int, got {value}")
-    if not 0 <= seed < 2**63:
+    check_count("--k", k)
+    check_count("--n-samples", n_samples)
+    if not 0 <= seed < SEED_LIMIT:
         raise ValueError(f"--seed must be an int in [0, 2**63), got {seed}")
     model, test, config = load_run(out, data_path)
     if test.shape[0] == 0:

@@ -28,6 +28,8 @@ from pathlib import Path
 
 import torch
 
+from ._checks import reading
+
 DATASETS = ("mnist5k", "mnist", "frey")
 MNIST_FILES = {"train": ("train-images-idx3-ubyte.gz", 60000), "test": ("t10k-images-idx3-ubyte.gz", 10000)}
 IDX_HEADER = struct.Struct(">4i")  # magic 2051, image count, rows, columns
@@ -199,20 +201,14 @@ def _frey(file: Path) -> torch.Tensor:
     except ImportError:
         raise ValueError("dataset='frey' reads a MATLAB file with scipy, which is not installed: pip install scipy "
                          "(or pip install 'aevb-fast[experiments]')") from None
-    variables = _read_matlab(file, whosmat)
+    with reading(file, "MATLAB file"):
+        variables = whosmat(file)
     # loadmat takes the first variable of a name, should the file repeat it.
     _check_faces(file, next(((shape, kind) for name, shape, kind in variables if name == FREY_KEY), None))
-    faces = _read_matlab(file, lambda f: loadmat(f, variable_names=[FREY_KEY])).get(FREY_KEY)
+    with reading(file, "MATLAB file"):
+        faces = loadmat(file, variable_names=[FREY_KEY]).get(FREY_KEY)
     _check_faces(file, None if faces is None else (faces.shape, str(faces.dtype)))
     return torch.from_numpy(faces.T.copy())
-
-
-def _read_matlab(file: Path, read):
-    """read(file), with whatever scipy raises for a damaged file (several types) as one ValueError."""
-    try:
-        return read(file)
-    except Exception as error:
-        raise ValueError(f"{file} is not a readable MATLAB file ({type(error).__name__}: {error})") from None
 
 
 def _check_faces(file: Path, found: tuple[tuple[int, ...], str] | None) -> None:

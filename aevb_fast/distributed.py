@@ -94,11 +94,7 @@ def sum_over_ranks(values: list[float], ranks: Ranks) -> list[float]:
 
 def mean_over_ranks(value: torch.Tensor, ranks: Ranks) -> float:
     """A scalar tensor's mean over the ranks (every rank gets it), as a float."""
-    if ranks.world_size == 1:
-        return value.item()
-    total = value.detach().double().reshape(1)
-    dist.all_reduce(total)
-    return total.item() / ranks.world_size
+    return sum_over_ranks([value.item()], ranks)[0] / ranks.world_size
 
 
 def gather(value, ranks: Ranks) -> list:

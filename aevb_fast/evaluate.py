@@ -15,6 +15,7 @@ import math
 import torch
 
 from . import data as datasets
+from ._checks import check_count
 from .functional import ESTIMATORS, check_choice
 from .models import VAE
 
@@ -25,7 +26,7 @@ def _mean_over_rows(model: VAE, rows: torch.Tensor, n_samples: int, pass_samples
                     **kwargs) -> float:
     """The mean over rows of each datapoint's bound from n_samples samples (importance-weighted
     with iwae), in passes of at most pass_samples decoded samples."""
-    _check_count("pass_samples", pass_samples)
+    check_count("pass_samples", pass_samples)
     chunk = min(n_samples, pass_samples)
     batch = max(1, pass_samples // chunk)
     total = 0.0
@@ -48,17 +49,12 @@ def lower_bound(model: VAE, rows: torch.Tensor, *, estimator: str = "analytic", 
                 pass_samples: int = PASS_SAMPLES, device="cpu", backend: str | None = None) -> float:
     """The SGVB lower bound per datapoint: estimator B ("analytic", eq. 7) or A ("mc", eq. 6)."""
     check_choice("estimator", estimator, ESTIMATORS)
-    _check_count("n_samples", n_samples)
+    check_count("n_samples", n_samples)
     return _mean_over_rows(model, rows, n_samples, pass_samples, device, False, estimator=estimator, backend=backend)
 
 
 def marginal_log_likelihood(model: VAE, rows: torch.Tensor, *, k: int = 1000, pass_samples: int = PASS_SAMPLES,
                             device="cpu", backend: str | None = None) -> float:
     """log p(x) per datapoint, estimated with k importance samples from q(z|x) (see above)."""
-    _check_count("k", k)
+    check_count("k", k)
     return _mean_over_rows(model, rows, k, pass_samples, device, True, estimator="mc", backend=backend)
-
-
-def _check_count(name: str, value) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ValueError(f"{name} must be a positive int, got {value!r}")

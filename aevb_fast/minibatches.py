@@ -19,6 +19,7 @@ from dataclasses import dataclass
 import torch
 
 from . import data as datasets
+from ._checks import is_int
 from .shards import Shards
 
 SHARDS = "shards"  # the dataset name under which training streams a directory of shards
@@ -99,7 +100,7 @@ class MemoryStream:
         if not (isinstance(permutation, torch.Tensor) and permutation.dtype == torch.int64 and permutation.shape == (n,)
                 and torch.equal(permutation.sort().values, torch.arange(n))):
             raise ValueError(f"the stream's permutation is not one of {n} rows")
-        if not (isinstance(position, int) and not isinstance(position, bool) and 0 <= position <= n):
+        if not (is_int(position) and 0 <= position <= n):
             raise ValueError(f"the stream's position {position!r} does not lie in [0, {n}]")
         self.order.set_state(state["order"])
         self.permutation, self.position = permutation, position
@@ -131,7 +132,7 @@ class ShardStream:
     def load_state_dict(self, state: dict) -> None:
         """A state_dict() of a stream; ValueError for anything else."""
         epoch, step = state["epoch"], state["step"]
-        if not all(isinstance(v, int) and not isinstance(v, bool) and v >= 0 for v in (epoch, step)):
+        if not all(is_int(v) and v >= 0 for v in (epoch, step)):
             raise ValueError(f"the stream's place (epoch {epoch!r}, step {step!r}) is not two counts")
         self.epoch, self.step, self._batches = epoch, step, None
 

@@ -27,12 +27,12 @@ import reprlib
 import warnings
 import zipfile
 from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path, PurePosixPath
 
 import numpy as np
 import torch
 
+from ._checks import check_count, is_count, reading
 from .data import check_regular_file, fingerprint_file
 from .functional import LIKELIHOODS
 
@@ -52,7 +52,7 @@ def write(out: str | Path, splits: dict[str, np.ndarray | torch.Tensor], *, name
     image_shape must hold D pixels and likelihood be one of LIKELIHOODS; all is checked before
     anything is written. The index is written last, so a directory with an index holds every shard
     it names."""
-    _check_shard_rows(shard_rows)
+    check_count("shard_rows", shard_rows)
     out = Path(out)
     if (out / "index.json").exists():
         raise ValueError(f"{out} already holds a sharded data set (index.json); choose another directory")
@@ -155,13 +155,13 @@ class Shards:
         """One shard, memory-mapped once its header (read from its first NPY_HEAD bytes alone) is
         checked against the index; a header that claims more than the file holds fails to map."""
         path = self._shard_path(file)
-        with _reading(path, "shard"), path.open("rb") as stream:
+        with reading(path, "shard"), path.open("rb") as stream:
             head = stream.read(NPY_HEAD)
         shape, fortran_order, dtype, offset = _npy_header(head, path)
         if dtype != np.uint8 or shape != (rows, self.dim) or fortran_order:
             raise ValueError(f"{path} holds {dtype} {list(shape)}{' in Fortran order' if fortran_order else ''}; "
                              f"the index names uint8 {[rows, self.dim]}")
-        with _reading(path, "shard"):
+        with reading(path, "shard"):
             return np.memmap(path, np.uint8, "r", offset, shape)
 
     def fingerprint(self) -> str:
@@ -192,9 +192,9 @@ def _description_problem(index: dict) -> str | None:
     name, dim, shape, likelihood = (index[field] for field in ("name", "dim", "image_shape", "likelihood"))
     if not isinstance(name, str):
         return f"'name' must be a string, got {reprlib.repr(name)}"
-    if not _is_count(dim):
+    if not is_count(dim):
         return f"'dim' must be a positive int, got {reprlib.repr(dim)}"
-    if not isinstance(shape, list) or len(shape) != 2 or not all(map(_is_count, shape)):
+    if not isinstance(shape, list) or len(shape) != 2 or not all(map(is_count, shape)):
         return f"'image_shape' must be two positive ints, got {reprlib.repr(shape)}"
     if shape[0] * shape[1] != dim:
         return f"'image_shape' {shape} holds {shape[0] * shape[1]} pixels, but 'dim' is {dim}"
@@ -214,7 +214,7 @@ def _splits_problem(splits) -> str | None:
             return f"splits[{split!r}] must be a non-empty list of shards, got {reprlib.repr(entries)}"
         for number, entry in enumerate(entries):
             where = f"splits[{split!r}][{number}]"
-            if not (isinstance(entry, dict) and isinstance(entry.get("file"), str) and _is_count(entry.get("rows"))):
+            if not (isinstance(entry, dict) and isinstance(entry.get("file"), str) and is_count(entry.get("rows"))):
                 return (f"{where} must be {{'file': a relative path, 'rows': a positive int}}, "
                         f"got {reprlib.repr(entry)}")
             file = PurePosixPath(entry["file"])
@@ -227,34 +227,13 @@ def _splits_problem(splits) -> str | None:
     return None
 
 
-def _is_count(value) -> bool:
-    """Whether `value` is a positive int (JSON's true is not)."""
-    return isinstance(value, int) and not isinstance(value, bool) and value > 0
-
-
-def _check_shard_rows(shard_rows) -> None:
-    if not _is_count(shard_rows):
-        raise ValueError(f"shard_rows must be a positive int, got {shard_rows!r}")
-
-
-@contextmanager
-def _reading(file, kind: str):
-    """Whatever a reader raises on a damaged file (NumPy, zipfile and Pillow raise many types) as
-    one ValueError naming the file."""
-    try:
-        yield
-    except Exception as error:
-        raise ValueError(f"{file} is not a readable {kind} ({type(error).__name__}: {error})") from None
-
-
 class ShardedSplit:
     """One split of a sharded data set as seen by one rank (see the module's docstring for the order)."""
 
     def __init__(self, shards: Shards, name: str, rank: int, world_size: int, buffer_rows: int):
         if not 0 <= rank < world_size:
             raise ValueError(f"rank must lie in [0, world_size), got rank={rank}, world_size={world_size}")
-        if isinstance(buffer_rows, bool) or not isinstance(buffer_rows, int) or buffer_rows < 1:
-            raise ValueError(f"buffer_rows must be a positive int, got {buffer_rows!r}")
+        check_count("buffer_rows", buffer_rows)
         self.shards, self.name, self.rank, self.world_size = shards, name, rank, world_size
         self.buffer_rows = buffer_rows
         self.files = shards._splits[name]
@@ -278,8 +257,7 @@ class ShardedSplit:
 
     def batches(self, batch_size: int, seed: int = 0, epoch: int = 0, start: int = 0) -> Iterator[torch.Tensor]:
         """This rank's batches of the epoch, uint8 [batch_size, D], from the start-th on."""
-        if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
-            raise ValueError(f"batch_size must be a positive int, got {batch_size!r}")
+        check_count("batch_size", batch_size)
         steps = self.steps_per_epoch(batch_size, seed, epoch)
         if steps == 0:
             return
@@ -359,7 +337,7 @@ def _grey_levels(file: Path) -> np.ndarray:
     """One image as 8-bit grey levels [H, W]."""
     from PIL import Image  # Pillow, which matplotlib (the experiments extra) brings
 
-    with _reading(file, "image"), warnings.catch_warnings():
+    with reading(file, "image"), warnings.catch_warnings():
         warnings.simplefilter("error", Image.DecompressionBombWarning)
         with Image.open(file) as image:
             return np.asarray(image.convert("L"), dtype=np.uint8)
@@ -368,7 +346,7 @@ def _grey_levels(file: Path) -> np.ndarray:
 def _npz_arrays(path: Path) -> dict[str, np.ndarray]:
     """The arrays "train" and "test" of an .npz file (a zip of .npy files), each header checked
     against the size the zip's directory gives its member (zipfile never inflates more)."""
-    with _reading(path, ".npz file"):
+    with reading(path, ".npz file"):
         archive = zipfile.ZipFile(path)
     with archive:
         members = archive.namelist()
@@ -385,11 +363,11 @@ def _read_npy(open_stream, size: int, what: str) -> np.ndarray:
     from the first NPY_HEAD bytes alone, must declare images (_check_declared) of exactly the bytes
     that follow it before the data is read: a header claiming more than the stream holds is refused,
     never allocated."""
-    with _reading(what, ".npy array"), open_stream() as stream:
+    with reading(what, ".npy array"), open_stream() as stream:
         head = stream.read(NPY_HEAD)
     shape, _, dtype, offset = _npy_header(head, what)
     _check_declared(shape, dtype, size - offset, what)
-    with _reading(what, ".npy array"), open_stream() as stream:
+    with reading(what, ".npy array"), open_stream() as stream:
         return np.lib.format.read_array(stream, allow_pickle=False)
 
 
@@ -426,7 +404,7 @@ def _check_declared(shape: tuple[int, ...], dtype: np.dtype, data_bytes: int, wh
 
 def _check_conversion(test_fraction: float, shard_rows: int) -> None:
     """Refuses a conversion's options before any image is read."""
-    _check_shard_rows(shard_rows)
+    check_count("shard_rows", shard_rows)
     if not 0 < test_fraction < 1:
         raise ValueError(f"test_fraction must lie strictly between 0 and 1 (training evaluates its test bound on the "
                          f"test split), got {test_fraction!r}")

@@ -32,6 +32,7 @@ from torch.nn.parallel import DistributedDataParallel
 
 from . import data as datasets
 from . import distributed, run_files
+from ._checks import check_count, is_int
 from . import figures as plots
 from .functional import ESTIMATORS, SEED_LIMIT, check_backend, check_choice
 from .minibatches import SHARDS, Source, check_batch, open_source, shares
@@ -84,10 +85,9 @@ class TrainConfig:
         check_choice("estimator", self.estimator, ESTIMATORS)
         check_choice("precision", self.precision, PRECISIONS)
         for name in ("latent_dim", "hidden_dim", "batch_size", "n_samples", "samples", "eval_every", "eval_rows"):
-            value = getattr(self, name)
-            if (value is not None or name not in ("hidden_dim", "eval_rows")) and not _positive_int(value):
-                raise ValueError(f"{name} must be a positive int, got {value!r}")
-        if not (_int(self.seed) and 0 <= self.seed < SEED_LIMIT):
+            if getattr(self, name) is not None or name not in ("hidden_dim", "eval_rows"):
+                check_count(name, getattr(self, name))
+        if not (is_int(self.seed) and 0 <= self.seed < SEED_LIMIT):
             raise ValueError(f"seed must be an int in [0, 2**63), got {self.seed!r}")
         if self.lr is not None and not (isinstance(self.lr, (int, float)) and not isinstance(self.lr, bool)
                                         and math.isfinite(self.lr) and self.lr > 0):
@@ -111,14 +111,6 @@ class TrainConfig:
             self, data_path=None if self.data_path is None else str(Path(self.data_path).resolve()),
             hidden_dim=HIDDEN[source.likelihood] if self.hidden_dim is None else self.hidden_dim,
             lr=STEP_SIZE[self.optimizer] if self.lr is None else self.lr)
-
-
-def _int(value) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
-
-
-def _positive_int(value) -> bool:
-    return _int(value) and value >= 1
 
 
 def _log_prior_share(model: VAE, n_train: int) -> torch.Tensor:
@@ -250,7 +242,7 @@ def _train(config: TrainConfig, source: Source, stream, ranks: distributed.Ranks
                 raise OtherRun(f"--resume: {checkpoint} was written by {len(state['rng'])} process(es), this run has "
                                f"{ranks.world_size}: resume with as many (each one's data and noise streams)")
             _restore(state, model, optimizer, stream, ranks)
-            if not (_int(state["samples"]) and state["samples"] >= 0 and isinstance(state["metrics"], list)):
+            if not (is_int(state["samples"]) and state["samples"] >= 0 and isinstance(state["metrics"], list)):
                 raise ValueError("the checkpoint's sample count or metrics are malformed")
             return state
 
