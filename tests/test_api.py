@@ -3,6 +3,8 @@ IWAE, the modules, backend selection, and the errors bad input gets (each messag
 
 import math
 import re
+import subprocess
+import sys
 
 import pytest
 import torch
@@ -374,3 +376,18 @@ def test_empty_batch(backend):
     loss.backward()
     assert mu.grad.shape == (0, 4)
     assert math.isnan(aevb_fast.vae_loss(torch.zeros(0, 5), torch.zeros(0, 5), mu, mu, "mean", backend=backend).item())
+
+
+def test_import_leaves_the_compiler_unloaded():
+    """`import aevb_fast` does not import torch._dynamo (a second and 140 MB for every user): the
+    backend lookup carries the marker torch.compiler.assume_constant_result would set, and that
+    decorator still sets only this marker (else torch.compile would trace into the lookup)."""
+    code = "import sys, aevb_fast; assert 'torch._dynamo' not in sys.modules, 'torch._dynamo imported'"
+    subprocess.run([sys.executable, "-c", code], check=True)
+
+    def probe():
+        return 0
+
+    torch.compiler.assume_constant_result(probe)
+    assert probe.__dict__ == {"_dynamo_marked_constant": True}
+    assert backends.usable._dynamo_marked_constant
