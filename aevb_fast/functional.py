@@ -50,6 +50,7 @@ from .ops.linear_likelihood import chunk_rows_for
 from .ops.linear_likelihood import linear_bernoulli_log_prob as _linear_bernoulli_op
 from .ops.linear_likelihood import linear_gaussian_log_prob as _linear_gaussian_op
 from .ops.reparameterize import reparameterize as _reparameterize_op
+from .ops.vae_loss import vae_loss as _vae_loss_op
 
 ESTIMATORS = ("analytic", "mc")
 MEAN_ACTIVATIONS = ("identity", "sigmoid")
@@ -119,8 +120,8 @@ def _check_target(name: str, t) -> None:
 
 
 def _check_devices(**tensors: torch.Tensor) -> None:
-    devices = {t.device for t in tensors.values()}
-    if len(devices) > 1:
+    first, *rest = tensors.values()
+    if any(t.device != first.device for t in rest):
         raise ValueError("expected tensors on one device, got " + ", ".join(f"{n} on {t.device}" for n, t in tensors.items()))
 
 
@@ -166,9 +167,21 @@ def _seed_tensor(seed: int | None, device: torch.device, first: int, total: int)
     """The kernel's (key, first, total) as an int64 tensor [3] on `device`: a tensor, not Python
     ints, so torch.compile neither recompiles per seed nor bakes one in. The key is drawn on the CPU
     generator: no sync."""
-    key = torch.randint(SEED_LIMIT - 1, (1,), dtype=torch.int64) if seed is None else torch.tensor([seed])
-    t = torch.cat([key, torch.tensor([first, total])])
+    if torch.compiler.is_compiling():
+        key = torch.randint(SEED_LIMIT - 1, (1,), dtype=torch.int64) if seed is None else torch.tensor([seed])
+        t = torch.cat([key, torch.tensor([first, total])])
+    else:  # the same draw, in one tensor op instead of three (microseconds on every call)
+        key = int(torch.randint(SEED_LIMIT - 1, (1,), dtype=torch.int64)) if seed is None else seed
+        t = torch.tensor([key, first, total])
     return t if device.type == "cpu" else t.to(device, non_blocking=True)
+
+
+def _flat(t: torch.Tensor, shape) -> torch.Tensor:
+    """t viewed as `shape` (one -1 allowed), or t itself where it has that shape already: a view of a
+    tensor that takes gradients is one more autograd node, which costs microseconds forward and back."""
+    if t.dim() == len(shape) and all(s == -1 or s == d for s, d in zip(shape, t.shape)):
+        return t
+    return t.view(shape) if -1 not in shape else t.reshape(shape)
 
 
 def _math_dtype(dtype: torch.dtype) -> torch.dtype:
@@ -195,15 +208,15 @@ def reparameterize_kl(mu: torch.Tensor, logvar: torch.Tensor, n_samples: int | N
     batch, Z = mu.shape[:-1], mu.shape[-1]
     first, total = _batch_rows(batch_rows, math.prod(batch))
     name = backends.resolve(backend, mu.device)
+    m, v = _flat(mu, (-1, Z)), _flat(logvar, (-1, Z))
     if name == "torch":
-        z, kl = _reparameterize_torch(mu.reshape(-1, Z), logvar.reshape(-1, Z), n, mc, seed, first, total)
+        z, kl = _reparameterize_torch(m, v, n, mc, seed, first, total)
     else:
-        z, kl = _reparameterize_op(mu.reshape(-1, Z), logvar.reshape(-1, Z), _seed_tensor(seed, mu.device, first, total),
-                                   n, mc, name)
+        z, kl = _reparameterize_op.prechecked(m, v, _seed_tensor(seed, mu.device, first, total), n, mc, name)
     # Without a sample dimension, views rather than z[0]: the backward of indexing would build a
     # zero-filled [1, ..., Z] gradient and copy into it.
     samples = () if n_samples is None else (n,)
-    return z.view(*samples, *batch, Z), kl.view(*samples, *batch) if mc else kl.view(batch)
+    return _flat(z, (*samples, *batch, Z)), _flat(kl, (*samples, *batch) if mc else batch)
 
 
 def _reparameterize_torch(mu, logvar, n, mc, seed, first, total):
@@ -236,11 +249,17 @@ def gaussian_kl(mu: torch.Tensor, logvar: torch.Tensor, reduction: str = "none",
     if name == "torch":
         kl = reference.gaussian_kl(mu.to(_math_dtype(mu.dtype)), logvar.to(_math_dtype(mu.dtype)))
     else:
-        Z = mu.shape[-1]
-        # Zero samples: the reparameterize kernel computes the analytic KL alone; the seed is unused.
-        seed = torch.zeros(3, dtype=torch.int64, device=mu.device)
-        kl = _reparameterize_op(mu.reshape(-1, Z), logvar.reshape(-1, Z), seed, 0, False, name)[1].view(mu.shape[:-1])
+        kl = _analytic_kl(mu, logvar, name)
     return reference.reduce(kl, reduction)
+
+
+def _analytic_kl(mu, logvar, backend: str) -> torch.Tensor:
+    """KL per datapoint [...] from the reparameterize kernel with zero samples, which computes the
+    analytic KL alone (its seed unused)."""
+    Z = mu.shape[-1]
+    seed = torch.zeros(3, dtype=torch.int64, device=mu.device)
+    kl = _reparameterize_op.prechecked(_flat(mu, (-1, Z)), _flat(logvar, (-1, Z)), seed, 0, False, backend)[1]
+    return _flat(kl, mu.shape[:-1])
 
 
 # Likelihoods.
@@ -261,6 +280,8 @@ def _rows(values: dict[str, torch.Tensor], x: torch.Tensor, event_dims):
         raise ValueError(f"event_dims must be an int in [1, {len(shape)}] for inputs of shape {list(shape)}, "
                          f"got {event_dims!r}")
     batch, event = shape[:-event_dims], shape[-event_dims:]
+    if len(shape) == 2 and event_dims == 1 and x.shape == shape and all(v.shape == shape for v in values.values()):
+        return list(values.values()), x, batch  # [N, D] already: no views (autograd nodes) to make
     N, D = math.prod(batch), math.prod(event)
     if not (x.dim() >= event_dims and tuple(x.shape) == tuple(shape[len(shape) - x.dim():])):
         x = x.expand(shape)
@@ -280,19 +301,28 @@ def bernoulli_log_prob(logits: torch.Tensor, x: torch.Tensor, reduction: str = "
 
     logits [..., D]: the decoder's pre-sigmoid output. x: targets in [0, 1] (grey levels or 0/1),
     float, uint8 or bool, broadcast against logits."""
-    _check_values("logits", logits)
-    _check_target("x", x)
-    _check_devices(logits=logits, x=x)
     check_choice("reduction", reduction, reference.REDUCTIONS)
-    (a,), x, batch = _rows({"logits": logits}, x, event_dims)
-    name = backends.resolve(backend, logits.device)
-    if name == "torch":
-        # x in the math dtype before its rows repeat: the repeats' gradients then sum in it.
-        md = _math_dtype(a.dtype)
-        log_prob = reference.bernoulli_log_prob(a.to(md), _expand_rows(x.to(md), a.shape[0]))
-    else:
-        log_prob = _bernoulli_op(a, x, name)
-    return reference.reduce(log_prob.view(batch), reduction)
+    values, x, batch = _bernoulli_inputs((logits,), x, event_dims)
+    log_prob = _bernoulli_rows(values, x, backends.resolve(backend, logits.device))
+    return reference.reduce(_flat(log_prob, batch), reduction)
+
+
+def _bernoulli_inputs(values, x, event_dims):
+    """(logits,) and x checked and flattened by _rows."""
+    _check_values("logits", values[0])
+    _check_target("x", x)
+    _check_devices(logits=values[0], x=x)
+    return _rows({"logits": values[0]}, x, event_dims)
+
+
+def _bernoulli_rows(values, x, backend: str) -> torch.Tensor:
+    """log p(x|z) [N] for flattened logits [N, D] and x [Nx, D]."""
+    (a,) = values
+    if backend != "torch":
+        return _bernoulli_op.prechecked(a, x, backend)
+    # x in the math dtype before its rows repeat: the repeats' gradients then sum in it.
+    md = _math_dtype(a.dtype)
+    return reference.bernoulli_log_prob(a.to(md), _expand_rows(x.to(md), a.shape[0]))
 
 
 def gaussian_log_prob(x: torch.Tensor, mean: torch.Tensor, logvar: torch.Tensor, reduction: str = "none", *,
@@ -301,20 +331,36 @@ def gaussian_log_prob(x: torch.Tensor, mean: torch.Tensor, logvar: torch.Tensor,
     (the paper's Gaussian decoder), summed over the last event_dims dims: per datapoint [...] or reduced.
 
     mean and logvar broadcast against each other (a shared logvar [D] works) and against x."""
+    check_choice("reduction", reduction, reference.REDUCTIONS)
+    values, x, batch = _gaussian_inputs((mean, logvar), x, event_dims)
+    log_prob = _gaussian_rows(values, x, backends.resolve(backend, mean.device))
+    return reference.reduce(_flat(log_prob, batch), reduction)
+
+
+def _gaussian_inputs(values, x, event_dims):
+    """(mean, logvar) and x checked, promoted to one dtype and flattened by _rows."""
+    mean, logvar = values
     _check_target("x", x)
     _check_values("mean", mean)
     _check_values("logvar", logvar)
     _check_devices(x=x, mean=mean, logvar=logvar)
-    check_choice("reduction", reduction, reference.REDUCTIONS)
-    dtype = torch.promote_types(mean.dtype, logvar.dtype)
-    (m, s), x, batch = _rows({"mean": mean.to(dtype), "logvar": logvar.to(dtype)}, x, event_dims)
-    name = backends.resolve(backend, mean.device)
-    if name == "torch":
-        md = _math_dtype(dtype)
-        log_prob = reference.gaussian_log_prob(_expand_rows(x.to(md), m.shape[0]), m.to(md), s.to(md))
-    else:
-        log_prob = _gaussian_op(x, m, s, name)
-    return reference.reduce(log_prob.view(batch), reduction)
+    if mean.dtype != logvar.dtype:
+        dtype = torch.promote_types(mean.dtype, logvar.dtype)
+        mean, logvar = mean.to(dtype), logvar.to(dtype)
+    return _rows({"mean": mean, "logvar": logvar}, x, event_dims)
+
+
+def _gaussian_rows(values, x, backend: str) -> torch.Tensor:
+    """log p(x|z) [N] for flattened mean and logvar [N, D] and x [Nx, D]."""
+    m, s = values
+    if backend != "torch":
+        return _gaussian_op.prechecked(x, m, s, backend)
+    md = _math_dtype(m.dtype)
+    return reference.gaussian_log_prob(_expand_rows(x.to(md), m.shape[0]), m.to(md), s.to(md))
+
+
+# Per likelihood: its inputs' check and flattening, and its per-row log-likelihood.
+_LIKELIHOOD_ROWS = {"bernoulli": (_bernoulli_inputs, _bernoulli_rows), "gaussian": (_gaussian_inputs, _gaussian_rows)}
 
 
 # The decoder's output layer and its likelihood in one op.
@@ -422,21 +468,22 @@ def linear_gaussian_log_prob(h: torch.Tensor, mean_weight: torch.Tensor, mean_bi
         lambda mean, logvar, x: reference.gaussian_log_prob(x, mean, logvar))
 
 
-def _log_likelihood(likelihood: str, recon, x: torch.Tensor, batch: torch.Size, sample_dims: int,
-                    backend) -> torch.Tensor:
-    """log p(x|z) per datapoint for the decoder output `recon` (logits, or a (mean, logvar) pair)
-    of shape [*samples, *batch, *event]. x is [*batch, ...] with the same size per datapoint; an
-    other per-datapoint shape (images [B, 1, 28, 28] against logits [B, 784]) is reshaped to event."""
+def _likelihood_inputs(likelihood: str, recon, x: torch.Tensor, batch: torch.Size, sample_dims: int):
+    """The decoder output `recon` (logits, or a (mean, logvar) pair) of shape [*samples, *batch, *event]
+    and x [*batch, ...] with the same size per datapoint, checked and flattened for the likelihood's
+    rows: (values [N, D], x [Nx, D], [*samples, *batch]). An other per-datapoint shape of x (images
+    [B, 1, 28, 28] against logits [B, 784]) is reshaped to event."""
     check_choice("likelihood", likelihood, LIKELIHOODS)
     if likelihood == "gaussian":
         if not (isinstance(recon, (tuple, list)) and len(recon) == 2):
             raise TypeError(f"likelihood='gaussian' needs the decoder output as a (mean, logvar) pair, "
                             f"got {type(recon).__name__}")
-        value = recon[0]
+        values = tuple(recon)
     else:
-        value = recon
-    _check_values("decoder output" if likelihood == "bernoulli" else "decoder mean", value)
+        values = (recon,)
+    _check_values("decoder output" if likelihood == "bernoulli" else "decoder mean", values[0])
     _check_target("x", x)
+    value = values[0]
     lead = sample_dims + len(batch)
     event = value.shape[lead:]
     if tuple(value.shape[sample_dims:lead]) != tuple(batch) or not event:
@@ -446,9 +493,15 @@ def _log_likelihood(likelihood: str, recon, x: torch.Tensor, batch: torch.Size, 
     x_event = x.shape[len(batch):]
     if tuple(x.shape[:len(batch)]) == tuple(batch) and x_event != event and math.prod(x_event) == math.prod(event):
         x = x.reshape(*batch, *event)
-    if likelihood == "gaussian":
-        return gaussian_log_prob(x, recon[0], recon[1], event_dims=len(event), backend=backend)
-    return bernoulli_log_prob(recon, x, event_dims=len(event), backend=backend)
+    return _LIKELIHOOD_ROWS[likelihood][0](values, x, len(event))
+
+
+def _log_likelihood(likelihood: str, recon, x: torch.Tensor, batch: torch.Size, sample_dims: int,
+                    backend) -> torch.Tensor:
+    """log p(x|z) per datapoint [*samples, *batch] for the decoder output `recon` (see _likelihood_inputs)."""
+    values, x, rows_batch = _likelihood_inputs(likelihood, recon, x, batch, sample_dims)
+    name = backends.resolve(backend, values[0].device)
+    return _flat(_LIKELIHOOD_ROWS[likelihood][1](values, x, name), rows_batch)
 
 
 # The whole objective.
@@ -465,8 +518,19 @@ def vae_loss(recon, x: torch.Tensor, mu: torch.Tensor, logvar: torch.Tensor, red
     mu, logvar = _gaussian_params(mu, logvar)
     check_choice("reduction", reduction, reference.REDUCTIONS)
     check_beta(beta)
-    log_px = _log_likelihood(likelihood, recon, x, mu.shape[:-1], 0, backend)
-    return reference.reduce(-(log_px - beta * gaussian_kl(mu, logvar, backend=backend)), reduction)
+    batch = mu.shape[:-1]
+    values, x, _ = _likelihood_inputs(likelihood, recon, x, batch, 0)
+    _check_devices(decoder_output=values[0], mu=mu)
+    name = backends.resolve(backend, mu.device)
+    Z = mu.shape[-1]
+    m, v = _flat(mu, (-1, Z)), _flat(logvar, (-1, Z))
+    if name != "torch" and not x.requires_grad:
+        loss = _vae_loss_op(likelihood, values, x, m, v, beta, reduction, name)
+        return _flat(loss, batch) if reduction == "none" else loss
+    log_px = _LIKELIHOOD_ROWS[likelihood][1](values, x, name)
+    kl = reference.gaussian_kl(m.to(_math_dtype(m.dtype)), v.to(_math_dtype(m.dtype))) if name == "torch" else (
+        _analytic_kl(m, v, name))
+    return reference.reduce(_flat(-(log_px - beta * kl), batch), reduction)
 
 
 def elbo_loss(decode: Callable, x: torch.Tensor, mu: torch.Tensor, logvar: torch.Tensor, *,

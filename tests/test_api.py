@@ -211,6 +211,8 @@ def test_backend_lookup_is_a_constant_under_torch_compile(monkeypatch):
         return reason(*args)
 
     monkeypatch.setattr(backends, "_USABLE", {})
+
+    monkeypatch.setattr(backends, "_RESOLVED", {})
     monkeypatch.setattr(backends, "unavailable_reason", untraceable)
     compiled = torch.compile(lambda x: x * len(backends.usable("cuda")), backend="eager", fullgraph=True)
     torch.testing.assert_close(compiled(torch.ones(2)), torch.ones(2) * len(backends.usable("cuda")))
@@ -220,6 +222,7 @@ def test_auto_falls_back_to_torch_where_no_kernel_is_built(monkeypatch):
     monkeypatch.setattr(backends, "native", None)
     monkeypatch.setattr(backends, "load_error", "ImportError: no _C")
     monkeypatch.setattr(backends, "_USABLE", {})
+    monkeypatch.setattr(backends, "_RESOLVED", {})
     assert backends.resolve("auto", torch.device("cpu")) == "torch"
     with pytest.raises(RuntimeError, match=r"backend='cpu' cannot serve cpu tensors here: the compiled extension aevb_fast._C is not built \(ImportError: no _C\)"):
         backends.resolve("cpu", torch.device("cpu"))
@@ -228,6 +231,7 @@ def test_auto_falls_back_to_torch_where_no_kernel_is_built(monkeypatch):
 def test_auto_never_picks_the_triton_interpreter(monkeypatch):
     monkeypatch.setattr(backends, "native", None)
     monkeypatch.setattr(backends, "_USABLE", {})
+    monkeypatch.setattr(backends, "_RESOLVED", {})
     assert backends.resolve("auto", torch.device("cpu")) == "torch"
 
 
@@ -391,3 +395,48 @@ def test_import_leaves_the_compiler_unloaded():
     torch.compiler.assume_constant_result(probe)
     assert probe.__dict__ == {"_dynamo_marked_constant": True}
     assert backends.usable._dynamo_marked_constant
+
+
+@pytest.mark.parametrize("likelihood", ["bernoulli", "gaussian"])
+@pytest.mark.parametrize("reduction", ["none", "sum", "mean"])
+@pytest.mark.parametrize("dtypes", [(torch.float32, torch.float32), (torch.bfloat16, torch.float32),
+                                    (torch.float64, torch.float32)], ids=["float32", "bf16-decoder", "f64-decoder"])
+def test_vae_loss_node_is_the_composition_bit_for_bit(backend, likelihood, reduction, dtypes):
+    """vae_loss's one autograd node runs the kernels and the arithmetic of the composition
+    -(log p(x|z) - beta KL) of the public functions, and hands the kernels the row gradients
+    autograd would: the same values and gradients, bit for bit, whatever the CPU."""
+    decoder_dtype, latent_dtype = dtypes
+    x = torch.rand(2, 3, 7)
+    mu, logvar = _rand(2, 3, 4, seed=1).to(latent_dtype), _rand(2, 3, 4, seed=2, scale=0.5).to(latent_dtype)
+    recon = ((_rand(2, 3, 7, seed=3).to(decoder_dtype),) if likelihood == "bernoulli" else
+             (_rand(2, 3, 7, seed=3).to(decoder_dtype), _rand(2, 3, 7, seed=4, scale=0.3).to(decoder_dtype)))
+    upstream = _rand(2, 3, seed=5) if reduction == "none" else torch.tensor(1.7)
+
+    def run(loss_of):
+        leaves = [t.detach().requires_grad_() for t in (mu, logvar, *recon)]
+        loss = loss_of(leaves[0], leaves[1], leaves[2] if likelihood == "bernoulli" else tuple(leaves[2:]))
+        loss.backward(upstream.to(loss.dtype))
+        return [loss.detach(), *(t.grad for t in leaves)]
+
+    def composition(mu, logvar, recon):
+        log_px = (aevb_fast.bernoulli_log_prob(recon, x, backend=backend) if likelihood == "bernoulli" else
+                  aevb_fast.gaussian_log_prob(x, *recon, backend=backend))
+        return R.reduce(-(log_px - 0.3 * aevb_fast.gaussian_kl(mu, logvar, backend=backend)), reduction)
+
+    fused = run(lambda mu, logvar, recon: aevb_fast.vae_loss(recon, x, mu, logvar, reduction, beta=0.3,
+                                                             likelihood=likelihood, backend=backend))
+    for got, expected in zip(fused, run(composition)):
+        assert got.dtype == expected.dtype and torch.equal(got, expected)
+
+
+def test_vae_loss_refuses_latents_and_decoder_output_on_two_devices():
+    with pytest.raises(ValueError, match=r"expected tensors on one device, got decoder_output on cpu, mu on meta"):
+        aevb_fast.vae_loss(torch.zeros(2, 5), torch.zeros(2, 5), torch.zeros(2, 4, device="meta"),
+                           torch.zeros(2, 4, device="meta"))
+
+
+def test_vae_loss_gives_the_targets_their_gradient(backend):
+    x = torch.rand(4, 6, requires_grad=True)
+    logits, mu, logvar = _rand(4, 6, seed=1), _rand(4, 2, seed=2), _rand(4, 2, seed=3)
+    aevb_fast.vae_loss(logits, x, mu, logvar, "sum", backend=backend).backward()
+    torch.testing.assert_close(x.grad, -logits)  # d/dx of -(x a - softplus(a))

@@ -40,6 +40,7 @@ def test_cuda_backend_says_why_it_cannot_serve(monkeypatch, build, count, reason
         device_count=lambda: count, unavailable_reason=lambda: "no CUDA-capable device is detected"))
     monkeypatch.setattr(backends, "native", fake)
     monkeypatch.setattr(backends, "_USABLE", {})
+    monkeypatch.setattr(backends, "_RESOLVED", {})
     assert backends.unavailable_reason("cuda", "cpu") == "the cuda backend runs on CUDA tensors, not cpu tensors"
     with pytest.raises(RuntimeError, match=r"backend='cuda' cannot serve cuda tensors here: " + reason):
         backends.resolve("cuda", torch.device("cuda"))

@@ -44,6 +44,7 @@ def test_triton_on_cpu_tensors_needs_the_interpreter(monkeypatch):
 
     monkeypatch.setattr(kernels, "interpreted", False)
     monkeypatch.setattr(backends, "_USABLE", {})
+    monkeypatch.setattr(backends, "_RESOLVED", {})
     with pytest.raises(RuntimeError, match=r"backend='triton' cannot serve cpu tensors here: the Triton kernels run "
                                            r"on CPU tensors only under Triton's interpreter: set TRITON_INTERPRET=1"):
         aevb_fast.gaussian_kl(torch.zeros(2, 3), torch.zeros(2, 3), backend="triton")

@@ -49,12 +49,14 @@ def triton_kernels():
     return triton
 
 
-def _route(name: str, launchers: dict[str, Callable]) -> Callable:
-    """The op's implementation: calls launchers[backend] (without the backend argument) if that
-    backend can serve the tensors' device."""
+def _route(name: str, launchers: dict[str, Callable], check: Callable | None) -> Callable:
+    """The op's implementation: checks the arguments, then calls launchers[backend] (without the
+    backend argument) if that backend can serve the tensors' device."""
 
     def route(*args):
         *inputs, backend = args
+        if check is not None:
+            check(*inputs)
         device = next(a.device for a in inputs if isinstance(a, torch.Tensor))
         launcher = launchers.get(backend)
         if launcher is None or backend not in usable(device.type):
@@ -69,25 +71,33 @@ def _route(name: str, launchers: dict[str, Callable]) -> Callable:
 _PLAIN = (torch.Tensor, torch.nn.Parameter)
 
 
-def _traced(args) -> bool:
+def traced(args) -> bool:
     """Whether a call must reach the dispatcher: something is tracing or intercepting ops, or an
     input is a tensor subclass."""
     if torch.compiler.is_compiling() or is_in_torch_dispatch_mode():
         return True
-    return any(type(a) not in _PLAIN for a in args if isinstance(a, torch.Tensor))
+    for a in args:
+        if isinstance(a, torch.Tensor) and type(a) not in _PLAIN:
+            return True
+    return False
 
 
 class FusedOp:
-    """A registered op (self.op, e.g. torch.ops.aevb_fast.bernoulli_log_prob.default) and its eager path."""
+    """A registered op (self.op, e.g. torch.ops.aevb_fast.bernoulli_log_prob.default) and its eager path.
 
-    def __init__(self, op: torch._ops.OpOverload, route: Callable, setup_context: Callable | None,
-                 backward: Callable | None):
-        self.op, self._route = op, route
+    Called as op(*args) its arguments are checked as the dispatcher's route checks them;
+    op.prechecked(*args) is for callers that have checked them already and resolved the backend
+    for their device (the functional layer, and the autograd rules, whose saved inputs passed the
+    forward's checks): on one-element inputs the checks cost about as much as the kernel call."""
+
+    def __init__(self, op: torch._ops.OpOverload, route: Callable, launchers: dict[str, Callable],
+                 check: Callable | None, setup_context: Callable | None, backward: Callable | None):
+        self.op, self._route, self._launchers, self._check = op, route, launchers, check
 
         # The ctx-taking form of forward: with a separate setup_context, Function.apply binds its
         # arguments through inspect.signature on every call (about 50 us here).
         def forward(ctx, *args):
-            output = route(*args)
+            output = launchers[args[-1]](*args[:-1])
             setup_context(ctx, args, output)
             return output
 
@@ -95,25 +105,58 @@ class FusedOp:
             "forward": staticmethod(forward), "backward": staticmethod(backward)})
 
     def __call__(self, *args):
-        if _traced(args):
+        if traced(args):
             return self.op(*args)
-        if torch.is_grad_enabled() and any(isinstance(a, torch.Tensor) and a.requires_grad for a in args):
+        if needs_grad(args):
             # An op without a derivative goes to the dispatcher, which says so as for any op.
-            return self.op(*args) if self._function is None else self._function.apply(*args)
+            if self._function is None:
+                return self.op(*args)
+            self._route_check(args)
+            return self._function.apply(*args)
         return self._route(*args)
+
+    def prechecked(self, *args):
+        if traced(args):
+            return self.op(*args)
+        if needs_grad(args):
+            return self.op(*args) if self._function is None else self._function.apply(*args)
+        return self.launch(*args)
+
+    def launch(self, *args):
+        """The kernel alone, for arguments checked by the caller: no autograd, no dispatcher."""
+        return self._launchers[args[-1]](*args[:-1])
+
+    def _route_check(self, args) -> None:
+        """What route checks before it launches: the arguments, and that the backend can serve."""
+        *inputs, backend = args
+        if self._check is not None:
+            self._check(*inputs)
+        device = next(a.device for a in inputs if isinstance(a, torch.Tensor))
+        if backend not in self._launchers or backend not in usable(device.type):
+            self._route(*args)  # raises, saying why
+
+
+def needs_grad(args) -> bool:
+    if not torch.is_grad_enabled():
+        return False
+    for a in args:
+        if isinstance(a, torch.Tensor) and a.requires_grad:
+            return True
+    return False
 
 
 def define(name: str, schema: str, launchers: dict[str, Callable], fake: Callable,
-           setup_context: Callable | None = None, backward: Callable | None = None) -> FusedOp:
+           setup_context: Callable | None = None, backward: Callable | None = None,
+           check: Callable | None = None) -> FusedOp:
     """Defines aevb_fast::<name><schema>, whose last argument is the backend, routes calls on CPU and
-    CUDA tensors to launchers[backend], and registers its fake implementation and (with backward)
-    its autograd rule."""
+    CUDA tensors to launchers[backend] after check(*inputs) (None: the launchers check for
+    themselves), and registers its fake implementation and (with backward) its autograd rule."""
     lib.define(name + schema)
-    route = _route(name, launchers)
+    route = _route(name, launchers, check)
     for dispatch_key in ("CPU", "CUDA"):
         lib.impl(name, route, dispatch_key)
     qualified = f"aevb_fast::{name}"
     torch.library.register_fake(qualified, fake)
     if backward is not None:
         torch.library.register_autograd(qualified, backward, setup_context=setup_context)
-    return FusedOp(getattr(torch.ops.aevb_fast, name).default, route, setup_context, backward)
+    return FusedOp(getattr(torch.ops.aevb_fast, name).default, route, launchers, check, setup_context, backward)

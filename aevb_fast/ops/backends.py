@@ -89,15 +89,30 @@ usable._dynamo_marked_constant = True
 
 def resolve(backend: str | None, device: torch.device) -> str:
     """The backend that serves a call on `device`: a kernel backend name or "torch"."""
+    if torch.compiler.is_compiling():
+        return _resolve(backend, device.type)
+    # Worked out once per (name, device type) that can serve: on one-element inputs the lookup
+    # cost as much as the kernel. The environment is read on every call, as a user may change it.
+    key = (backend if backend is not None else os.environ.get(ENV_VAR, "auto"), device.type)
+    name = _RESOLVED.get(key)
+    if name is None:
+        name = _RESOLVED[key] = _resolve(backend, device.type)
+    return name
+
+
+_RESOLVED: dict[tuple[str, str], str] = {}
+
+
+def _resolve(backend: str | None, device_type: str) -> str:
     name = requested(backend)
     if name == "torch":
         return name
     if name == "auto":
-        for candidate in usable(device.type):
-            if candidate in AUTO.get(device.type, ()):
+        for candidate in usable(device_type):
+            if candidate in AUTO.get(device_type, ()):
                 return candidate
         return "torch"
-    if name not in usable(device.type):
-        raise RuntimeError(f"backend={name!r} cannot serve {device.type} tensors here: "
-                           f"{unavailable_reason(name, device.type)}")
+    if name not in usable(device_type):
+        raise RuntimeError(f"backend={name!r} cannot serve {device_type} tensors here: "
+                           f"{unavailable_reason(name, device_type)}")
     return name

@@ -38,7 +38,6 @@ def _check(logits, x, grad=None):
 
 
 def _forward_native(logits, x):
-    _check(logits, x)
     logits = logits.contiguous()
     x = kernel_target(x, logits.dtype)
     N, D = logits.shape
@@ -51,13 +50,11 @@ def _forward_native(logits, x):
 
 
 def _forward_triton(logits, x):
-    _check(logits, x)
     return triton_kernels().bernoulli.forward(logits.contiguous(), kernel_target(x, logits.dtype),
                                               row_dtype(logits.dtype))
 
 
 def _backward_native(grad, logits, x):
-    _check(logits, x, grad)
     logits, grad = logits.contiguous(), grad.contiguous()
     x = kernel_target(x, logits.dtype)
     N, D = logits.shape
@@ -68,7 +65,6 @@ def _backward_native(grad, logits, x):
 
 
 def _backward_triton(grad, logits, x):
-    _check(logits, x, grad)
     return triton_kernels().bernoulli.backward(grad.contiguous(), logits.contiguous(), kernel_target(x, logits.dtype))
 
 
@@ -83,6 +79,7 @@ def _fake_backward(grad, logits, x, backend):
 bernoulli_log_prob_backward = define(
     "bernoulli_log_prob_backward", "(Tensor grad, Tensor logits, Tensor x, str backend) -> Tensor",
     {"cpu": _backward_native, "cuda": _backward_native, "triton": _backward_triton}, _fake_backward,
+    check=lambda grad, logits, x: _check(logits, x, grad),
 )
 
 
@@ -94,7 +91,7 @@ def _setup_context(ctx, inputs, output):
 
 def _backward(ctx, grad):
     logits, x = ctx.saved_tensors
-    grad_logits = bernoulli_log_prob_backward(grad, logits, x, ctx.backend) if ctx.needs_input_grad[0] else None
+    grad_logits = bernoulli_log_prob_backward.prechecked(grad, logits, x, ctx.backend) if ctx.needs_input_grad[0] else None
     # d/dx = a; where rows of x repeat, their products are summed in float64 (they may cancel)
     dtype = grad.dtype if logits.shape[0] == x.shape[0] else torch.float64
     grad_x = fold_rows(logits.to(dtype) * grad.to(dtype)[:, None], x) if ctx.needs_input_grad[1] else None
@@ -104,4 +101,5 @@ def _backward(ctx, grad):
 bernoulli_log_prob = define(
     "bernoulli_log_prob", "(Tensor logits, Tensor x, str backend) -> Tensor",
     {"cpu": _forward_native, "cuda": _forward_native, "triton": _forward_triton}, _fake, _setup_context, _backward,
+    check=_check,
 )

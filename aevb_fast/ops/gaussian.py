@@ -34,7 +34,6 @@ def _check(x, mean, logvar, grad=None):
 
 
 def _forward_native(x, mean, logvar):
-    _check(x, mean, logvar)
     mean, logvar = mean.contiguous(), logvar.contiguous()
     x = kernel_target(x, mean.dtype)
     N, D = mean.shape
@@ -45,13 +44,11 @@ def _forward_native(x, mean, logvar):
 
 
 def _forward_triton(x, mean, logvar):
-    _check(x, mean, logvar)
     return triton_kernels().gaussian.forward(kernel_target(x, mean.dtype), mean.contiguous(), logvar.contiguous(),
                                              row_dtype(mean.dtype))
 
 
 def _backward_native(grad, x, mean, logvar):
-    _check(x, mean, logvar, grad)
     mean, logvar, grad = mean.contiguous(), logvar.contiguous(), grad.contiguous()
     x = kernel_target(x, mean.dtype)
     N, D = mean.shape
@@ -62,7 +59,6 @@ def _backward_native(grad, x, mean, logvar):
 
 
 def _backward_triton(grad, x, mean, logvar):
-    _check(x, mean, logvar, grad)
     return triton_kernels().gaussian.backward(grad.contiguous(), kernel_target(x, mean.dtype), mean.contiguous(),
                                               logvar.contiguous())
 
@@ -79,6 +75,7 @@ gaussian_log_prob_backward = define(
     "gaussian_log_prob_backward",
     "(Tensor grad, Tensor x, Tensor mean, Tensor logvar, str backend) -> (Tensor, Tensor)",
     {"cpu": _backward_native, "cuda": _backward_native, "triton": _backward_triton}, _fake_backward,
+    check=lambda grad, x, mean, logvar: _check(x, mean, logvar, grad),
 )
 
 
@@ -92,7 +89,7 @@ def _backward(ctx, grad):
     x, mean, logvar = ctx.saved_tensors
     if not any(ctx.needs_input_grad[:3]):
         return None, None, None, None
-    grad_mean, grad_logvar = gaussian_log_prob_backward(grad, x, mean, logvar, ctx.backend)
+    grad_mean, grad_logvar = gaussian_log_prob_backward.prechecked(grad, x, mean, logvar, ctx.backend)
     # log N is a function of x - m: d/dx = -d/dm.
     grad_x = fold_rows(-grad_mean, x) if ctx.needs_input_grad[0] else None
     return (grad_x, grad_mean if ctx.needs_input_grad[1] else None,
@@ -102,4 +99,5 @@ def _backward(ctx, grad):
 gaussian_log_prob = define(
     "gaussian_log_prob", "(Tensor x, Tensor mean, Tensor logvar, str backend) -> Tensor",
     {"cpu": _forward_native, "cuda": _forward_native, "triton": _forward_triton}, _fake, _setup_context, _backward,
+    check=_check,
 )

@@ -27,7 +27,6 @@ def _check(mu, logvar, seed, n_samples):
 
 
 def _forward_native(mu, logvar, seed, n_samples, mc):
-    _check(mu, logvar, seed, n_samples)
     mu, logvar = mu.contiguous(), logvar.contiguous()
     B, Z = mu.shape
     z = empty((n_samples, B, Z), mu.dtype, mu.device)
@@ -38,7 +37,6 @@ def _forward_native(mu, logvar, seed, n_samples, mc):
 
 
 def _forward_triton(mu, logvar, seed, n_samples, mc):
-    _check(mu, logvar, seed, n_samples)
     return triton_kernels().reparameterize.forward(mu.contiguous(), logvar.contiguous(), seed, n_samples, mc,
                                                    row_dtype(mu.dtype))
 
@@ -55,7 +53,6 @@ def _check_backward(grad_z, grad_kl, mu, logvar, seed, n_samples, mc):
 
 
 def _backward_native(grad_z, grad_kl, mu, logvar, seed, n_samples, mc):
-    _check_backward(grad_z, grad_kl, mu, logvar, seed, n_samples, mc)
     mu, logvar = mu.contiguous(), logvar.contiguous()
     B, Z = mu.shape
     grad_z = grad_z.contiguous() if grad_z is not None else None
@@ -70,7 +67,6 @@ def _backward_native(grad_z, grad_kl, mu, logvar, seed, n_samples, mc):
 
 
 def _backward_triton(grad_z, grad_kl, mu, logvar, seed, n_samples, mc):
-    _check_backward(grad_z, grad_kl, mu, logvar, seed, n_samples, mc)
     return triton_kernels().reparameterize.backward(
         grad_z.contiguous() if grad_z is not None else None, grad_kl.contiguous() if grad_kl is not None else None,
         mu.contiguous(), logvar.contiguous(), seed, n_samples, mc, row_dtype(mu.dtype))
@@ -90,6 +86,7 @@ reparameterize_backward = define(
     "(Tensor? grad_z, Tensor? grad_kl, Tensor mu, Tensor logvar, Tensor seed, int n_samples, bool mc, str backend)"
     " -> (Tensor, Tensor)",
     {"cpu": _backward_native, "cuda": _backward_native, "triton": _backward_triton}, _fake_backward,
+    check=_check_backward,
 )
 
 
@@ -103,7 +100,8 @@ def _setup_context(ctx, inputs, output):
 
 def _backward(ctx, grad_z, grad_kl):
     mu, logvar, seed = ctx.saved_tensors
-    grad_mu, grad_logvar = reparameterize_backward(grad_z, grad_kl, mu, logvar, seed, ctx.n_samples, ctx.mc, ctx.backend)
+    grad_mu, grad_logvar = reparameterize_backward.prechecked(grad_z, grad_kl, mu, logvar, seed, ctx.n_samples, ctx.mc,
+                                                                 ctx.backend)
     return grad_mu, grad_logvar, None, None, None, None
 
 
@@ -111,4 +109,5 @@ reparameterize = define(
     "reparameterize",
     "(Tensor mu, Tensor logvar, Tensor seed, int n_samples, bool mc, str backend) -> (Tensor, Tensor)",
     {"cpu": _forward_native, "cuda": _forward_native, "triton": _forward_triton}, _fake, _setup_context, _backward,
+    check=lambda mu, logvar, seed, n_samples, mc: _check(mu, logvar, seed, n_samples),
 )
