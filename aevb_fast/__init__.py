@@ -5,8 +5,6 @@
     loss = aevb_fast.vae_loss(logits, x, mu, logvar, reduction="sum")
 """
 
-import torch  # noqa: F401  first, so the extension shares torch's OpenMP runtime
-
 from ._version import __version__
 from .functional import (
     bernoulli_log_prob,

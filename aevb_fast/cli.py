@@ -32,7 +32,9 @@ def _extension_lines() -> list[str]:
     build = native.build
     lines = [
         f"extension   {native.__file__}",
-        f"  compiler  {build['compiler']}, OpenMP {build['openmp'] or 'off'}, SIMD clone in use: {native.simd_level()}",
+        f"  compiler  {build['compiler']}, SIMD clone in use: {native.simd_level()}",
+        f"  threads   torch's count, {torch.get_num_threads()}: the caller and {native.pool_workers()} pool worker(s) "
+        "started so far",
     ]
     if build["cuda"]:
         major, minor = divmod(build["cuda"] // 10, 100)

@@ -9,6 +9,7 @@
 
 #include "cpu/huge_pages.h"
 #include "cpu/kernels.h"
+#include "cpu/thread_pool.h"
 #ifdef AEVB_FAST_WITH_CUDA
 #include "cuda/kernels.h"
 #include "cuda/runtime.h"
@@ -164,6 +165,7 @@ PYBIND11_MODULE(_C, m) {
       },
       nogil);
   m.def("simd_level", &aevb::cpu::simd_level);
+  m.def("pool_workers", &aevb::cpu::pool_workers, "Worker threads the CPU kernels have started");
   m.def(
       "empty_on_huge_pages",
       [](int t, const std::vector<int64_t>& shape) {
@@ -186,11 +188,6 @@ PYBIND11_MODULE(_C, m) {
   build["compiler"] = std::string("Clang ") + __clang_version__;
 #else
   build["compiler"] = std::string("GCC ") + __VERSION__;
-#endif
-#ifdef _OPENMP
-  build["openmp"] = _OPENMP;
-#else
-  build["openmp"] = 0;
 #endif
 #ifdef AEVB_FAST_WITH_CUDA
   build["cuda"] = aevb::cuda::runtime_version();

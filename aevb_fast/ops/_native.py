@@ -31,7 +31,7 @@ def dtype_code(dtype: torch.dtype) -> int:
 
 def launch(kernel: str, like: torch.Tensor, *args):
     """Runs the native kernel `kernel` for tensors on like's device: the CPU kernel with torch's thread
-    count (so that its OpenMP pool and torch's never oversubscribe the cores), or the CUDA kernel on
+    count (so that its worker threads and torch's never oversubscribe the cores), or the CUDA kernel on
     like's device and torch's current stream there (so that it is ordered with torch's work and
     captured by CUDA graphs)."""
     if like.is_cuda:

@@ -7,6 +7,7 @@
 //   still gives NaN (through log1p, or s).
 //   backward:  d/da = g (x - sigmoid(a)), g the row's upstream gradient, recomputed from a and x
 //              (cheaper than storing a gradient between the passes: see kernels.h).
+#include <atomic>
 #include <cstdint>
 
 #include "kernels.h"
@@ -56,7 +57,7 @@ AEVB_SIMD void backward_chunk(math_t<T> g, const T* logits, const X* x, T* grad,
 
 int64_t bernoulli_forward(DType t, DType tx, const void* logits, const void* x, void* log_prob, int64_t N, int64_t Nx,
                           int64_t D, int threads) {
-  int64_t bad = 0;
+  std::atomic<int64_t> bad{0};
   dispatch_value_target<Types>(t, tx, [&](auto tag, auto xtag) {
     using T = typename decltype(tag)::type;
     using X = typename decltype(xtag)::type;
@@ -67,13 +68,10 @@ int64_t bernoulli_forward(DType t, DType tx, const void* logits, const void* x, 
                   int64_t outside = 0;
                   partial[0] = forward_chunk<T, X>(a + row * D + begin, x_ + (row % Nx) * D + begin, end - begin,
                                                    &outside);
-                  if (outside) {
-#pragma omp atomic
-                    bad += outside;
-                  }
+                  if (outside) bad.fetch_add(outside, std::memory_order_relaxed);
                 });
   });
-  return bad;
+  return bad.load();
 }
 
 void bernoulli_backward(DType t, DType tx, const void* grad_log_prob, const void* logits, const void* x, void* grad,

@@ -4,15 +4,14 @@
 // the thread count. (float32 partial sums of 1024 equal terms were already off by 1e-5.)
 #pragma once
 
-#include <omp.h>
-
 #include <algorithm>
 #include <cstdint>
 #include <vector>
 
-// Per-function ISA clones, chosen at load time. OpenMP outlines parallel regions into functions
-// that do not inherit the clones, so the hot loops live in AEVB_SIMD functions that the regions
-// call once per chunk.
+#include "thread_pool.h"
+
+// Per-function ISA clones, chosen at load time. The hot loops live in AEVB_SIMD functions that the
+// work splitting below calls once per chunk, so that one clone choice serves every thread.
 #if defined(__x86_64__) && !defined(__clang__)
 #define AEVB_SIMD __attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")))
 #else
@@ -23,39 +22,43 @@ namespace aevb::cpu {
 
 constexpr int64_t kChunk = 1024;
 
-// Below this many elements (about 10 us of Bernoulli work) the kernels stay on one thread: a
-// warm second thread already paid off at 1,568 elements, but waking a sleeping one costs about
-// as much as this.
-constexpr int64_t kMinParallelElements = 1 << 12;
+// Each thread gets at least this many elements (about 10 us of Bernoulli work): a warm second
+// thread already paid off at 1,568 elements, but waking a sleeping one costs about as much as this.
+constexpr int64_t kMinElementsPerThread = 1 << 12;
 
+// The threads worth using for `elements` of work, at most `threads` (torch's thread count).
 inline int threads_for(int64_t elements, int threads) {
-  return elements < kMinParallelElements ? 1 : std::max(1, threads);
+  return static_cast<int>(std::max<int64_t>(1, std::min<int64_t>(threads, elements / kMinElementsPerThread)));
 }
 
 inline int64_t num_chunks(int64_t cols) { return std::max<int64_t>(1, (cols + kChunk - 1) / kChunk); }
 
+// Units claimed at a time: about 16 claims per thread so that a late thread finds work left, at
+// most 32 chunks so that one claim stays below ~100 us (what the others wait for at the end if its
+// thread is descheduled mid-claim).
+inline int64_t grain_for(int64_t units, int threads) {
+  return std::clamp<int64_t>(units / (16 * int64_t{threads}), 1, 32);
+}
+
 // For each (row, chunk) unit calls unit(row, begin, end, partial) with `width` doubles to fill,
 // then writes out[w * rows + row] = sum over the row's chunks of partial[w], in chunk order.
-// `threads` is the team size, from threads_for.
+// `threads` is from threads_for.
 template <typename R, typename Unit>
 void reduce_rows(int64_t rows, int64_t cols, int64_t width, R* out, int threads, Unit&& unit) {
   const int64_t chunks = num_chunks(cols);
   const int64_t units = rows * chunks;
   std::vector<double> partial(static_cast<size_t>(units * width));
-#pragma omp parallel num_threads(threads)
-  {
-#pragma omp for schedule(static)
-    for (int64_t u = 0; u < units; ++u) {
+  parallel_for(units, grain_for(units, threads), threads - 1, [&](int64_t first, int64_t last) {
+    for (int64_t u = first; u < last; ++u) {
       const int64_t row = u / chunks, begin = (u % chunks) * kChunk;
       unit(row, begin, std::min(cols, begin + kChunk), partial.data() + u * width);  // width may be 0
     }
-#pragma omp for schedule(static)
-    for (int64_t row = 0; row < rows; ++row) {
-      for (int64_t w = 0; w < width; ++w) {
-        double sum = 0.0;
-        for (int64_t c = 0; c < chunks; ++c) sum += partial[(row * chunks + c) * width + w];
-        out[w * rows + row] = static_cast<R>(sum);
-      }
+  });
+  for (int64_t row = 0; row < rows; ++row) {
+    for (int64_t w = 0; w < width; ++w) {
+      double sum = 0.0;
+      for (int64_t c = 0; c < chunks; ++c) sum += partial[(row * chunks + c) * width + w];
+      out[w * rows + row] = static_cast<R>(sum);
     }
   }
 }
@@ -65,11 +68,12 @@ template <typename Unit>
 void for_each_chunk(int64_t rows, int64_t cols, int threads, Unit&& unit) {
   const int64_t chunks = num_chunks(cols);
   const int64_t units = rows * chunks;
-#pragma omp parallel for num_threads(threads) schedule(static)
-  for (int64_t u = 0; u < units; ++u) {
-    const int64_t row = u / chunks, begin = (u % chunks) * kChunk;
-    unit(row, begin, std::min(cols, begin + kChunk));
-  }
+  parallel_for(units, grain_for(units, threads), threads - 1, [&](int64_t first, int64_t last) {
+    for (int64_t u = first; u < last; ++u) {
+      const int64_t row = u / chunks, begin = (u % chunks) * kChunk;
+      unit(row, begin, std::min(cols, begin + kChunk));
+    }
+  });
 }
 
 }  // namespace aevb::cpu
