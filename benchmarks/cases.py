@@ -4,20 +4,27 @@ A provider turns the op's inputs into its outputs with one implementation:
   aevb_fast[<backend>]  the fused kernels (every kernel backend usable on the device)
   eager                 the plain PyTorch reference, aevb_fast.reference
   torch.compile         torch.compile of that reference
+  F.bce_with_logits     the Bernoulli term as PyTorch users write it from logits,
+                        -F.binary_cross_entropy_with_logits(logits, x, reduction="none").sum(-1)
   pytorch example       the hand-written code of the PyTorch VAE example (sigmoid + BCE, KLD)
   torch.distributions   Normal.rsample, kl_divergence, Bernoulli(logits=...).log_prob
 
 Every provider returns per-datapoint values (and z), so the backward of each is driven by the same
 upstream gradients. A Case holds the inputs, the providers and the op's memory traffic.
 
-The decoder heads (bernoulli_head, gaussian_head: the decoder's output layer and its likelihood,
-[N, H] -> D) return the summed log-likelihood, a training loss; there "eager" is nn.functional.linear
-followed by the reference likelihood, "Linear + aevb_fast[...]" the same layer followed by the fused
-likelihood kernel, and aevb_fast[...] the fused head (aevb_fast.linear_*_log_prob).
+vae_loss is the PyTorch VAE example's loss, Bernoulli + KL summed over the batch ([N, D] decoder
+logits and data, [N, Z] mu and logvar), the example's loss_function taking the sigmoid its decoder
+applies. The decoder heads (bernoulli_head, gaussian_head: the decoder's output layer and its
+likelihood, [N, H] -> D) return the summed log-likelihood, a training loss; there "eager" is
+nn.functional.linear followed by the reference likelihood, "Linear + aevb_fast[...]" the same layer
+followed by the fused likelihood kernel, and aevb_fast[...] the fused head
+(aevb_fast.linear_*_log_prob).
+
+FUNCTIONS names every public fused function with the case that calls it, for the per-call overhead.
 """
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
@@ -27,27 +34,51 @@ import aevb_fast
 from aevb_fast import reference as R
 from aevb_fast.ops import backends
 
-# name: (paper, medium, large) shapes. The paper's minibatch is 100 datapoints of 784 pixels with up
-# to 200 latents; "large" is a wide decoder ([4096, 12288]) and a big latent batch ([65536, 256]).
+# op: {size: shape}. "paper" is the paper's minibatch, 100 datapoints of 784 pixels (Frey Face: 560)
+# with up to 200 latents; "large" a wide decoder ([4096, 12288]) and a big latent batch
+# ([65536, 256]); "tiny" shapes that check the machinery in seconds. vae_loss's shape is (N, D, Z),
+# the heads' (N, H, D): the paper's decoder layer at its minibatch and a wide decoder at a large one.
 SIZES = {
-    "bernoulli": [(100, 784), (1000, 784), (4096, 12288)],
-    "gaussian": [(100, 560), (1000, 784), (4096, 12288)],
-    "reparameterize": [(100, 20), (1000, 200), (65536, 256)],
+    "bernoulli": {"tiny": (64, 300), "paper": (100, 784), "medium": (1000, 784), "large": (4096, 12288)},
+    "gaussian": {"tiny": (64, 300), "paper": (100, 560), "medium": (1000, 784), "large": (4096, 12288)},
+    "reparameterize": {"tiny": (128, 20), "paper": (100, 20), "medium": (1000, 200), "large": (65536, 256)},
+    "vae_loss": {"tiny": (64, 300, 20), "paper": (100, 784, 20), "medium": (1000, 784, 20),
+                 "large": (4096, 12288, 256)},
+    "bernoulli_head": {"tiny": (64, 16, 300), "paper": (100, 500, 784), "large": (8192, 500, 12288)},
+    "gaussian_head": {"tiny": (64, 16, 300), "paper": (100, 200, 560), "large": (8192, 500, 12288)},
 }
-# The heads: (N, H, D), the paper's decoder layer at its minibatch, and a wide decoder at a large one.
-SIZES |= {
-    "bernoulli_head": [(100, 500, 784), (8192, 500, 12288)],
-    "gaussian_head": [(100, 200, 560), (8192, 500, 12288)],
-}
-TINY = {"bernoulli": [(64, 300)], "gaussian": [(64, 300)], "reparameterize": [(128, 20)],
-        "bernoulli_head": [(64, 16, 300)], "gaussian_head": [(64, 16, 300)]}
 OPS = tuple(SIZES)
+# "full" is these; "tiny" stands apart, a dry run.
+SIZE_NAMES = ("paper", "medium", "large")
+# The PyTorch VAE example's minibatch (its --batch-size default) for vae_loss's per-call cost.
+EXAMPLE_SHAPE = (128, 784, 20)
+
+
+def size_names(names) -> set[str]:
+    """The size names asked for, "full" standing for paper, medium and large."""
+    return {n for name in names for n in (SIZE_NAMES if name == "full" else (name,))}
+
+
+def shapes(op: str, names) -> list[tuple[str, tuple[int, ...]]]:
+    """(size name, shape) of `op` for the size names asked for, in the order tiny, paper, medium,
+    large; an op without a size (the heads' medium) skips it."""
+    wanted = size_names(names)
+    return [(name, shape) for name, shape in SIZES[op].items() if name in wanted]
+
+
+def dims(op: str, shape: tuple[int, ...]) -> str:
+    """The shape as tables show it: [N, D], vae_loss's [N, D] + [N, Z], a head's [N, H] -> D."""
+    if op == "vae_loss":
+        n, d, z = shape
+        return f"[{n}, {d}] + [{n}, {z}]"
+    rows = f"[{shape[0]}, {shape[1]}]"
+    return rows if len(shape) == 2 else f"{rows} -> {shape[2]}"
 
 
 @dataclass
 class Case:
     op: str
-    shape: tuple[int, int]
+    shape: tuple[int, ...]
     dtype: torch.dtype
     device: torch.device
     providers: dict[str, Callable[[], tuple[torch.Tensor, ...]]]
@@ -56,22 +87,15 @@ class Case:
     # The least any implementation moves in forward + backward: each input read once, each output
     # and gradient written once. Effective bandwidth is this over the time taken.
     essential_bytes: int
-    # What the fused kernels themselves read and write in forward + backward; at the copy's
-    # bandwidth this takes the memory-bound limit of their time.
+    # What the fused kernels themselves read and write in forward + backward; at a warm copy's
+    # bandwidth this takes the memory limit of their time.
     kernel_bytes: int
-    # A copy of the first input (read + write) is the memory-bound yardstick, timed in the same run.
-    copy: Callable[[], torch.Tensor] = field(init=False)
-    copy_bytes: int = field(init=False)
-
-    def __post_init__(self):
-        source = self.leaves[0].detach()
-        self.copy = source.clone
-        self.copy_bytes = 2 * source.numel() * source.element_size()
+    # The op's largest input: a warm copy of it gives the bandwidth of that limit.
+    copy_source: torch.Tensor
 
     @property
     def label(self) -> str:
-        rows = f"{self.op} [{self.shape[0]}, {self.shape[1]}]"
-        return rows if len(self.shape) == 2 else f"{rows} -> {self.shape[2]}"
+        return f"{self.op} {dims(self.op, self.shape)}"
 
 
 def fused_backends(device: torch.device) -> list[str]:
@@ -82,6 +106,23 @@ def fused_backends(device: torch.device) -> list[str]:
 
 def _compiled(fn):
     return torch.compile(fn, dynamic=False)
+
+
+def _fused(device, call) -> dict[str, Callable]:
+    """A provider per fused backend: call(backend) runs the op on it."""
+    return {f"aevb_fast[{b}]": (lambda b=b: call(b)) for b in fused_backends(device)}
+
+
+def _example_kld(mu, logvar, dim=None):
+    """The PyTorch VAE example's KLD, summed over the batch (dim=None) or per datapoint (dim=-1)."""
+    terms = 1 + logvar - mu.pow(2) - logvar.exp()
+    return -0.5 * (torch.sum(terms) if dim is None else torch.sum(terms, dim))
+
+
+def _gaussian_params(b, z, dtype, device, g):
+    mu = torch.randn(b, z, generator=g, device=device).to(dtype).requires_grad_()
+    logvar = (torch.randn(b, z, generator=g, device=device) * 0.5).to(dtype).requires_grad_()
+    return mu, logvar
 
 
 def bernoulli(shape, dtype, device) -> Case:
@@ -97,20 +138,19 @@ def bernoulli(shape, dtype, device) -> Case:
     def distributions(logits, x):
         return Bernoulli(logits=logits).log_prob(x).sum(-1)
 
-    providers = {f"aevb_fast[{b}]": (lambda b=b: (aevb_fast.bernoulli_log_prob(logits, x, backend=b),))
-                 for b in fused_backends(device)}
     compiled = _compiled(R.bernoulli_log_prob)
-    providers |= {
+    providers = _fused(device, lambda b: (aevb_fast.bernoulli_log_prob(logits, x, backend=b),)) | {
         "eager": lambda: (R.bernoulli_log_prob(logits, x),),
         "torch.compile": lambda: (compiled(logits, x),),
+        "F.bce_with_logits": lambda: (-F.binary_cross_entropy_with_logits(logits, x, reduction="none").sum(-1),),
         "pytorch example": lambda: (example(logits, x),),
         "torch.distributions": lambda: (distributions(logits, x),),
     }
     e, ex = logits.element_size(), x.element_size()
     # Essential: logits and x in, the logits' gradient out. The kernels: the forward reads logits and
-    # x and writes the gradient, the backward reads it and writes it scaled.
+    # x, the backward reads both again and writes the gradient.
     return Case("bernoulli", shape, dtype, device, providers, [logits], (torch.randn(n, generator=g, device=device),),
-                n * d * (2 * e + ex), n * d * (4 * e + ex))
+                n * d * (2 * e + ex), n * d * (3 * e + 2 * ex), logits)
 
 
 def gaussian(shape, dtype, device) -> Case:
@@ -123,26 +163,24 @@ def gaussian(shape, dtype, device) -> Case:
     def distributions(mean, logvar, x):
         return Normal(mean, torch.exp(0.5 * logvar)).log_prob(x).sum(-1)
 
-    providers = {f"aevb_fast[{b}]": (lambda b=b: (aevb_fast.gaussian_log_prob(x, mean, logvar, backend=b),))
-                 for b in fused_backends(device)}
     compiled = _compiled(R.gaussian_log_prob)
-    providers |= {
+    providers = _fused(device, lambda b: (aevb_fast.gaussian_log_prob(x, mean, logvar, backend=b),)) | {
         "eager": lambda: (R.gaussian_log_prob(x, mean, logvar),),
         "torch.compile": lambda: (compiled(x, mean, logvar),),
         "torch.distributions": lambda: (distributions(mean, logvar, x),),
     }
     e = mean.element_size()
-    # Essential: x, mean and logvar in, two gradients out. The kernels: the forward reads three and
-    # writes two gradients, the backward reads and writes both.
+    # Essential: x, mean and logvar in, two gradients out. The kernels: the forward reads the three,
+    # the backward reads them again and writes both gradients.
     return Case("gaussian", shape, dtype, device, providers, [mean, logvar],
-                (torch.randn(n, generator=g, device=device),), n * d * 5 * e, n * d * 9 * e)
+                (torch.randn(n, generator=g, device=device),), n * d * 5 * e, n * d * 8 * e, mean)
 
 
 def reparameterize(shape, dtype, device) -> Case:
+    """reparameterize_kl: z and the analytic KL in one pass."""
     b, z = shape
     g = torch.Generator(device=device).manual_seed(0)
-    mu = torch.randn(b, z, generator=g, device=device).to(dtype).requires_grad_()
-    logvar = (torch.randn(b, z, generator=g, device=device) * 0.5).to(dtype).requires_grad_()
+    mu, logvar = _gaussian_params(b, z, dtype, device, g)
 
     def reference(mu, logvar):
         return R.reparameterize(mu, logvar, torch.randn_like(mu)), R.gaussian_kl(mu, logvar)
@@ -151,16 +189,14 @@ def reparameterize(shape, dtype, device) -> Case:
         # The PyTorch VAE example's reparameterize and KLD, kept per datapoint.
         std = torch.exp(0.5 * logvar)
         eps = torch.randn_like(std)
-        return mu + eps * std, -0.5 * torch.sum(1 + logvar - mu.pow(2) - logvar.exp(), -1)
+        return mu + eps * std, _example_kld(mu, logvar, -1)
 
     def distributions(mu, logvar):
         q = Normal(mu, torch.exp(0.5 * logvar))
         return q.rsample(), kl_divergence(q, Normal(torch.zeros_like(mu), torch.ones_like(mu))).sum(-1)
 
-    providers = {f"aevb_fast[{name}]": (lambda name=name: aevb_fast.reparameterize_kl(mu, logvar, backend=name))
-                 for name in fused_backends(device)}
     compiled = _compiled(reference)
-    providers |= {
+    providers = _fused(device, lambda name: aevb_fast.reparameterize_kl(mu, logvar, backend=name)) | {
         "eager": lambda: reference(mu, logvar),
         "torch.compile": lambda: compiled(mu, logvar),
         "pytorch example": lambda: example(mu, logvar),
@@ -170,7 +206,38 @@ def reparameterize(shape, dtype, device) -> Case:
     e = mu.element_size()
     # Essential: mu, logvar and the gradient of z in, z and two gradients out. The kernels: the
     # forward reads mu, logvar and writes z, the backward reads all three again and writes two.
-    return Case("reparameterize", shape, dtype, device, providers, [mu, logvar], upstream, b * z * 6 * e, b * z * 8 * e)
+    return Case("reparameterize", shape, dtype, device, providers, [mu, logvar], upstream, b * z * 6 * e,
+                b * z * 8 * e, mu)
+
+
+def vae_loss(shape, dtype, device) -> Case:
+    n, d, z = shape
+    g = torch.Generator(device=device).manual_seed(0)
+    logits = torch.randn(n, d, generator=g, device=device).to(dtype).requires_grad_()
+    x = torch.rand(n, d, generator=g, device=device).to(dtype)
+    mu, logvar = _gaussian_params(n, z, dtype, device, g)
+
+    def reference(logits, x, mu, logvar):
+        return -(R.bernoulli_log_prob(logits, x) - R.gaussian_kl(mu, logvar)).sum()
+
+    def loss_function(recon_x, x, mu, logvar):
+        # The PyTorch VAE example's, as it stands in vae/main.py.
+        BCE = F.binary_cross_entropy(recon_x, x.view(-1, d), reduction="sum")
+        return BCE + _example_kld(mu, logvar)
+
+    compiled = _compiled(reference)
+    providers = _fused(device, lambda b: (aevb_fast.vae_loss(logits, x, mu, logvar, reduction="sum", backend=b),)) | {
+        "eager": lambda: (reference(logits, x, mu, logvar),),
+        "torch.compile": lambda: (compiled(logits, x, mu, logvar),),
+        "F.bce_with_logits": lambda: (F.binary_cross_entropy_with_logits(logits, x, reduction="sum")
+                                      + _example_kld(mu, logvar),),
+        "pytorch example": lambda: (loss_function(torch.sigmoid(logits), x, mu, logvar),),
+    }
+    e, ex = logits.element_size(), x.element_size()
+    # Essential: logits, x, mu and logvar in, three gradients out. The kernels: the likelihood's as
+    # in bernoulli, and the KL's forward reads mu and logvar, its backward reads them and writes two.
+    return Case("vae_loss", shape, dtype, device, providers, [logits, mu, logvar], (torch.ones((), device=device),),
+                n * d * (2 * e + ex) + n * z * 4 * e, n * d * (3 * e + 2 * ex) + n * z * 6 * e, logits)
 
 
 def _head(op, shape, dtype, device, n_layers, fused, likelihood) -> Case:
@@ -192,16 +259,16 @@ def _head(op, shape, dtype, device, n_layers, fused, likelihood) -> Case:
         return likelihood(layers(h), x, None).sum()
 
     compiled = _compiled(eager)
-    backends = fused_backends(device)
-    providers = {f"aevb_fast[{b}]": (lambda b=b: (fused(h, params, x, b),)) for b in backends}
-    providers |= {f"Linear + aevb_fast[{b}]": (lambda b=b: (likelihood(layers(h), x, b).sum(),)) for b in backends[:1]}
+    providers = _fused(device, lambda b: (fused(h, params, x, b),))
+    providers |= {f"Linear + aevb_fast[{b}]": (lambda b=b: (likelihood(layers(h), x, b).sum(),))
+                  for b in fused_backends(device)[:1]}
     providers |= {"eager": lambda: (eager(h, x),), "torch.compile": lambda: (compiled(h, x),)}
     e, ex = h.element_size(), x.element_size()
     # Essential: h, the layers and x in, their gradients out. The fused kernels add each chunk's
     # outputs and their gradient, written and read once, in cache-sized pieces.
     essential = 2 * (n * h_dim + n_layers * d * (h_dim + 1)) * e + n * d * ex
     return Case(op, shape, dtype, device, providers, [h, *params], (torch.ones((), device=device),), essential,
-                essential + n_layers * n * d * 4 * e)
+                essential + n_layers * n * d * 4 * e, x)
 
 
 def bernoulli_head(shape, dtype, device) -> Case:
@@ -226,13 +293,76 @@ def gaussian_head(shape, dtype, device) -> Case:
                                                                        backend=b), likelihood)
 
 
-BUILDERS = {"bernoulli": bernoulli, "gaussian": gaussian, "reparameterize": reparameterize,
+# The public functions that share a kernel with a case, measured for their per-call cost only.
+
+def reparameterize_z(shape, dtype, device) -> Case:
+    """reparameterize: z alone."""
+    b, z = shape
+    g = torch.Generator(device=device).manual_seed(0)
+    mu, logvar = _gaussian_params(b, z, dtype, device, g)
+
+    def example(mu, logvar):
+        std = torch.exp(0.5 * logvar)
+        return mu + torch.randn_like(std) * std
+
+    e = mu.element_size()
+    return Case("reparameterize_z", shape, dtype, device,
+                _fused(device, lambda name: (aevb_fast.reparameterize(mu, logvar, backend=name),)) | {
+                    "eager": lambda: (R.reparameterize(mu, logvar, torch.randn_like(mu)),),
+                    "pytorch example": lambda: (example(mu, logvar),)},
+                [mu, logvar], (torch.randn(b, z, generator=g, device=device).to(dtype),), b * z * 6 * e,
+                b * z * 8 * e, mu)
+
+
+def gaussian_kl(shape, dtype, device) -> Case:
+    b, z = shape
+    g = torch.Generator(device=device).manual_seed(0)
+    mu, logvar = _gaussian_params(b, z, dtype, device, g)
+    e = mu.element_size()
+    return Case("gaussian_kl", shape, dtype, device,
+                _fused(device, lambda name: (aevb_fast.gaussian_kl(mu, logvar, backend=name),)) | {
+                    "eager": lambda: (R.gaussian_kl(mu, logvar),),
+                    "pytorch example": lambda: (_example_kld(mu, logvar, -1),)},
+                [mu, logvar], (torch.randn(b, generator=g, device=device),), b * z * 4 * e, b * z * 6 * e, mu)
+
+
+def elbo_loss(shape, dtype, device) -> Case:
+    """elbo_loss with the identity for decoder: the data are Z-dimensional, [N, Z]."""
+    b, z = shape
+    g = torch.Generator(device=device).manual_seed(0)
+    mu, logvar = _gaussian_params(b, z, dtype, device, g)
+    x = torch.rand(b, z, generator=g, device=device).to(dtype)
+
+    def reference(mu, logvar):
+        samples = R.reparameterize(mu, logvar, torch.randn_like(mu))
+        return (R.gaussian_kl(mu, logvar) - R.bernoulli_log_prob(samples, x)).mean()
+
+    e = mu.element_size()
+    return Case("elbo_loss", shape, dtype, device,
+                _fused(device, lambda name: (aevb_fast.elbo_loss(lambda s: s, x, mu, logvar, backend=name),)) | {
+                    "eager": lambda: (reference(mu, logvar),)},
+                [mu, logvar], (torch.ones((), device=device),), b * z * 5 * e, b * z * 13 * e, mu)
+
+
+BUILDERS = {"bernoulli": bernoulli, "gaussian": gaussian, "reparameterize": reparameterize, "vae_loss": vae_loss,
             "bernoulli_head": bernoulli_head, "gaussian_head": gaussian_head}
+# Every public fused function: the builder of a case that calls it, and its shape at one element.
+FUNCTIONS = {
+    "bernoulli_log_prob": (bernoulli, (1, 1)),
+    "gaussian_log_prob": (gaussian, (1, 1)),
+    "reparameterize": (reparameterize_z, (1, 1)),
+    "reparameterize_kl": (reparameterize, (1, 1)),
+    "gaussian_kl": (gaussian_kl, (1, 1)),
+    "vae_loss": (vae_loss, (1, 1, 1)),
+    "elbo_loss": (elbo_loss, (1, 1)),
+    "linear_bernoulli_log_prob": (bernoulli_head, (1, 1, 1)),
+    "linear_gaussian_log_prob": (gaussian_head, (1, 1, 1)),
+}
 
 
-def cases(device: torch.device, dtype: torch.dtype, sizes: dict = SIZES, ops=OPS):
-    """Every Case for `ops` at `sizes`, built one at a time (the large ones hold gigabytes)."""
+def cases(device: torch.device, dtype: torch.dtype, sizes=("full",), ops=OPS):
+    """(size name, Case) for `ops` at the size names `sizes`, built one at a time (the large ones hold
+    gigabytes)."""
     for op in ops:
-        for shape in sizes[op]:
-            yield BUILDERS[op](shape, dtype, device)
-
+        for size, shape in shapes(op, sizes):
+            yield size, BUILDERS[op](shape, dtype, device)

@@ -1,4 +1,4 @@
-"""Large-scale training's two targets (issue 9), measured on full MNIST:
+"""Large-scale training's two targets, measured on full MNIST:
 
     python -m benchmarks.scaling reader --data-path ../shared/data/mnist
     python -m benchmarks.scaling data-parallel --data-path ../shared/data/mnist --samples 3e5

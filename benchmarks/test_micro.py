@@ -21,28 +21,28 @@ def case_of(request):
     device, dtype = torch.device(config.getoption("--bench-device")), getattr(torch, config.getoption("--bench-dtype"))
     built = {}
 
-    def get(op, index):
-        sizes = cases.SIZES if config.getoption("--bench-sizes") == "full" else cases.TINY
-        if index >= len(sizes[op]):
-            pytest.skip(f"{op} has {len(sizes[op])} sizes here")
-        key = (op, index)
+    def get(op, size):
+        shape = dict(cases.shapes(op, [config.getoption("--bench-sizes")])).get(size)
+        if shape is None:
+            pytest.skip(f"{op} has no {size} size in --bench-sizes")
+        key = (op, size)
         if key not in built:
             built.clear()  # one case alive at a time
-            built[key] = cases.BUILDERS[op](sizes[op][index], dtype, device)
+            built[key] = cases.BUILDERS[op](shape, dtype, device)
         return built[key]
 
     return get
 
 
-PROVIDERS = ["aevb_fast", "eager", "torch.compile", "pytorch example", "torch.distributions"]
+PROVIDERS = ["aevb_fast", "eager", "torch.compile", "F.bce_with_logits", "pytorch example", "torch.distributions"]
 
 
 @pytest.mark.parametrize("phase", PHASES)
 @pytest.mark.parametrize("provider", PROVIDERS)
-@pytest.mark.parametrize("index", range(3), ids=["paper", "medium", "large"])
+@pytest.mark.parametrize("size", ["tiny", *cases.SIZE_NAMES])
 @pytest.mark.parametrize("op", cases.OPS)
-def test_op(benchmark, case_of, op, index, provider, phase):
-    case = case_of(op, index)
+def test_op(benchmark, case_of, op, size, provider, phase):
+    case = case_of(op, size)
     names = [n for n in case.providers if n == provider or (provider == "aevb_fast" and n.startswith("aevb_fast"))]
     if not names:
         pytest.skip(f"no {provider} provider for {op} here")

@@ -1,6 +1,8 @@
 """How things are timed and weighed: interleaved rounds (A B C A B C ...) after warm-up, so that
-machine noise lands on every provider alike and cancels in ratios; peak memory from the device's
-allocator (CUDA) or the process's peak resident set (CPU, reset through /proc/self/clear_refs)."""
+machine noise lands on every provider alike and cancels in ratios; calls that take microseconds in
+loops of many per sample, as timeit does; the memory yardstick, a warm copy; peak memory from the
+device's allocator (CUDA) or the process's peak resident set (CPU, reset through
+/proc/self/clear_refs)."""
 
 import statistics
 import time
@@ -19,6 +21,10 @@ class Timing:
     @property
     def median(self) -> float:
         return statistics.median(self.samples)
+
+    @property
+    def best(self) -> float:
+        return min(self.samples)
 
     @property
     def low(self) -> float:  # the spread shown: 25th and 75th percentiles
@@ -50,6 +56,29 @@ def clock(fn: Callable, device: torch.device, calls: int = 1):
         result = fn()
     synchronize(device)
     return (time.perf_counter() - start) / calls, result
+
+
+def calls_per_sample(fn: Callable, device: torch.device, seconds: float) -> int:
+    """How many calls of fn in a row last `seconds` or more (doubling, as timeit's autorange), so that
+    a sample of a microsecond call is not the timer's resolution and the loop's own cost."""
+    calls = 1
+    while clock(fn, device, calls)[0] * calls < seconds:
+        calls *= 2
+    return calls
+
+
+COPY_REPEATS = 3
+
+
+def warm_copy(source: torch.Tensor, device: torch.device, calls: int = 1,
+              repeats: int = COPY_REPEATS) -> Callable[[], dict[str, float]]:
+    """The memory yardstick as a function for interleaved(): seconds of a copy of `source` into a
+    buffer allocated and written beforehand, the best of `repeats`. Into fresh memory a copy would
+    time the page faults too, on a CPU as long as the copy itself; the best is the bandwidth the
+    memory gives, which noise only lowers."""
+    source = source.detach()
+    destination = torch.empty_like(source).copy_(source)
+    return lambda: {"copy": min(clock(lambda: destination.copy_(source), device, calls)[0] for _ in range(repeats))}
 
 
 def interleaved(functions: dict[str, Callable[[], dict[str, float]]], rounds: int,
