@@ -35,13 +35,21 @@ def _reduce(loss: torch.Tensor, reduction: str) -> torch.Tensor:
     return loss if reduction == "none" else loss.sum() if reduction == "sum" else loss.mean()
 
 
+_NO_SEED = {}  # per device: the seed argument of a KL-only call, which draws no noise and never reads it
+
+
 def _parts(how, likelihood, values, x, mu, logvar, beta, backend):
     """The per-row loss and its two terms, as the composition computes them, calling the ops by `how`:
     "launch" (the kernels alone) or "prechecked" (the ops, traced or taking gradients as they may)."""
-    seed = torch.zeros(3, dtype=torch.int64, device=mu.device)  # zero samples: unused
+    seed = _NO_SEED.get(mu.device) if how == "launch" else None  # a traced graph makes its own
+    if seed is None:
+        seed = torch.zeros(3, dtype=torch.int64, device=mu.device)
+        if how == "launch":
+            _NO_SEED[mu.device] = seed
     log_px = _LIKELIHOODS[likelihood][0](how, values, x, backend)
     kl = getattr(reparameterize, how)(mu, logvar, seed, 0, False, backend)[1]
-    return -(log_px - beta * kl), log_px, kl, seed
+    # beta kl - log p is -(log p - beta kl) exactly (negation and multiplying by 1 are exact).
+    return torch.sub(kl if beta == 1 else beta * kl, log_px), log_px, kl, seed
 
 
 class _VaeLoss(torch.autograd.Function):
