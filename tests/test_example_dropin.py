@@ -17,7 +17,7 @@ BATCH, STEPS, WINDOW = 32, 300, 50
 @pytest.fixture(autouse=True)
 def one_thread():
     # The model is small: one thread runs the 600 training steps in ~5 s, and no loaded machine
-    # slows it as OpenMP's two spinning threads were slowed on one (2 minutes, at load 8 on 2 cores).
+    # slows it as torch's two spinning OpenMP threads were slowed on one (2 minutes, at load 8 on 2 cores).
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     yield
