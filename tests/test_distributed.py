@@ -134,7 +134,9 @@ def test_a_rank_killed_mid_run_resumes_to_the_same_parameters(tmp_path, digits_a
     _finish(_torchrun({**settings, "out": tmp_path / "whole"}))
     cut = tmp_path / "cut"
     elastic = restart == "elastic"
-    run = _torchrun({**settings, "out": cut}, *(["--resume"] if elastic else []), restarts=1 if elastic else 0)
+    # Two restarts allowed: now and then a restarted rank dies in gloo's rendezvous on a loaded
+    # machine ("terminate called without an active exception"), and the next restart resumes too.
+    run = _torchrun({**settings, "out": cut}, *(["--resume"] if elastic else []), restarts=2 if elastic else 0)
     deadline = time.monotonic() + 300
     while not (cut / "metrics.csv").exists() or len(_metrics(cut)) < 2:  # two checkpoints written
         assert run.poll() is None and time.monotonic() < deadline, run.communicate()[0]
