@@ -72,6 +72,24 @@ def test_gaussian_log_prob(device, backend, dtype, shape):
                             R.gaussian_log_prob, inputs, grad_names=("x", "mean", "logvar"))
 
 
+# Row lengths on either side of the CPU likelihood kernels' boundaries: prefetch blocks of 64
+# elements, the Bernoulli forward's sub-chunks of 256 (the last of a chunk takes up to 511), and
+# chunks of 1024.
+@pytest.mark.skipif("cpu" not in CPU_BACKENDS, reason="the cpu kernels are not built")
+@pytest.mark.parametrize("D", [63, 65, 255, 257, 511, 513, 767, 769, 1023, 1025, 1791])
+def test_cpu_likelihoods_across_block_boundaries(D):
+    logits = _rand((3, D), torch.float32, 1, 3.0)
+    x = torch.rand(3, D, generator=torch.Generator().manual_seed(3))
+    check_against_reference(lambda logits, x: aevb_fast.bernoulli_log_prob(logits, x, backend="cpu"),
+                            R.bernoulli_log_prob, dict(logits=logits, x=x), grad_names=("logits", "x"))
+    inputs = dict(x=x, mean=_rand((3, D), torch.float32, 2), logvar=_rand((3, D), torch.float32, 3, 0.5))
+    check_against_reference(lambda x, mean, logvar: aevb_fast.gaussian_log_prob(x, mean, logvar, backend="cpu"),
+                            R.gaussian_log_prob, inputs, grad_names=("x", "mean", "logvar"))
+    x[-1, -1] = 1.5  # the last element of the last sub-chunk and block
+    with pytest.raises(ValueError, match=r"x holds values outside \[0, 1\]"):
+        aevb_fast.bernoulli_log_prob(logits, x, backend="cpu")
+
+
 def test_targets_shared_across_samples(device, backend, dtype):
     # x [B, D] serves logits [L, B, D]: the kernels read it L times instead of a copy.
     logits = _rand((4, 3, 10), dtype, 1, 2.0, device)

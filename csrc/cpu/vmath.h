@@ -23,14 +23,17 @@ inline float bits_float(uint32_t u) {
   return x;
 }
 
-// exp(x) for every float, NaN and +-inf included; results below 2^-149 round to 0.
-inline float vexp(float x) {
-  const float lo = -104.0f, hi = 88.72283935546875f;
-  const float xc = x < lo ? lo : (x > hi ? hi : x);  // comparisons keep NaN
-  const float magic = 12582912.0f;                   // 1.5 * 2^23: adding it rounds to an integer
+// exp(xc) = 2^n y for xc in [-104, 88.73]: n the nearest integer to xc / ln 2 and y = exp(r) by
+// Cephes' polynomial, r = xc - n ln 2 reduced in two parts (Cody-Waite).
+struct ExpParts {
+  float y;
+  int32_t n;
+};
+
+inline ExpParts exp_parts(float xc) {
+  const float magic = 12582912.0f;  // 1.5 * 2^23: adding it rounds to an integer
   const float t = xc * 1.44269504088896341f + magic;
   const float n = t - magic;
-  const int32_t ni = static_cast<int32_t>(float_bits(t) - float_bits(magic));
   const float r = (xc - n * 0.693359375f) - n * -2.12194440e-4f;
   float p = 1.9875691500e-4f;
   p = p * r + 1.3981999507e-3f;
@@ -38,13 +41,29 @@ inline float vexp(float x) {
   p = p * r + 4.1665795894e-2f;
   p = p * r + 1.6666665459e-1f;
   p = p * r + 5.0000001201e-1f;
-  const float y = p * r * r + r + 1.0f;
+  return {p * r * r + r + 1.0f, static_cast<int32_t>(float_bits(t) - float_bits(magic))};
+}
+
+// exp(x) for every float, NaN and +-inf included; results below 2^-149 round to 0.
+inline float vexp(float x) {
+  const float lo = -104.0f, hi = 88.72283935546875f;
+  const ExpParts e = exp_parts(x < lo ? lo : (x > hi ? hi : x));  // comparisons keep NaN
   // 2^n in two factors so that n = 128 and the subnormal range both work.
-  const int32_t n1 = ni >> 1, n2 = ni - n1;
+  const int32_t n1 = e.n >> 1, n2 = e.n - n1;
   const float s1 = bits_float(static_cast<uint32_t>(n1 + 127) << 23);
   const float s2 = bits_float(static_cast<uint32_t>(n2 + 127) << 23);
-  const float res = y * s1 * s2;
+  const float res = e.y * s1 * s2;
   return x > hi ? std::numeric_limits<float>::infinity() : res;
+}
+
+// exp(x) for x <= 0 or NaN (-inf gives 0), as exp(-|a|) in softplus and sigmoid; bit-identical to
+// vexp there, without its upper clamp and infinity select and with 2^n as 2^(n + 64) 2^-64 (the
+// first factor normal for every n >= -150, the second product the only rounding). In the Bernoulli
+// kernels it took a fifth off each pass in the caches (forward 40 -> 31 us, backward 29 -> 23 us at
+// [100, 784], one thread).
+inline float vexp_nonpositive(float x) {
+  const ExpParts e = exp_parts(x < -104.0f ? -104.0f : x);  // the comparison keeps NaN
+  return (e.y * bits_float(static_cast<uint32_t>(e.n + 191) << 23)) * 5.421010862427522e-20f;
 }
 
 // log(x) for normal positive x (the caller guarantees the domain).
@@ -71,10 +90,26 @@ inline float vlog(float x) {
   return (m + y) + e * 0.693359375f;
 }
 
-// log1p(t) for t in [0, 1] or NaN, given u = 1 + t and r = 1 / u (callers that need 1 / (1 + t)
-// anyway share the division): log(u) corrected for the rounding of 1 + t. NaN propagates
-// through the correction term.
-inline float vlog1p(float t, float u, float r) { return vlog(u) + (t - (u - 1.0f)) * r; }
+// log1p(t) for t in [0, 1] or NaN (NaN propagates), as log1p(exp(-|a|)) in softplus:
+//   log1p(t) = t + t^2 R(t),  R ~ (log1p(t) - t) / t^2
+// with R a degree-8 minimax polynomial on [0, 1] for the weight t^2 / log1p(t) (the error R makes
+// relative to the result), its coefficients rounded to float from the lowest up, the others fitted
+// again after each. Nine multiply-adds, where log(1 + t) took an exponent split, a longer
+// polynomial and a division to correct the rounding of 1 + t: the Bernoulli forward pass took 31
+// instead of 53 us at [100, 784] (one thread). Checked on every float in [0, 1]: within 1.24 ulp of
+// the correctly rounded result with FMA, 1.64 ulp without (through log(1 + t): 1.25 ulp).
+inline float vlog1p(float t) {
+  float p = -3.290468594059348e-3f;
+  p = p * t + 2.0086241886019707e-2f;
+  p = p * t - 5.745723098516464e-2f;
+  p = p * t + 1.0661128163337708e-1f;
+  p = p * t - 1.5344880521297455e-1f;
+  p = p * t + 1.9692102074623108e-1f;
+  p = p * t - 2.4958018958568573e-1f;
+  p = p * t + 3.3330464363098145e-1f;
+  p = p * t - 4.999993145465851e-1f;
+  return (t * t) * p + t;
+}
 
 // cos(x) for x in [0, 8192): reduction by pi/4 in three parts, then the sin or cos polynomial.
 inline float vcos(float x) {
@@ -93,6 +128,7 @@ inline float vcos(float x) {
 }
 
 inline double vexp(double x) { return std::exp(x); }
-inline double vlog1p(double t, double, double) { return std::log1p(t); }
+inline double vexp_nonpositive(double x) { return std::exp(x); }
+inline double vlog1p(double t) { return std::log1p(t); }
 
 }  // namespace aevb::cpu
