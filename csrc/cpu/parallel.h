@@ -22,9 +22,11 @@ namespace aevb::cpu {
 
 constexpr int64_t kChunk = 1024;
 
-// Each thread gets at least this many elements (about 10 us of Bernoulli work): a warm second
-// thread already paid off at 1,568 elements, but waking a sleeping one costs about as much as this.
-constexpr int64_t kMinElementsPerThread = 1 << 12;
+// Each thread gets at least this many elements. Alone a kernel gains from a second thread at a few
+// thousand, but called through autograd, its output read by the next op on the calling thread,
+// it lost below ~300,000 (Bernoulli forward + backward, 2 cores: [100, 784] 124 us on one thread,
+// 190 us on two; [400, 784] even; [1000, 784] 877 against 730 us).
+constexpr int64_t kMinElementsPerThread = 1 << 17;
 
 // The threads worth using for `elements` of work, at most `threads` (torch's thread count).
 inline int threads_for(int64_t elements, int threads) {
