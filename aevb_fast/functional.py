@@ -49,6 +49,7 @@ from .ops.gaussian import gaussian_log_prob as _gaussian_op
 from .ops.linear_likelihood import chunk_rows_for
 from .ops.linear_likelihood import linear_bernoulli_log_prob as _linear_bernoulli_op
 from .ops.linear_likelihood import linear_gaussian_log_prob as _linear_gaussian_op
+from .ops.reparameterize import kl_only_seed
 from .ops.reparameterize import reparameterize as _reparameterize_op
 from .ops.vae_loss import vae_loss as _vae_loss_op
 
@@ -257,8 +258,8 @@ def _analytic_kl(mu, logvar, backend: str) -> torch.Tensor:
     """KL per datapoint [...] from the reparameterize kernel with zero samples, which computes the
     analytic KL alone (its seed unused)."""
     Z = mu.shape[-1]
-    seed = torch.zeros(3, dtype=torch.int64, device=mu.device)
-    kl = _reparameterize_op.prechecked(_flat(mu, (-1, Z)), _flat(logvar, (-1, Z)), seed, 0, False, backend)[1]
+    kl = _reparameterize_op.prechecked(_flat(mu, (-1, Z)), _flat(logvar, (-1, Z)), kl_only_seed(mu, logvar), 0, False,
+                                       backend)[1]
     return _flat(kl, mu.shape[:-1])
 
 

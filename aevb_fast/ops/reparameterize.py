@@ -11,8 +11,24 @@ stored: the backward op regenerates it. L = 0 gives the analytic KL alone.
 
 import torch
 
-from ._library import define, require, require_one_device, row_dtype, triton_kernels
+from ._library import define, require, require_one_device, row_dtype, traced, triton_kernels
 from ._native import dtype_code, empty, launch
+
+
+_KL_ONLY_SEEDS = {}
+
+
+def kl_only_seed(*inputs: torch.Tensor) -> torch.Tensor:
+    """The seed argument of a call with zero samples (the analytic KL alone), which draws no noise
+    and never reads it: made once per device, except where the call is traced (the graph makes its
+    own)."""
+    device = inputs[0].device
+    if traced(inputs):
+        return torch.zeros(3, dtype=torch.int64, device=device)
+    seed = _KL_ONLY_SEEDS.get(device)
+    if seed is None:
+        seed = _KL_ONLY_SEEDS[device] = torch.zeros(3, dtype=torch.int64, device=device)
+    return seed
 
 
 def _check(mu, logvar, seed, n_samples):

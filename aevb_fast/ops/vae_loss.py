@@ -19,7 +19,7 @@ import torch
 from ._library import needs_grad, traced
 from .bernoulli import bernoulli_log_prob, bernoulli_log_prob_backward
 from .gaussian import gaussian_log_prob, gaussian_log_prob_backward
-from .reparameterize import reparameterize, reparameterize_backward
+from .reparameterize import kl_only_seed, reparameterize, reparameterize_backward
 
 # Per likelihood: its op, log p(x|z) [N] from (values, x) by a call `how` of that op ("launch" or
 # "prechecked"), and the values' gradients from the row gradient.
@@ -35,17 +35,10 @@ def _reduce(loss: torch.Tensor, reduction: str) -> torch.Tensor:
     return loss if reduction == "none" else loss.sum() if reduction == "sum" else loss.mean()
 
 
-_NO_SEED = {}  # per device: the seed argument of a KL-only call, which draws no noise and never reads it
-
-
 def _parts(how, likelihood, values, x, mu, logvar, beta, backend):
     """The per-row loss and its two terms, as the composition computes them, calling the ops by `how`:
     "launch" (the kernels alone) or "prechecked" (the ops, traced or taking gradients as they may)."""
-    seed = _NO_SEED.get(mu.device) if how == "launch" else None  # a traced graph makes its own
-    if seed is None:
-        seed = torch.zeros(3, dtype=torch.int64, device=mu.device)
-        if how == "launch":
-            _NO_SEED[mu.device] = seed
+    seed = kl_only_seed(mu, logvar)
     log_px = _LIKELIHOODS[likelihood][0](how, values, x, backend)
     kl = getattr(reparameterize, how)(mu, logvar, seed, 0, False, backend)[1]
     # beta kl - log p is -(log p - beta kl) exactly (negation and multiplying by 1 are exact).
