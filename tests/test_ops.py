@@ -170,8 +170,10 @@ def _op_samples():
 
             mu, logvar, logits = rand(4, 5).requires_grad_(), rand(4, 5).requires_grad_(), rand(6, 7).requires_grad_()
             x = torch.rand(3, 7, generator=g).to(device)
-            for n_samples, mc in [(1, False), (3, True), (0, False)]:
+            for n_samples, mc in [(1, False), (3, True), (0, False), (None, True)]:
                 yield ops.reparameterize.default, (mu, logvar, seed, n_samples, mc, backend)
+            # Leading dims [2, 2] of 4 rows, one sample without a sample dimension: z [2, 2, 5].
+            yield ops.reparameterize.default, (mu.view(2, 2, 5), logvar.view(2, 2, 5), seed, None, False, backend)
             grad_kl = torch.randn(4, generator=g).to(device)
             yield ops.reparameterize_backward.default, (rand(2, 4, 5), grad_kl, mu.detach(), logvar.detach(), seed, 2,
                                                        False, backend)
@@ -199,7 +201,7 @@ def test_opcheck(op, args):
 @pytest.mark.skipif("cpu" not in CPU_BACKENDS, reason="the cpu kernels are not built")
 def test_op_arguments_are_checked():
     ops, seed = torch.ops.aevb_fast, torch.tensor([1, 0, 2])
-    with pytest.raises(ValueError, match=r"mu and logvar must be \[B, Z\] of one dtype, got \(2, 3\) torch.float32 and \(2, 4\)"):
+    with pytest.raises(ValueError, match=r"mu and logvar must be \[\.\.\., Z\] of one shape and dtype, got \(2, 3\) torch.float32 and \(2, 4\)"):
         ops.reparameterize(torch.zeros(2, 3), torch.zeros(2, 4), seed, 1, False, "cpu")
     with pytest.raises(ValueError, match=r"seed must be int64 \[3\] \(key, first row, rows\) on cpu, got \(3,\) torch.float32"):
         ops.reparameterize(torch.zeros(2, 3), torch.zeros(2, 3), torch.zeros(3), 1, False, "cpu")

@@ -1,13 +1,17 @@
 """aevb_fast::reparameterize: z = mu + exp(logvar / 2) * eps with eps drawn in the kernel, and the
 KL term of the bound in the same pass (PAPER.md, eqs. 6-7, Appendix B).
 
-Shapes: mu, logvar [B, Z]; seed [3] int64 (key, first, rows) on their device; z [L, B, Z]; kl [B]
-for the analytic KL (estimator B, mc=False) or [L, B] of log q(z_l|x) - log p(z_l) (estimator A,
-mc=True). The B rows are rows first.. of a batch of `rows` rows (first = 0, rows = B for a whole
-batch), and eps[l, b, j] = randn(key, (l*rows + first + b)*Z + j) (DESIGN.md, Randomness): data-
-parallel ranks holding slices of one batch draw together the noise one process would. eps is never
-stored: the backward op regenerates it. L = 0 gives the analytic KL alone.
+Shapes: mu, logvar [*batch, Z], read as B = prod(batch) rows; seed [3] int64 (key, first, rows) on
+their device; z [L, *batch, Z], or [*batch, Z] for n_samples=None (one sample, no sample dimension:
+the caller's shape without a view, which would be one more autograd node); kl [*batch] for the
+analytic KL (estimator B, mc=False) or [L, *batch] of log q(z_l|x) - log p(z_l) (estimator A,
+mc=True; [*batch] for n_samples=None). The B rows are rows first.. of a batch of `rows` rows
+(first = 0, rows = B for a whole batch), and eps[l, b, j] = randn(key, (l*rows + first + b)*Z + j)
+(DESIGN.md, Randomness): data-parallel ranks holding slices of one batch draw together the noise one
+process would. eps is never stored: the backward op regenerates it. L = 0 gives the analytic KL alone.
 """
+
+import math
 
 import torch
 
@@ -32,65 +36,83 @@ def kl_only_seed(*inputs: torch.Tensor) -> torch.Tensor:
 
 
 def _check(mu, logvar, seed, n_samples):
-    require(mu.dim() == 2 and mu.shape == logvar.shape and mu.dtype == logvar.dtype,
-            lambda: f"aevb_fast::reparameterize: mu and logvar must be [B, Z] of one dtype, got {tuple(mu.shape)} "
-            f"{mu.dtype} and {tuple(logvar.shape)} {logvar.dtype}")
+    require(mu.dim() >= 1 and mu.shape == logvar.shape and mu.dtype == logvar.dtype,
+            lambda: f"aevb_fast::reparameterize: mu and logvar must be [..., Z] of one shape and dtype, got "
+            f"{tuple(mu.shape)} {mu.dtype} and {tuple(logvar.shape)} {logvar.dtype}")
     require(seed.shape == (3,) and seed.dtype == torch.int64 and seed.device == mu.device,
             lambda: f"aevb_fast::reparameterize: seed must be int64 [3] (key, first row, rows) on {mu.device}, got "
             f"{tuple(seed.shape)} {seed.dtype} on {seed.device}")
-    require(n_samples >= 0, lambda: f"aevb_fast::reparameterize: n_samples must be >= 0, got {n_samples}")
+    require(n_samples is None or n_samples >= 0,
+            lambda: f"aevb_fast::reparameterize: n_samples must be >= 0 or None, got {n_samples}")
     require_one_device("reparameterize", mu=mu, logvar=logvar)
+
+
+def _shapes(mu, n_samples, mc):
+    """(z's shape, kl's shape) for mu [*batch, Z]."""
+    samples = () if n_samples is None else (n_samples,)
+    return (*samples, *mu.shape), (*samples, *mu.shape[:-1]) if mc else mu.shape[:-1]
+
+
+def _rows(mu):
+    """(B, Z): the rows and latent units of mu [*batch, Z]."""
+    Z = mu.shape[-1]
+    return (mu.numel() // Z if Z else math.prod(mu.shape[:-1])), Z
 
 
 def _forward_native(mu, logvar, seed, n_samples, mc):
     mu, logvar = mu.contiguous(), logvar.contiguous()
-    B, Z = mu.shape
-    z = empty((n_samples, B, Z), mu.dtype, mu.device)
-    kl = mu.new_empty((n_samples, B) if mc else (B,), dtype=row_dtype(mu.dtype))
+    (B, Z), (z_shape, kl_shape) = _rows(mu), _shapes(mu, n_samples, mc)
+    z = empty(z_shape, mu.dtype, mu.device)
+    kl = mu.new_empty(kl_shape, dtype=row_dtype(mu.dtype))
     launch("reparameterize_forward", mu, dtype_code(mu.dtype), mu.data_ptr(), logvar.data_ptr(), seed.data_ptr(),
-           z.data_ptr(), kl.data_ptr(), B, Z, n_samples, mc)
+           z.data_ptr(), kl.data_ptr(), B, Z, 1 if n_samples is None else n_samples, mc)
     return z, kl
 
 
 def _forward_triton(mu, logvar, seed, n_samples, mc):
-    return triton_kernels().reparameterize.forward(mu.contiguous(), logvar.contiguous(), seed, n_samples, mc,
-                                                   row_dtype(mu.dtype))
+    (B, Z), (z_shape, kl_shape) = _rows(mu), _shapes(mu, n_samples, mc)
+    z, kl = triton_kernels().reparameterize.forward(mu.contiguous().view(B, Z), logvar.contiguous().view(B, Z), seed,
+                                                    1 if n_samples is None else n_samples, mc, row_dtype(mu.dtype))
+    return z.view(z_shape), kl.view(kl_shape)
 
 
 def _check_backward(grad_z, grad_kl, mu, logvar, seed, n_samples, mc):
     _check(mu, logvar, seed, n_samples)
-    B, Z = mu.shape
-    require(grad_z is None or (grad_z.shape == (n_samples, B, Z) and grad_z.dtype == mu.dtype),
-            lambda: f"aevb_fast::reparameterize_backward: grad_z must be {(n_samples, B, Z)} {mu.dtype}")
-    require(grad_kl is None or (grad_kl.shape == ((n_samples, B) if mc else (B,))
-                                and grad_kl.dtype == row_dtype(mu.dtype)),
+    z_shape, kl_shape = _shapes(mu, n_samples, mc)
+    require(grad_z is None or (grad_z.shape == z_shape and grad_z.dtype == mu.dtype),
+            lambda: f"aevb_fast::reparameterize_backward: grad_z must be {z_shape} {mu.dtype}")
+    require(grad_kl is None or (grad_kl.shape == kl_shape and grad_kl.dtype == row_dtype(mu.dtype)),
             lambda: "aevb_fast::reparameterize_backward: grad_kl must match the kl output")
     require_one_device("reparameterize_backward", grad_z=grad_z, grad_kl=grad_kl, mu=mu)
 
 
 def _backward_native(grad_z, grad_kl, mu, logvar, seed, n_samples, mc):
     mu, logvar = mu.contiguous(), logvar.contiguous()
-    B, Z = mu.shape
+    B, Z = _rows(mu)
+    # A missing gradient (None: nothing used that output) is a null pointer, which the kernels read as zeros.
     grad_z = grad_z.contiguous() if grad_z is not None else None
-    if grad_kl is None:
-        grad_kl = mu.new_zeros((n_samples, B) if mc else (B,), dtype=row_dtype(mu.dtype))
-    grad_kl = grad_kl.contiguous()
+    grad_kl = grad_kl.contiguous() if grad_kl is not None else None
     grad_mu, grad_logvar = empty(mu.shape, mu.dtype, mu.device), empty(logvar.shape, logvar.dtype, mu.device)
     launch("reparameterize_backward", mu, dtype_code(mu.dtype), grad_z.data_ptr() if grad_z is not None else 0,
-           grad_kl.data_ptr(), mu.data_ptr(), logvar.data_ptr(), seed.data_ptr(), grad_mu.data_ptr(),
-           grad_logvar.data_ptr(), B, Z, n_samples, mc)
+           grad_kl.data_ptr() if grad_kl is not None else 0, mu.data_ptr(), logvar.data_ptr(),
+           seed.data_ptr(), grad_mu.data_ptr(), grad_logvar.data_ptr(), B, Z, 1 if n_samples is None else n_samples,
+           mc)
     return grad_mu, grad_logvar
 
 
 def _backward_triton(grad_z, grad_kl, mu, logvar, seed, n_samples, mc):
-    return triton_kernels().reparameterize.backward(
-        grad_z.contiguous() if grad_z is not None else None, grad_kl.contiguous() if grad_kl is not None else None,
-        mu.contiguous(), logvar.contiguous(), seed, n_samples, mc, row_dtype(mu.dtype))
+    B, Z = _rows(mu)
+    L = 1 if n_samples is None else n_samples
+    grad_mu, grad_logvar = triton_kernels().reparameterize.backward(
+        grad_z.contiguous().view(L, B, Z) if grad_z is not None else None,
+        grad_kl.contiguous().view((L, B) if mc else (B,)) if grad_kl is not None else None,
+        mu.contiguous().view(B, Z), logvar.contiguous().view(B, Z), seed, L, mc, row_dtype(mu.dtype))
+    return grad_mu.view(mu.shape), grad_logvar.view(mu.shape)
 
 
 def _fake(mu, logvar, seed, n_samples, mc, backend):
-    B, Z = mu.shape
-    return mu.new_empty((n_samples, B, Z)), mu.new_empty((n_samples, B) if mc else (B,), dtype=row_dtype(mu.dtype))
+    z_shape, kl_shape = _shapes(mu, n_samples, mc)
+    return mu.new_empty(z_shape), mu.new_empty(kl_shape, dtype=row_dtype(mu.dtype))
 
 
 def _fake_backward(grad_z, grad_kl, mu, logvar, seed, n_samples, mc, backend):
@@ -99,7 +121,7 @@ def _fake_backward(grad_z, grad_kl, mu, logvar, seed, n_samples, mc, backend):
 
 reparameterize_backward = define(
     "reparameterize_backward",
-    "(Tensor? grad_z, Tensor? grad_kl, Tensor mu, Tensor logvar, Tensor seed, int n_samples, bool mc, str backend)"
+    "(Tensor? grad_z, Tensor? grad_kl, Tensor mu, Tensor logvar, Tensor seed, int? n_samples, bool mc, str backend)"
     " -> (Tensor, Tensor)",
     {"cpu": _backward_native, "cuda": _backward_native, "triton": _backward_triton}, _fake_backward,
     check=_check_backward,
@@ -123,7 +145,7 @@ def _backward(ctx, grad_z, grad_kl):
 
 reparameterize = define(
     "reparameterize",
-    "(Tensor mu, Tensor logvar, Tensor seed, int n_samples, bool mc, str backend) -> (Tensor, Tensor)",
+    "(Tensor mu, Tensor logvar, Tensor seed, int? n_samples, bool mc, str backend) -> (Tensor, Tensor)",
     {"cpu": _forward_native, "cuda": _forward_native, "triton": _forward_triton}, _fake, _setup_context, _backward,
     check=lambda mu, logvar, seed, n_samples, mc: _check(mu, logvar, seed, n_samples),
 )

@@ -16,7 +16,7 @@ void reparameterize_forward(DType t, const void* mu, const void* logvar, const i
                             int64_t B, int64_t Z, int64_t L, bool mc, int threads);
 
 // Gradients of sum(grad_z * z) + sum(grad_kl * kl) with respect to mu and logvar; eps is regenerated
-// from the seed. grad_z may be null (no gradient reaches z).
+// from the seed. grad_z and grad_kl may be null (no gradient reaches that output).
 void reparameterize_backward(DType t, const void* grad_z, const void* grad_kl, const void* mu, const void* logvar,
                              const int64_t* seed, void* grad_mu, void* grad_logvar, int64_t B, int64_t Z, int64_t L,
                              bool mc, int threads);

@@ -74,7 +74,7 @@ AEVB_SIMD void backward_block(const T* grad_z, const R* grad_kl, const T* mu, co
   M m[kChunk], s[kChunk], gm[kChunk], ge[kChunk];
   float eps[kChunk];
   for (int64_t r = 0; r < rows; ++r) {
-    const M g_analytic = mc ? M(0) : M(grad_kl[r]);
+    const M g_analytic = mc || !grad_kl ? M(0) : M(grad_kl[r]);
 #pragma omp simd
     for (int64_t i = r * w; i < (r + 1) * w; ++i) {
       m[i] = load<M>(mu[i]);
@@ -89,7 +89,7 @@ AEVB_SIMD void backward_block(const T* grad_z, const R* grad_kl, const T* mu, co
     const T* gz = grad_z ? grad_z + l * sample_stride : nullptr;
     for (int64_t r = 0; r < rows; ++r) {
       // d/d z of the mc term is z; its direct d/d logvar is -1/2.
-      const M g_mc = mc ? M(grad_kl[l * B + r]) : M(0);
+      const M g_mc = mc && grad_kl ? M(grad_kl[l * B + r]) : M(0);
 #pragma omp simd
       for (int64_t i = r * w; i < (r + 1) * w; ++i) {
         const M e = eps[i];
@@ -101,9 +101,9 @@ AEVB_SIMD void backward_block(const T* grad_z, const R* grad_kl, const T* mu, co
     }
   }
   for (int64_t r = 0; r < rows; ++r) {
-    const M g_analytic = mc ? M(0) : M(grad_kl[r]);
+    const M g_analytic = mc || !grad_kl ? M(0) : M(grad_kl[r]);
     M g_mc_sum = 0;
-    for (int64_t l = 0; mc && l < L; ++l) g_mc_sum += M(grad_kl[l * B + r]);
+    for (int64_t l = 0; mc && grad_kl && l < L; ++l) g_mc_sum += M(grad_kl[l * B + r]);
 #pragma omp simd
     for (int64_t i = r * w; i < (r + 1) * w; ++i) {
       // d KL / d logvar = (sigma^2 - 1) / 2, the samples' sigma eps / 2 and -1/2 (mc)
@@ -161,7 +161,7 @@ void reparameterize_backward(DType t, const void* grad_z, const void* grad_kl, c
     for_each_row_group(B, Z, rows_per_unit(Z), threads_for(B * Z * (L + 1), threads),
                        [&](int64_t b, int64_t last, int64_t begin, int64_t end) {
                          const int64_t at = b * Z + begin;
-                         backward_block<T, R>(gz ? gz + at : nullptr, gkl + b, mu_ + at, lv_ + at, gm + at, gv + at,
+                         backward_block<T, R>(gz ? gz + at : nullptr, gkl ? gkl + b : nullptr, mu_ + at, lv_ + at, gm + at, gv + at,
                                               last - b, end - begin, L, B, stride, noise.key,
                                               noise.first + static_cast<uint64_t>(at), noise.stride, mc);
                        });

@@ -18,7 +18,7 @@ namespace aevb::cuda {
 void reparameterize_forward(DType t, const void* mu, const void* logvar, const int64_t* seed, void* z, void* kl,
                             int64_t B, int64_t Z, int64_t L, bool mc, int device, void* stream);
 
-// grad_z may be null; grad_kl may not.
+// grad_z and grad_kl may be null (no gradient reaches that output).
 void reparameterize_backward(DType t, const void* grad_z, const void* grad_kl, const void* mu, const void* logvar,
                              const int64_t* seed, void* grad_mu, void* grad_logvar, int64_t B, int64_t Z, int64_t L,
                              bool mc, int device, void* stream);

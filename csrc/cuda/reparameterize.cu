@@ -77,7 +77,7 @@ __global__ void __launch_bounds__(kBlockThreads)
   for_each_row(B, [&](int64_t b, bool valid) {
     if (!valid) return;
     const int64_t at = b * Z;
-    const M g_analytic = mc ? M(0) : grad_kl[b];
+    const M g_analytic = mc || grad_kl == nullptr ? M(0) : grad_kl[b];
     for_each_pack<V>(Z, [&](int64_t j) {
       M m[V], v[V], s[V], gm[V], ge[V];
       load_pack<ALIGNED>(mu + at, j, Z, m);
@@ -93,7 +93,7 @@ __global__ void __launch_bounds__(kBlockThreads)
         const int64_t row = l * B + b;
         const uint64_t noise = noise_row(seed_ptr, l, b, Z);
         // d/dz of the mc term is z; its direct d/dlogvar is -1/2.
-        const M g_mc = mc ? grad_kl[row] : M(0);
+        const M g_mc = mc && grad_kl != nullptr ? grad_kl[row] : M(0);
         g_mc_sum += g_mc;
         M gz[V];
         if (grad_z != nullptr) {
