@@ -22,11 +22,11 @@ namespace aevb::cpu {
 
 constexpr int64_t kChunk = 1024;
 
-// Each thread gets at least this many elements. Alone a kernel gains from a second thread at a few
-// thousand, but called through autograd, its output read by the next op on the calling thread,
-// it lost below ~300,000 (Bernoulli forward + backward, 2 cores: [100, 784] 124 us on one thread,
-// 190 us on two; [400, 784] even; [1000, 784] 877 against 730 us).
-constexpr int64_t kMinElementsPerThread = 1 << 17;
+// Each thread gets at least this many elements. Through autograd (Bernoulli forward + backward,
+// 2 cores) a second thread paid from [100, 784] on (128 -> 102 us) once idle workers kept waiting
+// for the next job for 300 us (thread_pool.cpp); while they slept after ~20 us instead, waking
+// one cost more than it gained below ~300,000 elements.
+constexpr int64_t kMinElementsPerThread = 1 << 14;
 
 // The threads worth using for `elements` of work, at most `threads` (torch's thread count).
 inline int threads_for(int64_t elements, int threads) {
