@@ -33,8 +33,7 @@ namespace {
 // worker cost more than a second thread gained below ~300,000 elements (measured: 2 threads at
 // [100, 784] 20-50 us slower than one when calls came 20-200 us apart). Yielding, it gives way to
 // any runnable thread on that core (torch's, another process's). A worker that arrived after the
-// others had finished
-// was late because the cores are busy: it sleeps at once.
+// others had finished was late because the cores are busy: it sleeps at once.
 constexpr int kIdleSpins = 1500;
 constexpr std::chrono::microseconds kIdleYield{300};
 // The caller's spin for the blocks that workers are finishing (a block is a few microseconds)
