@@ -243,7 +243,8 @@ def test_large_outputs_are_reused_and_released(dtype):
 
     aevb_fast.empty_cache()
     shape = (HUGE_PAGE_MIN_BYTES // dtype.itemsize // 1000 + 1, 1000)
-    t = empty(shape, dtype)
+    cpu = torch.empty(0)
+    t = empty(shape, dtype, cpu)
     assert t.shape == shape and t.dtype == dtype and t.is_contiguous() and t.data_ptr() % (2 << 20) == 0
     assert not t.untyped_storage().resizable()  # a DLPack storage, not torch's allocator's
     t.fill_(1.5)
@@ -253,7 +254,7 @@ def test_large_outputs_are_reused_and_released(dtype):
     assert native.cached_bytes() >= HUGE_PAGE_MIN_BYTES
     before = resident_bytes()
     for _ in range(20):
-        u = empty(shape, dtype)
+        u = empty(shape, dtype, cpu)
         assert u.data_ptr() == address  # the freed buffer, already faulted in
         u.fill_(0)
         del u
@@ -261,13 +262,13 @@ def test_large_outputs_are_reused_and_released(dtype):
     aevb_fast.empty_cache()
     assert native.cached_bytes() == 0
     # Small ones come from torch's allocator.
-    assert empty((3, 5), dtype).untyped_storage().resizable()
+    assert empty((3, 5), dtype, cpu).untyped_storage().resizable()
 
 
 @pytest.mark.skipif("cpu" not in CPU_BACKENDS, reason="the cpu kernels are not built")
 def test_output_cache_size_comes_from_the_environment():
     script = ("import torch, aevb_fast; from aevb_fast.ops._native import empty, native; "
-              "empty((64, 1 << 20), torch.float32); print(native.cached_bytes())")
+              "empty((64, 1 << 20), torch.float32, torch.empty(0)); print(native.cached_bytes())")
     for mib, expected in (("0", 0), ("512", 256 << 20)):
         run = subprocess.run([sys.executable, "-c", script], env={**os.environ, "AEVB_FAST_CPU_CACHE_MB": mib},
                              capture_output=True, text=True, timeout=120)

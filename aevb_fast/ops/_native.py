@@ -44,18 +44,13 @@ def launch(kernel: str, like: torch.Tensor, *args):
 HUGE_PAGE_MIN_BYTES = 32 << 20
 
 
-_CPU = torch.device("cpu")
-
-
-def empty(shape: tuple[int, ...], dtype: torch.dtype, device: torch.device = _CPU) -> torch.Tensor:
-    """An uninitialised contiguous tensor for a kernel to fill. On the CPU, from HUGE_PAGE_MIN_BYTES
-    on, a buffer on transparent huge pages, reused from an earlier freed output of the same size
-    where one is cached (csrc/cpu/huge_pages.h)."""
-    if device.type != "cpu":
-        return torch.empty(shape, dtype=dtype, device=device)
-    if math.prod(shape) * dtype.itemsize >= HUGE_PAGE_MIN_BYTES:
+def empty(shape: tuple[int, ...], dtype: torch.dtype, like: torch.Tensor) -> torch.Tensor:
+    """An uninitialised contiguous tensor on like's device for a kernel to fill. On the CPU, from
+    HUGE_PAGE_MIN_BYTES on, a buffer on transparent huge pages, reused from an earlier freed output
+    of the same size where one is cached (csrc/cpu/huge_pages.h)."""
+    if like.is_cpu and math.prod(shape) * dtype.itemsize >= HUGE_PAGE_MIN_BYTES:
         return torch.from_dlpack(native.empty_on_huge_pages(DTYPE_CODES[dtype], list(shape)))
-    return torch.empty(shape, dtype=dtype)
+    return like.new_empty(shape, dtype=dtype)
 
 
 def empty_cache() -> None:

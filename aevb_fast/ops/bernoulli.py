@@ -58,7 +58,7 @@ def _backward_native(grad, logits, x):
     logits, grad = logits.contiguous(), grad.contiguous()
     x = kernel_target(x, logits.dtype)
     N, D = logits.shape
-    grad_logits = empty((N, D), logits.dtype, logits.device)
+    grad_logits = empty((N, D), logits.dtype, logits)
     launch("bernoulli_backward", logits, dtype_code(logits.dtype), dtype_code(x.dtype), grad.data_ptr(),
            logits.data_ptr(), x.data_ptr(), grad_logits.data_ptr(), N, x.shape[0], D)
     return grad_logits

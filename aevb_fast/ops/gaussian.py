@@ -52,7 +52,7 @@ def _backward_native(grad, x, mean, logvar):
     mean, logvar, grad = mean.contiguous(), logvar.contiguous(), grad.contiguous()
     x = kernel_target(x, mean.dtype)
     N, D = mean.shape
-    grad_mean, grad_logvar = empty((N, D), mean.dtype, mean.device), empty((N, D), mean.dtype, mean.device)
+    grad_mean, grad_logvar = empty((N, D), mean.dtype, mean), empty((N, D), mean.dtype, mean)
     launch("gaussian_backward", mean, dtype_code(mean.dtype), dtype_code(x.dtype), grad.data_ptr(), x.data_ptr(),
            mean.data_ptr(), logvar.data_ptr(), grad_mean.data_ptr(), grad_logvar.data_ptr(), N, x.shape[0], D)
     return grad_mean, grad_logvar

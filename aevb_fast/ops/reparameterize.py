@@ -62,7 +62,7 @@ def _rows(mu):
 def _forward_native(mu, logvar, seed, n_samples, mc):
     mu, logvar = mu.contiguous(), logvar.contiguous()
     (B, Z), (z_shape, kl_shape) = _rows(mu), _shapes(mu, n_samples, mc)
-    z = empty(z_shape, mu.dtype, mu.device)
+    z = empty(z_shape, mu.dtype, mu)
     kl = mu.new_empty(kl_shape, dtype=row_dtype(mu.dtype))
     launch("reparameterize_forward", mu, dtype_code(mu.dtype), mu.data_ptr(), logvar.data_ptr(), seed.data_ptr(),
            z.data_ptr(), kl.data_ptr(), B, Z, 1 if n_samples is None else n_samples, mc)
@@ -92,7 +92,7 @@ def _backward_native(grad_z, grad_kl, mu, logvar, seed, n_samples, mc):
     # A missing gradient (None: nothing used that output) is a null pointer, which the kernels read as zeros.
     grad_z = grad_z.contiguous() if grad_z is not None else None
     grad_kl = grad_kl.contiguous() if grad_kl is not None else None
-    grad_mu, grad_logvar = empty(mu.shape, mu.dtype, mu.device), empty(logvar.shape, logvar.dtype, mu.device)
+    grad_mu, grad_logvar = empty(mu.shape, mu.dtype, mu), empty(mu.shape, mu.dtype, mu)
     launch("reparameterize_backward", mu, dtype_code(mu.dtype), grad_z.data_ptr() if grad_z is not None else 0,
            grad_kl.data_ptr() if grad_kl is not None else 0, mu.data_ptr(), logvar.data_ptr(),
            seed.data_ptr(), grad_mu.data_ptr(), grad_logvar.data_ptr(), B, Z, 1 if n_samples is None else n_samples,
