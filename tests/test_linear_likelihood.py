@@ -5,6 +5,7 @@ gradcheck, opcheck, torch.compile, autocast, the modules and the argument checks
 
 import pytest
 import torch
+from torch.utils._python_dispatch import TorchDispatchMode
 from conftest import CPU_BACKENDS, KERNEL_BACKENDS, TOLERANCES, check_against_reference
 
 import aevb_fast
@@ -221,6 +222,35 @@ def test_chunks_cover_every_row_once_with_its_targets():
             assert [targets[r % len(targets)] for r in range(len(span))] == [i % nx for i in span]
             covered += span
         assert covered == list(range(n))
+
+
+class _AevbOps(TorchDispatchMode):
+    """Names the aevb_fast ops that reach the dispatcher."""
+
+    def __init__(self):
+        super().__init__()
+        self.names = []
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        if str(func).startswith("aevb_fast."):
+            self.names.append(str(func).split(".")[1])
+        return func(*args, **(kwargs or {}))
+
+
+@pytest.mark.skipif("cpu" not in CPU_BACKENDS, reason="the cpu kernels are not built")
+@pytest.mark.parametrize("dtype, chunk_rows, op", [
+    (torch.float32, None, "bernoulli_log_prob"),  # one chunk: the Linear and the likelihood op
+    (torch.float64, 6, "bernoulli_log_prob"),
+    (torch.float32, 5, "linear_bernoulli_log_prob"),  # two chunks
+    (torch.bfloat16, None, "linear_bernoulli_log_prob"),  # half precision: the op's float32 gradient sums
+], ids=str)
+def test_heads_of_one_chunk_run_the_linear_and_the_likelihood(dtype, chunk_rows, op):
+    inputs = _head_inputs(((6,), 5, 11, (6,)), dtype, "cpu", 1)
+    with _AevbOps() as log:
+        out = aevb_fast.linear_bernoulli_log_prob(*inputs.values(), "sum", chunk_rows=chunk_rows, backend="cpu")
+    assert log.names[0] == op
+    expected = _bernoulli_reference("sum", dtype)(*(t.double() for t in inputs.values()))
+    torch.testing.assert_close(out.double(), expected, **_tolerance(dtype))
 
 
 def test_chunk_rule():
