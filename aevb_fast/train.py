@@ -113,10 +113,16 @@ class TrainConfig:
             lr=STEP_SIZE[self.optimizer] if self.lr is None else self.lr)
 
 
-def _log_prior_share(model: VAE, n_train: int) -> torch.Tensor:
-    """The N(0, I) prior on the weight matrices, per datapoint: 1/2 sum W^2 / N. (The authors' code
-    adds M/N of the prior's gradient to each minibatch's summed bound; per datapoint that is 1/N.)"""
-    return 0.5 * sum(p.pow(2).sum() for n, p in model.named_parameters() if n.endswith("weight")) / n_train
+def _add_prior_gradient(weights: list[torch.Tensor], n_train: int) -> None:
+    """The N(0, I) prior on the weight matrices, per datapoint 1/2 sum W^2 / N, as what it does to a
+    step: its gradient W / N added to the weights' gradients in one fused update, after the
+    backward pass and its all-reduce (the same W on every rank). As a loss term it cost a graph of
+    squares, sums and their backward, 2.5 of a 6.9 ms step on 2 CPU cores. (The authors' code adds
+    M/N of the prior's gradient to each minibatch's summed bound; per datapoint that is 1/N.)"""
+    for w in weights:
+        if w.grad is None:
+            w.grad = torch.zeros_like(w)
+    torch._foreach_add_([w.grad for w in weights], weights, alpha=1 / n_train)
 
 
 # Settings a resumed run must share with the checkpoint's: they fix the model, the data order and
@@ -259,6 +265,7 @@ def _train(config: TrainConfig, source: Source, stream, ranks: distributed.Ranks
         # fallback_random: the noise keys come from torch's generator as in eager mode, so a compiled
         # run draws the noise an eager one does (and resumes the same way).
         step_model = torch.compile(step_model, options={"fallback_random": True})
+    weights = [p for name, p in model.named_parameters() if name.endswith("weight")]
     share = config.batch_size // ranks.world_size
     batch_rows = (ranks.rank * share, config.batch_size)
     started, window = time.perf_counter(), []  # the bounds of the minibatches since the last evaluation
@@ -268,7 +275,8 @@ def _train(config: TrainConfig, source: Source, stream, ranks: distributed.Ranks
         with _precision(config, ranks.device):
             loss = step_model(x, n_samples=config.n_samples, estimator=config.estimator, backend=config.backend,
                               fused_head=config.fused_head, batch_rows=batch_rows)
-        (loss + _log_prior_share(model, source.n_train)).backward()
+        loss.backward()
+        _add_prior_gradient(weights, source.n_train)
         # The global minibatch's bound, the same on every rank, so that all stop together on a NaN.
         bound = -distributed.mean_over_ranks(loss.detach(), ranks)
         if not math.isfinite(bound):
