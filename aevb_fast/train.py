@@ -237,7 +237,10 @@ def _train(config: TrainConfig, source: Source, stream, ranks: distributed.Ranks
     torch.manual_seed(config.seed)
     model = VAE(source.dim, config.hidden_dim, config.latent_dim, source.likelihood).to(ranks.device)
     optimizer_class = torch.optim.Adagrad if config.optimizer == "adagrad" else torch.optim.Adam
-    optimizer = optimizer_class(model.parameters(), lr=config.lr)
+    # On the CPU torch's per-tensor update makes a pass over the parameters per operation; the fused
+    # one makes one (a 784-500-20 step at batch 100 on 2 cores: 5.1 -> 3.1 ms). On CUDA, torch's
+    # default (foreach).
+    optimizer = optimizer_class(model.parameters(), lr=config.lr, fused=True if ranks.device.type == "cpu" else None)
     seen, wall, rows = 0, 0.0, []
 
     checkpoint = out / run_files.CHECKPOINT
