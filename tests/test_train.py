@@ -37,6 +37,30 @@ def test_training_improves_the_bound_and_writes_its_files(tmp_path):
                                                    "bound.png", "samples.png", "manifold.png"}  # Nz = 2: the manifold
 
 
+def test_the_weight_prior_adds_its_gradient():
+    # The N(0, I) prior on the weight matrices, 1/2 sum W^2 / N per datapoint, as its gradient W / N
+    # added to each weight's (a weight without a gradient gets W / N); biases take none.
+    from aevb_fast.models import VAE
+    from aevb_fast.train import _add_prior_gradient
+
+    model = VAE(6, 5, 2).double()
+    g = torch.Generator().manual_seed(0)
+    for p in model.parameters():
+        p.grad = torch.randn(p.shape, generator=g, dtype=torch.float64)
+    names = [name for name, _ in model.named_parameters() if name.endswith("weight")]
+    weights = [model.get_parameter(name) for name in names]
+    weights[0].grad = None
+    before = {name: p.grad.clone() for name, p in model.named_parameters() if p.grad is not None}
+    prior = 0.5 * sum(w.pow(2).sum() for w in weights) / 7
+    expected = dict(zip(names, torch.autograd.grad(prior, weights)))
+    _add_prior_gradient(weights, 7)
+    for name, p in model.named_parameters():
+        if name in expected:
+            torch.testing.assert_close(p.grad, before.get(name, 0) + expected[name], rtol=1e-14, atol=1e-16)
+        else:
+            assert torch.equal(p.grad, before[name])
+
+
 def test_resume_ends_where_the_uninterrupted_run_does(tmp_path):
     settings = dict(**TINY, eval_every=600, lr=0.1, figures=False)
     whole = train(TrainConfig(**settings, samples=3000, out=str(tmp_path / "whole")), progress=False)
