@@ -113,16 +113,46 @@ class TrainConfig:
             lr=STEP_SIZE[self.optimizer] if self.lr is None else self.lr)
 
 
-def _add_prior_gradient(weights: list[torch.Tensor], n_train: int) -> None:
-    """The N(0, I) prior on the weight matrices, per datapoint 1/2 sum W^2 / N, as what it does to a
-    step: its gradient W / N added to the weights' gradients in one fused update, after the
-    backward pass and its all-reduce (the same W on every rank). As a loss term it cost a graph of
-    squares, sums and their backward, 2.5 of a 6.9 ms step on 2 CPU cores. (The authors' code adds
-    M/N of the prior's gradient to each minibatch's summed bound; per datapoint that is 1/N.)"""
-    for w in weights:
-        if w.grad is None:
-            w.grad = torch.zeros_like(w)
-    torch._foreach_add_([w.grad for w in weights], weights, alpha=1 / n_train)
+def _optimizer(config: TrainConfig, model: VAE, n_train: int, device: torch.device) -> torch.optim.Optimizer:
+    """Adagrad or Adam over two groups: the weight matrices, then the rest. The N(0, I) prior on the
+    weight matrices, 1/2 sum W^2 / N per datapoint, enters as what it does to a step, its gradient
+    W / N: the weights' weight_decay 1/N, applied inside the optimizer's own pass over the
+    parameters. As a loss term it cost a graph of squares, sums and their backward, 2.5 of a 6.9 ms
+    step on 2 CPU cores. (The authors' code adds M/N of the prior's gradient to each minibatch's
+    summed bound; per datapoint that is 1/N.)"""
+    weights, others = _groups(model)
+    optimizer_class = torch.optim.Adagrad if config.optimizer == "adagrad" else torch.optim.Adam
+    # On the CPU torch's per-tensor update makes a pass over the parameters per operation; the fused
+    # one makes one (a 784-500-20 step at batch 100 on 2 cores: 5.1 -> 3.1 ms). On CUDA, torch's
+    # default (foreach).
+    return optimizer_class([{"params": [p for _, p in weights], "weight_decay": 1 / n_train},
+                            {"params": [p for _, p in others]}],
+                           lr=config.lr, fused=True if device.type == "cpu" else None)
+
+
+def _groups(model: VAE) -> tuple[list, list]:
+    """(name, parameter) pairs of the weight matrices and of the rest, in the model's order."""
+    named = list(model.named_parameters())
+    return [(n, p) for n, p in named if n.endswith("weight")], [(n, p) for n, p in named if not n.endswith("weight")]
+
+
+def _regrouped(saved: dict, model: VAE, optimizer: torch.optim.Optimizer) -> dict:
+    """A checkpoint's optimizer state in this run's two groups. Checkpoints written before the prior
+    moved into the optimizer hold one group over the model's parameters in order (the prior was a
+    loss term then, the same gradient): their state is handed on to the same parameters."""
+    if len(saved["param_groups"]) != 1:
+        return saved
+    (group,) = saved["param_groups"]
+    position = {name: i for i, (name, _) in enumerate(model.named_parameters())}
+    weights, others = _groups(model)
+    order = [position[name] for name, _ in weights + others]  # new index j: the parameter at model position order[j]
+    ids = group["params"]
+    if len(ids) != len(order):
+        raise ValueError(f"the optimizer holds {len(ids)} parameters, the model {len(order)}")
+    state = {j: saved["state"][ids[i]] for j, i in enumerate(order) if ids[i] in saved["state"]}
+    decay = optimizer.param_groups[0]["weight_decay"]
+    return {"state": state, "param_groups": [dict(group, params=list(range(len(weights))), weight_decay=decay),
+                                             dict(group, params=list(range(len(weights), len(order))))]}
 
 
 # Settings a resumed run must share with the checkpoint's: they fix the model, the data order and
@@ -182,7 +212,7 @@ def _restore(state: dict, model: VAE, optimizer: torch.optim.Optimizer, stream, 
     ValueError if they do not fit this run's model and processes."""
     try:
         model.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
+        optimizer.load_state_dict(_regrouped(state["optimizer"], model, optimizer))
         for index, parameter in enumerate(model.parameters()):
             for name, value in optimizer.state[parameter].items():
                 if value.dim() and value.shape != parameter.shape:
@@ -236,11 +266,7 @@ def _train(config: TrainConfig, source: Source, stream, ranks: distributed.Ranks
     out = Path(config.out)
     torch.manual_seed(config.seed)
     model = VAE(source.dim, config.hidden_dim, config.latent_dim, source.likelihood).to(ranks.device)
-    optimizer_class = torch.optim.Adagrad if config.optimizer == "adagrad" else torch.optim.Adam
-    # On the CPU torch's per-tensor update makes a pass over the parameters per operation; the fused
-    # one makes one (a 784-500-20 step at batch 100 on 2 cores: 5.1 -> 3.1 ms). On CUDA, torch's
-    # default (foreach).
-    optimizer = optimizer_class(model.parameters(), lr=config.lr, fused=True if ranks.device.type == "cpu" else None)
+    optimizer = _optimizer(config, model, source.n_train, ranks.device)
     seen, wall, rows = 0, 0.0, []
 
     checkpoint = out / run_files.CHECKPOINT
@@ -268,7 +294,6 @@ def _train(config: TrainConfig, source: Source, stream, ranks: distributed.Ranks
         # fallback_random: the noise keys come from torch's generator as in eager mode, so a compiled
         # run draws the noise an eager one does (and resumes the same way).
         step_model = torch.compile(step_model, options={"fallback_random": True})
-    weights = [p for name, p in model.named_parameters() if name.endswith("weight")]
     share = config.batch_size // ranks.world_size
     batch_rows = (ranks.rank * share, config.batch_size)
     started, window = time.perf_counter(), []  # the bounds of the minibatches since the last evaluation
@@ -279,7 +304,6 @@ def _train(config: TrainConfig, source: Source, stream, ranks: distributed.Ranks
             loss = step_model(x, n_samples=config.n_samples, estimator=config.estimator, backend=config.backend,
                               fused_head=config.fused_head, batch_rows=batch_rows)
         loss.backward()
-        _add_prior_gradient(weights, source.n_train)
         # The global minibatch's bound, the same on every rank, so that all stop together on a NaN.
         bound = -distributed.mean_over_ranks(loss.detach(), ranks)
         if not math.isfinite(bound):

@@ -64,12 +64,15 @@ def _parameters(out: Path) -> dict:
 
 
 def _gradients(out: Path) -> dict:
-    """The gradient of a ONE_STEP run, by parameter name, from Adam's first moment."""
+    """The gradient of a ONE_STEP run (the weight prior's W / N included), by parameter name, from
+    Adam's first moment."""
     state = load_checkpoint(out)
-    (group,), moments = state["optimizer"]["param_groups"], state["optimizer"]["state"]
-    beta1 = group["betas"][0]
-    return {name: moments[index]["exp_avg"] / (1 - beta1)
-            for name, index in zip(state["model"], group["params"], strict=True)}
+    groups, moments = state["optimizer"]["param_groups"], state["optimizer"]["state"]
+    beta1 = groups[0]["betas"][0]
+    # The groups: the weight matrices, then the rest (aevb_fast.train), in the model's order.
+    names = sorted(state["model"], key=lambda name: not name.endswith("weight"))
+    ids = [index for group in groups for index in group["params"]]
+    return {name: moments[index]["exp_avg"] / (1 - beta1) for name, index in zip(names, ids, strict=True)}
 
 
 def _assert_gradients_close(actual: dict, expected: dict, fraction: float) -> None:

@@ -37,28 +37,50 @@ def test_training_improves_the_bound_and_writes_its_files(tmp_path):
                                                    "bound.png", "samples.png", "manifold.png"}  # Nz = 2: the manifold
 
 
-def test_the_weight_prior_adds_its_gradient():
-    # The N(0, I) prior on the weight matrices, 1/2 sum W^2 / N per datapoint, as its gradient W / N
-    # added to each weight's (a weight without a gradient gets W / N); biases take none.
+@pytest.mark.parametrize("optimizer", ["adagrad", "adam"])
+def test_the_weight_prior_is_the_weights_decay(optimizer):
+    # The N(0, I) prior on the weight matrices, 1/2 sum W^2 / N per datapoint, as the weights'
+    # weight_decay 1/N: two steps of the run's optimizer on the loss are two steps of torch's plain
+    # optimizer on the loss plus the prior term.
     from aevb_fast.models import VAE
-    from aevb_fast.train import _add_prior_gradient
+    from aevb_fast.train import _optimizer
 
-    model = VAE(6, 5, 2).double()
-    g = torch.Generator().manual_seed(0)
-    for p in model.parameters():
-        p.grad = torch.randn(p.shape, generator=g, dtype=torch.float64)
-    names = [name for name, _ in model.named_parameters() if name.endswith("weight")]
-    weights = [model.get_parameter(name) for name in names]
-    weights[0].grad = None
-    before = {name: p.grad.clone() for name, p in model.named_parameters() if p.grad is not None}
-    prior = 0.5 * sum(w.pow(2).sum() for w in weights) / 7
-    expected = dict(zip(names, torch.autograd.grad(prior, weights)))
-    _add_prior_gradient(weights, 7)
+    torch.manual_seed(0)
+    run, plain = VAE(6, 5, 2).double(), VAE(6, 5, 2).double()
+    plain.load_state_dict(run.state_dict())
+    x = torch.rand(4, 6, dtype=torch.float64)
+    config = TrainConfig(optimizer=optimizer, lr=0.1)
+    run_optimizer = _optimizer(config, run, 7, torch.device("cpu"))
+    plain_optimizer = (torch.optim.Adagrad if optimizer == "adagrad" else torch.optim.Adam)(plain.parameters(), lr=0.1)
+    for step in range(2):
+        for model, opt, prior in ((run, run_optimizer, False), (plain, plain_optimizer, True)):
+            torch.manual_seed(step)
+            opt.zero_grad()
+            loss = model(x, batch_rows=(0, 4))
+            if prior:
+                loss = loss + 0.5 * sum(p.pow(2).sum() for n, p in model.named_parameters() if n.endswith("weight")) / 7
+            loss.backward()
+            opt.step()
+    for (name, p), q in zip(run.named_parameters(), plain.parameters()):
+        torch.testing.assert_close(p, q, rtol=1e-12, atol=1e-14, msg=lambda m: f"{name}: {m}")
+
+
+def test_checkpoints_of_one_optimizer_group_load_into_the_two():
+    # Written before the prior became the weights' decay: one group over the model's parameters in
+    # order. Each parameter's state goes to the same parameter in the run's two groups.
+    from aevb_fast.models import VAE
+    from aevb_fast.train import _optimizer, _regrouped
+
+    model = VAE(6, 5, 2)
+    old = torch.optim.Adagrad(model.parameters(), lr=0.1)
+    model(torch.rand(4, 6), batch_rows=(0, 4)).backward()
+    old.step()
+    optimizer = _optimizer(TrainConfig(optimizer="adagrad", lr=0.1), model, 7, torch.device("cpu"))
+    optimizer.load_state_dict(_regrouped(old.state_dict(), model, optimizer))
+    assert [g["weight_decay"] for g in optimizer.param_groups] == [1 / 7, 0]
     for name, p in model.named_parameters():
-        if name in expected:
-            torch.testing.assert_close(p.grad, before.get(name, 0) + expected[name], rtol=1e-14, atol=1e-16)
-        else:
-            assert torch.equal(p.grad, before[name])
+        torch.testing.assert_close(optimizer.state[p]["sum"], old.state[p]["sum"], rtol=0, atol=0,
+                                   msg=lambda m: f"{name}: {m}")
 
 
 def test_resume_ends_where_the_uninterrupted_run_does(tmp_path):
