@@ -48,24 +48,31 @@ inline int64_t grain_for(int64_t units, int threads) {
 // scalar tails of 20-element rows). Longer rows are cut into chunks, one row per unit.
 inline int64_t rows_per_unit(int64_t cols) { return cols >= kChunk ? 1 : kChunk / std::max<int64_t>(cols, 1); }
 
-// For each unit of rows [first_row, last_row) and columns [begin, end) (several whole rows, or one
-// chunk of one row) calls unit(first_row, last_row, begin, end, partial) with `width` doubles per
-// row to fill (row r's at partial + (r - first_row) * width), then writes
-// out[w * rows + row] = sum over the row's chunks of its partial[w], in chunk order.
-// `group` is rows_per_unit(cols) or 1; `threads` is from threads_for.
-template <typename R, typename Unit>
-void reduce_row_groups(int64_t rows, int64_t cols, int64_t group, int64_t width, R* out, int threads, Unit&& unit) {
+// Calls unit(first_row, last_row, begin, end) on every unit of rows [first_row, last_row) and
+// columns [begin, end): several whole rows, or one chunk of one row. `group` is rows_per_unit(cols)
+// or 1; `threads` is from threads_for.
+template <typename Unit>
+void for_each_row_group(int64_t rows, int64_t cols, int64_t group, int threads, Unit&& unit) {
   const int64_t chunks = num_chunks(cols);
-  const int64_t groups = (rows + group - 1) / group;
-  const int64_t units = groups * chunks;
-  std::vector<double> partial(static_cast<size_t>(rows * chunks * width));
+  const int64_t units = (rows + group - 1) / group * chunks;
   parallel_for(units, grain_for(units, threads), threads - 1, [&](int64_t first, int64_t last) {
     for (int64_t u = first; u < last; ++u) {
       const int64_t row = (u / chunks) * group, begin = (u % chunks) * kChunk;
-      // group > 1 only where a row is one chunk, so the group's partials are consecutive
-      unit(row, std::min(rows, row + group), begin, std::min(cols, begin + kChunk),
-           partial.data() + (row * chunks + u % chunks) * width);  // width may be 0
+      unit(row, std::min(rows, row + group), begin, std::min(cols, begin + kChunk));
     }
+  });
+}
+
+// for_each_row_group with `width` doubles per row of each unit to fill (row r's at
+// partial + (r - first_row) * width): unit(first_row, last_row, begin, end, partial); then writes
+// out[w * rows + row] = sum over the row's chunks of its partial[w], in chunk order.
+template <typename R, typename Unit>
+void reduce_row_groups(int64_t rows, int64_t cols, int64_t group, int64_t width, R* out, int threads, Unit&& unit) {
+  const int64_t chunks = num_chunks(cols);
+  std::vector<double> partial(static_cast<size_t>(rows * chunks * width));
+  for_each_row_group(rows, cols, group, threads, [&](int64_t row, int64_t last, int64_t begin, int64_t end) {
+    // group > 1 only where a row is one chunk, so the group's partials are consecutive
+    unit(row, last, begin, end, partial.data() + (row * chunks + begin / kChunk) * width);  // width may be 0
   });
   for (int64_t row = 0; row < rows; ++row) {
     for (int64_t w = 0; w < width; ++w) {
@@ -83,20 +90,6 @@ void reduce_rows(int64_t rows, int64_t cols, int64_t width, R* out, int threads,
                     [&](int64_t row, int64_t, int64_t begin, int64_t end, double* partial) {
                       unit(row, begin, end, partial);
                     });
-}
-
-// Calls unit(first_row, last_row, begin, end) on every unit as reduce_row_groups cuts them; for
-// element-wise kernels.
-template <typename Unit>
-void for_each_row_group(int64_t rows, int64_t cols, int64_t group, int threads, Unit&& unit) {
-  const int64_t chunks = num_chunks(cols);
-  const int64_t units = (rows + group - 1) / group * chunks;
-  parallel_for(units, grain_for(units, threads), threads - 1, [&](int64_t first, int64_t last) {
-    for (int64_t u = first; u < last; ++u) {
-      const int64_t row = (u / chunks) * group, begin = (u % chunks) * kChunk;
-      unit(row, std::min(rows, row + group), begin, std::min(cols, begin + kChunk));
-    }
-  });
 }
 
 // for_each_row_group one row at a time: unit(row, begin, end).

@@ -161,8 +161,8 @@ void reparameterize_backward(DType t, const void* grad_z, const void* grad_kl, c
     for_each_row_group(B, Z, rows_per_unit(Z), threads_for(B * Z * (L + 1), threads),
                        [&](int64_t b, int64_t last, int64_t begin, int64_t end) {
                          const int64_t at = b * Z + begin;
-                         backward_block<T, R>(gz ? gz + at : nullptr, gkl ? gkl + b : nullptr, mu_ + at, lv_ + at, gm + at, gv + at,
-                                              last - b, end - begin, L, B, stride, noise.key,
+                         backward_block<T, R>(gz ? gz + at : nullptr, gkl ? gkl + b : nullptr, mu_ + at, lv_ + at,
+                                              gm + at, gv + at, last - b, end - begin, L, B, stride, noise.key,
                                               noise.first + static_cast<uint64_t>(at), noise.stride, mc);
                        });
   });
