@@ -153,6 +153,14 @@ PYBIND11_MODULE(_C, m) {
       },
       nogil);
   m.def(
+      "adagrad_step",
+      [](int t, uintptr_t param, uintptr_t grad, uintptr_t sum, int64_t n, double lr, double weight_decay, double eps,
+         int threads) {
+        aevb::cpu::adagrad_step(dtype(t), ptr<void>(param), ptr<const void>(grad), ptr<void>(sum), n, lr, weight_decay,
+                                eps, threads);
+      },
+      nogil);
+  m.def(
       "philox_words",
       [](uint64_t seed, uint64_t offset, int64_t n, uintptr_t out) {
         aevb::cpu::philox_words(seed, offset, n, ptr<uint32_t>(out));

@@ -44,6 +44,11 @@ void gaussian_backward(DType t, DType tx, const void* grad_log_prob, const void*
                        const void* logvar, void* grad_mean, void* grad_logvar, int64_t N, int64_t Nx, int64_t D,
                        int threads);
 
+// One Adagrad step of n parameters (lr_decay = 0), denormals flushed to zero (adagrad.cpp):
+// g = grad + weight_decay * param, sum += g^2, param -= lr * g / (sqrt(sum) + eps). float32 or float64.
+void adagrad_step(DType t, void* param, const void* grad, void* sum, int64_t n, double lr, double weight_decay,
+                  double eps, int threads);
+
 // The four Philox4x32-10 words at counters offset .. offset + n - 1, key seed: out[4 * i + k].
 void philox_words(uint64_t seed, uint64_t offset, int64_t n, uint32_t* out);
 

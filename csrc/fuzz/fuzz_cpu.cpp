@@ -96,7 +96,14 @@ void run_case(Fuzzer& f) {
   const int threads = static_cast<int>(f.pick({1, 2}));
   const int64_t rows = f.pick({0, 1, 2, 3, 7, 64, 301});
   const int64_t cols = f.pick({1, 2, 3, 17, 1023, 1024, 1025, 3000});
-  const int64_t op = f.pick({0, 1, 2, 3, 4, 5});
+  const int64_t op = f.pick({0, 1, 2, 3, 4, 5, 6});
+  if (op == 6) {  // an Adagrad step of float32 or float64 parameters
+    const DType p = t == DType::f64 ? DType::f64 : DType::f32;
+    Bytes param = f.values(p, rows * cols), grad = f.values(p, rows * cols), sum = f.values(p, rows * cols);
+    aevb::cpu::adagrad_step(p, data(param), data(grad), data(sum), rows * cols, std::fabs(f.value()),
+                            std::fabs(f.value()), 1e-10, threads);
+    return;
+  }
   if (op <= 1) {  // reparameterize forward / backward
     const int64_t L = f.pick({0, 1, 3});
     const bool mc = f.pick({0, 1}) == 1;
