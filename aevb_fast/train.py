@@ -247,7 +247,7 @@ def train(config: TrainConfig, resume: bool = False, progress: bool | None = Non
             plots.pyplot()  # fail now, not after the training, if matplotlib is missing
         source = open_source(config.dataset, config.data_path)
         config = config.resolved(source)
-        stream = source.minibatches(config.batch_size, config.seed, ranks.rank, ranks.world_size)
+        stream = source.minibatches(config.batch_size, config.seed, ranks.rank, ranks.world_size, ranks.device)
         with contextlib.ExitStack() as held:
             run, problem = None, None
             if ranks.main:  # rank 0 alone writes; every rank stops if it cannot
@@ -299,7 +299,11 @@ def _train(config: TrainConfig, source: Source, stream, ranks: distributed.Ranks
         step_model = torch.compile(step_model, options={"fallback_random": True})
     share = config.batch_size // ranks.world_size
     batch_rows = (ranks.rank * share, config.batch_size)
-    started, window = time.perf_counter(), []  # the bounds of the minibatches since the last evaluation
+    started, shown = time.perf_counter(), 0.0
+    # The minibatches' bounds since the last evaluation, summed where the step runs: read only at an
+    # evaluation (and, on a terminal, for the progress line twice a second), so a step never waits
+    # for the device.
+    window, window_steps = torch.zeros((), dtype=torch.float64, device=ranks.device), 0
     while seen < config.samples:
         x = datasets.to_unit(stream.next().to(ranks.device))
         optimizer.zero_grad(set_to_none=True)
@@ -307,20 +311,26 @@ def _train(config: TrainConfig, source: Source, stream, ranks: distributed.Ranks
             loss = step_model(x, n_samples=config.n_samples, estimator=config.estimator, backend=config.backend,
                               fused_head=config.fused_head, batch_rows=batch_rows)
         loss.backward()
-        # The global minibatch's bound, the same on every rank, so that all stop together on a NaN.
-        bound = -distributed.mean_over_ranks(loss.detach(), ranks)
-        if not math.isfinite(bound):
-            _diverged(f"the bound of the minibatch at {seen + config.batch_size:,} samples is {bound}", checkpoint,
-                      saved_at)
         optimizer.step()
+        window.sub_(loss.detach())
         seen += config.batch_size
-        window.append(bound)
+        window_steps += 1
         elapsed = wall + time.perf_counter() - started
-        if progress:
-            print(f"\r{seen:>12,} samples  bound {sum(window) / len(window):9.2f}  {seen / elapsed:8,.0f} samples/s",
+        if progress and elapsed - shown >= 0.5:  # this rank's share of the minibatches
+            shown = elapsed
+            print(f"\r{seen:>12,} samples  bound {window.item() / window_steps:9.2f}  {seen / elapsed:8,.0f} samples/s",
                   end="", file=sys.stderr, flush=True)
         if seen % config.eval_every < config.batch_size or seen >= config.samples:
-            window.clear()
+            # The global minibatches' bounds, the same on every rank, so that all stop together on a NaN.
+            bound = distributed.sum_over_ranks([window.item()], ranks)[0] / ranks.world_size
+            if not math.isfinite(bound):
+                first = seen - (window_steps - 1) * config.batch_size
+                _diverged(f"the bound of the minibatch at {seen:,} samples is {bound}" if window_steps == 1 else
+                          f"the bound of a minibatch between {first:,} and {seen:,} samples is {bound}", checkpoint,
+                          saved_at)
+            window.zero_()
+            window_steps = 0
+            elapsed = wall + time.perf_counter() - started  # the device has caught up with the steps
             train_bound, test_bound = (_bound(model, source, split, config, ranks, seen) for split in ("train", "test"))
             if not (math.isfinite(train_bound) and math.isfinite(test_bound)):
                 _diverged(f"the bounds at {seen:,} samples are {train_bound} (train) and {test_bound} (test)",

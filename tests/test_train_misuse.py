@@ -352,6 +352,23 @@ def test_a_diverged_run_stops_with_a_message_and_keeps_its_last_good_checkpoint(
     assert load_checkpoint(tmp_path / "again")["samples"] == 40
 
 
+def test_a_non_finite_bound_between_evaluations_names_the_minibatches_it_lies_in(tmp_path, data, monkeypatch):
+    # The steps' bounds are summed where they run and read at the evaluation: a NaN in the second of
+    # three minibatches is found there, before the evaluation, and named by the window it lies in.
+    forward, steps = VAE.forward, []
+
+    def poisoned(self, x, **kwargs):
+        loss = forward(self, x, **kwargs)
+        steps.append(torch.is_grad_enabled())
+        return loss * math.nan if sum(steps) == 2 else loss
+
+    monkeypatch.setattr(VAE, "forward", poisoned)
+    with pytest.raises(RunFailed, match=r"training diverged: the bound of a minibatch between 20 and 60 samples is "
+                                        r"nan; no checkpoint was written"):
+        train(_config(data, tmp_path / "run", samples=200, eval_every=60), progress=False)
+    assert sum(steps) == 3
+
+
 # 13. A data set without test rows
 
 def test_a_data_set_without_test_rows_is_refused(tmp_path):
