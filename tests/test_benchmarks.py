@@ -2,7 +2,8 @@
 which runs the benchmark runner at tiny sizes, and its time budget; the runner's machinery (size
 sets, the warm-copy memory limit, the per-call overhead, the targets, the busy process of --load, the
 partial results a SIGTERM leaves); the pytest-benchmark micro-benchmarks at tiny sizes with timing
-off; and the streaming reader's measurement (benchmarks/scaling.py) on full MNIST.
+off; the streaming reader's measurement (benchmarks/scaling.py) on full MNIST; and the whole
+training runs' comparison (benchmarks/training.py), a few steps each.
 
 Nothing here asserts on speed: the machine may be loaded, and timings only need to exist."""
 
@@ -239,3 +240,15 @@ def test_reader_benchmark_runs(tmp_path):
 
     text = scaling.reader(str(MNIST), tmp_path, passes=2)
     assert "| reader, first pass |" in text and (tmp_path / "reader.md").read_text() == text
+
+
+def test_training_benchmark_runs(tmp_path):
+    from benchmarks import training
+
+    training.main(["--samples", "3000", "--warmup", "200", "--rounds", "1", "--batch-size", "100", "--eval-rows", "100",
+                   "--out", str(tmp_path)])
+    with open(tmp_path / "training.csv") as f:
+        rows = list(csv.DictReader(f))
+    assert [r["provider"] for r in rows] == ["plain PyTorch", "plain PyTorch + prior", "aevb-fast train (+ prior)"]
+    assert all(float(r["samples_per_s"]) > 0 and r["batch"] == "100" for r in rows)
+    assert "| 100 | aevb-fast train (+ prior) |" in (tmp_path / "training.md").read_text()
