@@ -1,7 +1,7 @@
 """Training the paper's model on tiny settings: the bound improves, metrics and checkpoints are
 written, the loop reaches a plain loop's parameters and a resumed run ends where the uninterrupted
-one does (both bit for bit on CPU), a damaged
-checkpoint falls back to the previous one, checkpoints run no code when loaded, and the CLI."""
+one does (both bit for bit on CPU), a damaged checkpoint falls back to the previous one,
+checkpoints run no code when loaded, and the CLI."""
 
 import csv
 import json
