@@ -3,8 +3,10 @@
     import aevb_fast
     z = aevb_fast.reparameterize(mu, logvar)
     loss = aevb_fast.vae_loss(logits, x, mu, logvar, reduction="sum")
+    optimizer = aevb_fast.optim.Adagrad(model.parameters(), lr=0.02, weight_decay=1 / N)
 """
 
+from . import optim
 from ._version import __version__
 from .functional import (
     bernoulli_log_prob,
@@ -34,6 +36,7 @@ __all__ = [
     "gaussian_log_prob",
     "linear_bernoulli_log_prob",
     "linear_gaussian_log_prob",
+    "optim",
     "reparameterize",
     "reparameterize_kl",
     "vae_loss",
