@@ -92,11 +92,6 @@ def sum_over_ranks(values: list[float], ranks: Ranks) -> list[float]:
     return total.tolist()
 
 
-def mean_over_ranks(value: torch.Tensor, ranks: Ranks) -> float:
-    """A scalar tensor's mean over the ranks (every rank gets it), as a float."""
-    return sum_over_ranks([value.item()], ranks)[0] / ranks.world_size
-
-
 def gather(value, ranks: Ranks) -> list:
     """Every rank's `value` (any picklable object), in rank order, on every rank."""
     if ranks.world_size == 1:

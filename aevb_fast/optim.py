@@ -62,23 +62,22 @@ class Adagrad(torch.optim.Adagrad):
             steps = [self.state[p]["step"] for p in params]
             if (group["lr_decay"] or group["maximize"] or group["differentiable"]
                     or any(g.is_sparse or p.is_complex() for p, g in zip(params, grads))):
-                _torch_adagrad(params, grads, totals, steps, lr=group["lr"],
-                                            weight_decay=group["weight_decay"], lr_decay=group["lr_decay"],
-                                            eps=group["eps"], has_sparse_grad=any(g.is_sparse for g in grads),
-                                            maximize=group["maximize"], differentiable=group["differentiable"],
-                                            has_complex=any(p.is_complex() for p in params))
+                _torch_adagrad(params, grads, totals, steps, lr=group["lr"], weight_decay=group["weight_decay"],
+                               lr_decay=group["lr_decay"], eps=group["eps"],
+                               has_sparse_grad=any(g.is_sparse for g in grads), maximize=group["maximize"],
+                               differentiable=group["differentiable"], has_complex=any(p.is_complex() for p in params))
                 continue
             torch._foreach_add_(steps, 1)
             lr, weight_decay, eps = group["lr"], group["weight_decay"], group["eps"]
-            fused = [_native_ok(p, g, s) for p, g, s in zip(params, grads, totals)]
-            for p, g, s, ok in zip(params, grads, totals, fused):
-                if ok:
+            rest = []
+            for p, g, s in zip(params, grads, totals):
+                if _native_ok(p, g, s):
                     native.adagrad_step(dtype_code(p.dtype), p.data_ptr(), g.data_ptr(), s.data_ptr(), p.numel(), lr,
                                         weight_decay, eps, torch.get_num_threads())
-            rest = [i for i, ok in enumerate(fused) if not ok]
+                else:
+                    rest.append((p, g, s))
             if rest:
-                _foreach_step([params[i] for i in rest], [grads[i] for i in rest], [totals[i] for i in rest], lr,
-                              weight_decay, eps)
+                _foreach_step(*map(list, zip(*rest)), lr, weight_decay, eps)
         return loss
 
 

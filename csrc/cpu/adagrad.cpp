@@ -56,11 +56,8 @@ void adagrad_step(DType t, void* param, const void* grad, void* sum, int64_t n, 
     T* p = static_cast<T*>(param);
     const T* g = static_cast<const T*>(grad);
     T* s = static_cast<T*>(sum);
-    const int64_t blocks = num_chunks(n);
-    const int used = threads_for(n, threads);
-    parallel_for(blocks, grain_for(blocks, used), used - 1, [&](int64_t first, int64_t last) {
+    for_each_chunk(1, n, threads_for(n, threads), [&](int64_t, int64_t begin, int64_t end) {
       const FlushDenormals flush;
-      const int64_t begin = first * kChunk, end = std::min(n, last * kChunk);
       step_block<T>(p + begin, g + begin, s + begin, end - begin, static_cast<T>(lr), static_cast<T>(weight_decay),
                     static_cast<T>(eps));
     });
