@@ -6,7 +6,9 @@
 #      per-call overhead and the training step, float32 and bfloat16, at most 300 s (stopped there,
 #      the runner writes what it measured);
 #   3. the tests, with the Triton kernels compiled and the CUDA kernels on CUDA tensors;
-#   4. a short training run of full MNIST under torchrun (nccl, bfloat16 autocast, torch.compile);
+#   4. whole training runs of full MNIST side by side (benchmarks/training.py: plain PyTorch with
+#      and without the weight prior, aevb-fast train; M = 100 and 1000), then a short training run
+#      under torchrun (nccl, bfloat16 autocast, torch.compile);
 #   5. the CUDA kernels' tests under compute-sanitizer's memcheck.
 # The benchmark runs first: GPU timings are what only this machine gives, and a lease that ends
 # early still leaves them.
@@ -124,6 +126,8 @@ else
     mnist=../shared/data/mnist
   fi
   if wants training && [ -d "$mnist" ]; then
+    step "Training runs (plain PyTorch, aevb-fast train; M = 100 and 1000)" 30 120 "$python" -m benchmarks.training \
+      --device cuda --data-path "$mnist" --samples 2e5 --warmup 2e4 --rounds 1 --out "$out" || status=1
     step "Training (torchrun, nccl, bfloat16, torch.compile)" 60 120 "$python" -m torch.distributed.run \
       --standalone --nproc_per_node 1 -m aevb_fast train --device cuda --dataset mnist --data-path "$mnist" \
       --precision bfloat16 --compile --batch-size 1000 --lr 0.1 --samples 3e5 --eval-every 1e5 --no-figures \
