@@ -1,3 +1,4 @@
-from .cli import main
+# `python -m aevb_fast` is the application's command line; the library itself never imports it.
+from .training.cli import main
 
 raise SystemExit(main())

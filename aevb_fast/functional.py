@@ -44,6 +44,7 @@ from collections.abc import Callable, Sequence
 import torch
 
 from . import reference
+from ._checks import check_backend, check_beta, check_choice, check_chunk_rows, check_iwae, check_n_samples
 from .ops import backends
 from .ops.bernoulli import bernoulli_log_prob as _bernoulli_op
 from .ops.gaussian import gaussian_log_prob as _gaussian_op
@@ -65,42 +66,12 @@ _VALUE_DTYPES = (torch.float32, torch.float64, *_HALF)
 _TARGET_DTYPES = (*_VALUE_DTYPES, torch.uint8, torch.bool)
 
 
-# Argument checks, shared with aevb_fast.modules.
-
-def check_choice(name: str, value, choices: Sequence[str]) -> None:
-    if value not in choices:
-        raise ValueError(f"{name}={value!r} is not supported; expected one of {', '.join(map(repr, choices))}")
-
-
-def check_n_samples(n_samples, allow_none: bool = True) -> None:
-    if n_samples is None and allow_none:
-        return
-    if isinstance(n_samples, bool) or not isinstance(n_samples, int) or n_samples < 1:
-        raise ValueError(f"n_samples must be a positive int{' or None' if allow_none else ''}, got {n_samples!r}")
-
-
-def check_beta(beta) -> None:
-    if isinstance(beta, bool) or not isinstance(beta, (int, float)) or not math.isfinite(beta) or beta < 0:
-        raise ValueError(f"beta must be a finite number >= 0, got {beta!r}")
-
-
-def check_iwae(iwae: bool, estimator: str, beta: float) -> None:
-    if iwae and estimator != "mc":
-        raise ValueError(f"iwae=True needs estimator='mc' (per-sample log q(z|x) - log p(z)), got estimator={estimator!r}")
-    if iwae and beta != 1:
-        raise ValueError(f"iwae=True is the bound for beta=1, got beta={beta!r}")
-
-
-def check_backend(backend, device: torch.device | None = None) -> None:
-    """ValueError unless backend names a backend, and (given a device) one that can serve it here."""
-    if backend is None:
-        return
-    backends.requested(backend)
-    if device is not None:
-        try:
-            backends.resolve(backend, device)
-        except RuntimeError as error:
-            raise ValueError(str(error)) from None
+def backend_for(device: torch.device | str, backend: str | None = None) -> str:
+    """The backend that serves calls on tensors of `device` for the backend= argument `backend`
+    (None: AEVB_FAST_BACKEND, else auto): "cpu", "cuda", "triton" or "torch". ValueError if the name
+    is not a backend or cannot serve that device here, saying why."""
+    check_backend(backend, torch.device(device))
+    return backends.resolve(backend, torch.device(device))
 
 
 def _describe(t: torch.Tensor) -> str:
@@ -365,11 +336,6 @@ _LIKELIHOOD_ROWS = {"bernoulli": (_bernoulli_inputs, _bernoulli_rows), "gaussian
 
 
 # The decoder's output layer and its likelihood in one op.
-
-def check_chunk_rows(chunk_rows) -> None:
-    if chunk_rows is not None and (isinstance(chunk_rows, bool) or not isinstance(chunk_rows, int) or chunk_rows < 1):
-        raise ValueError(f"chunk_rows must be a positive int or None, got {chunk_rows!r}")
-
 
 def _linear_head(op, h, params: dict, x, options, reduction, chunk_rows, backend, reference_values, reference_fn,
                  fused_fn):

@@ -6,6 +6,7 @@ import torch
 from torch import nn
 
 from . import functional as F
+from ._checks import check_backend, check_beta, check_choice, check_chunk_rows, check_iwae, check_n_samples
 from .reference import REDUCTIONS
 
 
@@ -14,8 +15,8 @@ class Reparameterize(nn.Module):
 
     def __init__(self, n_samples: int | None = None, backend: str | None = None):
         super().__init__()
-        F.check_n_samples(n_samples)
-        F.check_backend(backend)
+        check_n_samples(n_samples)
+        check_backend(backend)
         self.n_samples, self.backend = n_samples, backend
 
     def forward(self, mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
@@ -31,10 +32,10 @@ class VAELoss(nn.Module):
     def __init__(self, reduction: str = "mean", beta: float = 1.0, likelihood: str = "bernoulli",
                  backend: str | None = None):
         super().__init__()
-        F.check_choice("reduction", reduction, REDUCTIONS)
-        F.check_beta(beta)
-        F.check_choice("likelihood", likelihood, F.LIKELIHOODS)
-        F.check_backend(backend)
+        check_choice("reduction", reduction, REDUCTIONS)
+        check_beta(beta)
+        check_choice("likelihood", likelihood, F.LIKELIHOODS)
+        check_backend(backend)
         self.reduction, self.beta, self.likelihood, self.backend = reduction, beta, likelihood, backend
 
     def forward(self, recon, x: torch.Tensor, mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
@@ -54,13 +55,13 @@ class ELBOLoss(nn.Module):
         super().__init__()
         if not callable(decoder):
             raise TypeError(f"decoder must be callable (an nn.Module or function), got {type(decoder).__name__}")
-        F.check_n_samples(n_samples, allow_none=False)
-        F.check_choice("estimator", estimator, F.ESTIMATORS)
-        F.check_beta(beta)
-        F.check_iwae(iwae, estimator, beta)
-        F.check_choice("likelihood", likelihood, F.LIKELIHOODS)
-        F.check_choice("reduction", reduction, REDUCTIONS)
-        F.check_backend(backend)
+        check_n_samples(n_samples, allow_none=False)
+        check_choice("estimator", estimator, F.ESTIMATORS)
+        check_beta(beta)
+        check_iwae(iwae, estimator, beta)
+        check_choice("likelihood", likelihood, F.LIKELIHOODS)
+        check_choice("reduction", reduction, REDUCTIONS)
+        check_backend(backend)
         self.decoder = decoder
         self.n_samples, self.estimator, self.iwae, self.beta = n_samples, estimator, iwae, beta
         self.likelihood, self.reduction, self.backend = likelihood, reduction, backend
@@ -90,9 +91,9 @@ class FusedLinearBernoulli(nn.Linear):
     def __init__(self, in_features: int, out_features: int, bias: bool = True, reduction: str = "none", *,
                  chunk_rows: int | None = None, backend: str | None = None, device=None, dtype=None):
         _check_features(in_features=in_features, out_features=out_features)
-        F.check_choice("reduction", reduction, REDUCTIONS)
-        F.check_chunk_rows(chunk_rows)
-        F.check_backend(backend)
+        check_choice("reduction", reduction, REDUCTIONS)
+        check_chunk_rows(chunk_rows)
+        check_backend(backend)
         super().__init__(in_features, out_features, bias, device=device, dtype=dtype)
         self.reduction, self.chunk_rows, self.backend = reduction, chunk_rows, backend
 
@@ -116,10 +117,10 @@ class FusedLinearGaussian(nn.Module):
                  mean_activation: str = "identity", chunk_rows: int | None = None, backend: str | None = None,
                  device=None, dtype=None):
         _check_features(in_features=in_features, out_features=out_features)
-        F.check_choice("reduction", reduction, REDUCTIONS)
-        F.check_choice("mean_activation", mean_activation, F.MEAN_ACTIVATIONS)
-        F.check_chunk_rows(chunk_rows)
-        F.check_backend(backend)
+        check_choice("reduction", reduction, REDUCTIONS)
+        check_choice("mean_activation", mean_activation, F.MEAN_ACTIVATIONS)
+        check_chunk_rows(chunk_rows)
+        check_backend(backend)
         super().__init__()
         self.mean = nn.Linear(in_features, out_features, bias, device=device, dtype=dtype)
         self.logvar = nn.Linear(in_features, out_features, bias, device=device, dtype=dtype)

@@ -3,7 +3,7 @@
     python -m benchmarks.scaling reader --data-path ../shared/data/mnist
     python -m benchmarks.scaling data-parallel --data-path ../shared/data/mnist --samples 3e5
 
-reader: rows per second the streaming reader (aevb_fast.shards) yields in batches of 1000, on its
+reader: rows per second the streaming reader (aevb_fast.training.shards) yields in batches of 1000, on its
 first pass over freshly written shards and warm, against the samples per second one training step
 of the paper's MNIST model consumes at batch 1000 (target: 10x or more).
 
@@ -23,7 +23,7 @@ from pathlib import Path
 
 import torch
 
-from aevb_fast import data, shards
+from aevb_fast.training import data, shards
 
 from . import train_step
 
@@ -92,7 +92,7 @@ def data_parallel(data_path: str, samples: int, out: Path) -> str:
 
 
 def _plot(curves: dict, path: Path) -> None:
-    from aevb_fast.figures import pyplot
+    from aevb_fast.training.figures import pyplot
 
     plt = pyplot()
     fig, ax = plt.subplots(figsize=(5, 3.5))

@@ -7,7 +7,7 @@ from collections.abc import Callable
 import torch
 import torch.nn.functional as F
 
-from aevb_fast.models import VAE
+from aevb_fast.training.models import VAE
 
 from .cases import fused_backends
 from .timing import clock, interleaved

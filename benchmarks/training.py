@@ -7,7 +7,7 @@ training samples per second, side by side in one process:
   and with it as the loss term 0.5 sum W^2 / N;
 - torch.compile: the plain loop's step (model, loss and optimizer) compiled, with the prior
   (mode "reduce-overhead" on CUDA, the default mode elsewhere; --compile);
-- aevb-fast train: aevb_fast.train.train with the prior, as the CLI runs it: the training time
+- aevb-fast train: aevb_fast.training.train.train with the prior, as the CLI runs it: the training time
   (its metrics' wall_s: the steps, not the start, the evaluation or the checkpoint) of a run of
   warmup + samples less that of a run of warmup samples.
 
@@ -32,9 +32,9 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from aevb_fast import data as datasets
-from aevb_fast.models import VAE
-from aevb_fast.train import TrainConfig, train
+from aevb_fast.training import data as datasets
+from aevb_fast.training.models import VAE
+from aevb_fast.training.train import TrainConfig, train
 
 from .run import machine
 
@@ -92,7 +92,7 @@ class PlainLoop:
 
 def aevb_run(dataset: str, data_path: str | None, batch: int, warmup: int, samples: int, eval_rows: int,
              device: torch.device) -> float:
-    """Seconds for aevb_fast.train.train to train `samples` samples after `warmup`: the training
+    """Seconds for aevb_fast.training.train.train to train `samples` samples after `warmup`: the training
     time a run of warmup + samples records (its metrics' wall_s, read before its one evaluation, at
     the end) less that of a run of warmup samples."""
     def run(total):

@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 import torch
 
-from aevb_fast import data
+from aevb_fast.training import data
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
 needs_shared = pytest.mark.skipif(not SHARED.is_dir(), reason="../shared/data is not beside this checkout")

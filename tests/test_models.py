@@ -6,7 +6,7 @@ import torch
 
 import aevb_fast
 from aevb_fast import reference as R
-from aevb_fast.models import VAE
+from aevb_fast.training.models import VAE
 
 
 def test_shapes_and_initialisation():

@@ -1,4 +1,4 @@
-"""The streaming data format (aevb_fast.shards): conversion keeps every row, an epoch yields each
+"""The streaming data format (aevb_fast.training.shards): conversion keeps every row, an epoch yields each
 row of a rank's shards at most once in an order fixed by (seed, epoch, rank), ranks read disjoint
 parts with equal step counts, a split larger than the reader's buffer streams through it, and
 damaged or foreign input fails with a message naming it."""
@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 import torch
 
-from aevb_fast import cli, data, shards
+from aevb_fast.training import cli, data, shards
 
 
 def _rows(n, d=12, seed=0):

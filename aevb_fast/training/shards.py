@@ -32,9 +32,9 @@ from pathlib import Path, PurePosixPath
 import numpy as np
 import torch
 
+from .. import LIKELIHOODS
 from ._checks import check_count, is_count, reading
 from .data import check_regular_file, fingerprint_file
-from .functional import LIKELIHOODS
 
 FORMAT, VERSION = "aevb-fast-shards", 1
 SHARD_ROWS = 10_000
@@ -281,7 +281,7 @@ def _mix(seed: int, epoch: int, stream: int) -> int:
 
 
 def from_dataset(dataset, out: str | Path, shard_rows: int = SHARD_ROWS) -> Path:
-    """Shards of one of aevb_fast.data's data sets (a Dataset)."""
+    """Shards of one of aevb_fast.training.data's data sets (a Dataset)."""
     return write(out, {"train": dataset.train.numpy(), "test": dataset.test.numpy()}, name=dataset.name,
                  image_shape=dataset.image_shape, likelihood=dataset.likelihood, shard_rows=shard_rows)
 

@@ -4,7 +4,7 @@ importance-sampled estimate of the marginal log-likelihood,
     log p(x) ~= log (1/k) sum_k p(x, z_k) / q(z_k|x),   z_k ~ q(z|x),
 
 the importance-weighted bound with k samples (Burda et al. 2015), which tends to log p(x) as k
-grows. Rows are uint8 [N, D] as aevb_fast.data holds them. The work is done without gradients in
+grows. Rows are uint8 [N, D] as aevb_fast.training.data holds them. The work is done without gradients in
 passes of at most PASS_SAMPLES decoded samples: datapoints in batches, and a datapoint's samples in
 chunks, combined exactly (a mean of the chunks' bounds; for log p(x), a logsumexp of the chunks'
 importance-weighted bounds), so that memory stays bounded for any k or L.
@@ -14,9 +14,9 @@ import math
 
 import torch
 
+from .. import ESTIMATORS
 from . import data as datasets
-from ._checks import check_count
-from .functional import ESTIMATORS, check_choice
+from ._checks import check_choice, check_count
 from .models import VAE
 
 PASS_SAMPLES = 100_000  # decoded samples (datapoints x samples) per pass

@@ -9,9 +9,9 @@ count as in the paper's Figure 2.
 A run killed at any point continues with train(config, resume=True) from its last checkpoint and
 reaches the parameters the uninterrupted run would have reached. The run directory is locked while
 a run writes it, and one that holds a run is refused unless resumed or overwritten; checkpoints are
-verified and name their data by a fingerprint (aevb_fast.run_files). The same function runs data-
-parallel under torchrun (aevb_fast.distributed) and streams data sets larger than memory from
-shards (dataset="shards", data_path the directory aevb-fast convert wrote; aevb_fast.minibatches).
+verified and name their data by a fingerprint (aevb_fast.training.run_files). The same function runs data-
+parallel under torchrun (aevb_fast.training.distributed) and streams data sets larger than memory from
+shards (dataset="shards", data_path the directory aevb-fast convert wrote; aevb_fast.training.minibatches).
 """
 
 import contextlib
@@ -30,11 +30,11 @@ from pathlib import Path
 import torch
 from torch.nn.parallel import DistributedDataParallel
 
+from .. import BACKENDS, ESTIMATORS, SEED_LIMIT, backend_for, optim
 from . import data as datasets
-from . import distributed, optim, run_files
-from ._checks import check_count, is_int
+from . import distributed, run_files
 from . import figures as plots
-from .functional import ESTIMATORS, SEED_LIMIT, check_backend, check_choice
+from ._checks import check_choice, check_count, is_int
 from .minibatches import SHARDS, Source, check_batch, open_source, shares
 from .models import VAE
 from .run_files import OtherRun, RunDirectory, RunFailed
@@ -102,7 +102,8 @@ class TrainConfig:
             if (value is not None or name == "out") and not (isinstance(value, str) and value):
                 raise ValueError(f"{name} must be a path, got {value!r}")
         distributed.check_device(self.device)
-        check_backend(self.backend)
+        if self.backend is not None:
+            check_choice("backend", self.backend, BACKENDS)
 
     def resolved(self, source: Source) -> "TrainConfig":
         """The settings as the run uses them: defaults filled in, the data path absolute. The
@@ -241,7 +242,7 @@ def train(config: TrainConfig, resume: bool = False, progress: bool | None = Non
     config.check()
     ranks = distributed.start(config.device)
     try:
-        check_backend(config.backend, ranks.device)
+        backend_for(ranks.device, config.backend)
         check_batch(config.batch_size, ranks.world_size)
         if config.figures:
             plots.pyplot()  # fail now, not after the training, if matplotlib is missing

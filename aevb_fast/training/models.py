@@ -13,10 +13,9 @@ decoder); z [..., latent_dim].
 import torch
 from torch import nn
 
-from . import functional, reference
-from .ops.linear_likelihood import chunk_rows_for
-
-LIKELIHOODS = functional.LIKELIHOODS
+from .. import (LIKELIHOODS, REDUCTIONS, chunk_rows_for, elbo_loss, linear_bernoulli_log_prob,
+               linear_gaussian_log_prob, reference, reparameterize_kl)
+from ._checks import check_choice, check_count
 
 
 def _init_normal(module: nn.Module, std: float) -> None:
@@ -74,7 +73,7 @@ class VAE(nn.Module):
     def __init__(self, data_dim: int = 784, hidden_dim: int = 500, latent_dim: int = 20,
                  likelihood: str = "bernoulli", init_std: float = 0.01):
         super().__init__()
-        functional.check_choice("likelihood", likelihood, LIKELIHOODS)
+        check_choice("likelihood", likelihood, LIKELIHOODS)
         for name, value in (("data_dim", data_dim), ("hidden_dim", hidden_dim), ("latent_dim", latent_dim)):
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ValueError(f"{name} must be a positive int, got {value!r}")
@@ -95,6 +94,7 @@ class VAE(nn.Module):
         (aevb_fast.linear_bernoulli_log_prob / linear_gaussian_log_prob) on the same parameters, so
         the [L, B, data_dim] decoder output never exists in full; None (the default) fuses where
         that saves memory: where the decoder output would be cut into more than one chunk."""
+        check_count("n_samples", n_samples)
         data = x.flatten(1)
         mu, logvar = self.encoder(data.to(self.encoder.hidden.weight.dtype))
         if fused_head is None:
@@ -102,13 +102,14 @@ class VAE(nn.Module):
             outputs = data.shape[1] * (1 if self.likelihood == "bernoulli" else 2)
             fused_head = chunk_rows_for(rows, hidden, outputs) < rows
         if not fused_head:
-            return functional.elbo_loss(self.decoder, data, mu, logvar, n_samples=n_samples, estimator=estimator,
+            return elbo_loss(self.decoder, data, mu, logvar, n_samples=n_samples, estimator=estimator,
                                         iwae=iwae, likelihood=self.likelihood, reduction=reduction, backend=backend,
                                         batch_rows=batch_rows)
-        functional.check_n_samples(n_samples, allow_none=False)
-        functional.check_choice("reduction", reduction, reference.REDUCTIONS)
-        functional.check_iwae(iwae, estimator, 1.0)
-        z, kl = functional.reparameterize_kl(mu, logvar, n_samples, estimator=estimator, backend=backend,
+        check_choice("reduction", reduction, REDUCTIONS)
+        if iwae and estimator != "mc":
+            raise ValueError(f"iwae=True needs estimator='mc', got estimator={estimator!r}")
+        # reparameterize_kl checks the estimator.
+        z, kl = reparameterize_kl(mu, logvar, n_samples, estimator=estimator, backend=backend,
                                              batch_rows=batch_rows)
         h = torch.tanh(self.decoder.hidden(z))
         # A sum over the batch needs only the sum of log p(x|z) over every row, whose gradients the
@@ -126,8 +127,8 @@ class VAE(nn.Module):
         """The decoder's output layer and likelihood, fused, on h [L, B, hidden_dim]."""
         decoder = self.decoder
         if self.likelihood == "bernoulli":
-            return functional.linear_bernoulli_log_prob(h, decoder.logits.weight, decoder.logits.bias, x, reduction,
+            return linear_bernoulli_log_prob(h, decoder.logits.weight, decoder.logits.bias, x, reduction,
                                                         backend=backend)
-        return functional.linear_gaussian_log_prob(h, decoder.mean.weight, decoder.mean.bias, decoder.logvar.weight,
+        return linear_gaussian_log_prob(h, decoder.mean.weight, decoder.mean.bias, decoder.logvar.weight,
                                                    decoder.logvar.bias, x, reduction, mean_activation="sigmoid",
                                                    backend=backend)

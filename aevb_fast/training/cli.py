@@ -3,74 +3,16 @@
 import argparse
 import json
 import os
-import platform
 import sys
 from pathlib import Path
 
 import torch
 
+from .. import LIKELIHOODS, SEED_LIMIT, info
 from ._checks import check_count
-from ._version import __version__
-from .ops import backends
-from .ops._native import load_error, native
 from .run_files import RunFailed, write_atomically
 
 FUSED_HEAD = {"auto": None, "on": True, "off": False}
-
-
-def _module_version(name: str) -> str:
-    try:
-        module = __import__(name)
-    except Exception as error:  # noqa: BLE001  any import failure is worth reporting as such
-        return f"not importable ({type(error).__name__}: {error})"
-    return getattr(module, "__version__", "unknown version")
-
-
-def _extension_lines() -> list[str]:
-    if native is None:
-        return [f"extension   aevb_fast._C not built: {load_error}"]
-    build = native.build
-    lines = [
-        f"extension   {native.__file__}",
-        f"  compiler  {build['compiler']}, SIMD clone in use: {native.simd_level()}",
-        f"  threads   torch's count, {torch.get_num_threads()}: the caller and {native.pool_workers()} pool worker(s) "
-        "started so far",
-    ]
-    if build["cuda"]:
-        major, minor = divmod(build["cuda"] // 10, 100)
-        count = native.cuda.device_count()
-        devices = f"{count} device(s)" if count else f"no usable device ({native.cuda.unavailable_reason()})"
-        archs = ", ".join(f"sm_{a}" for a in build["cuda_architectures"].split(","))
-        lines.append(f"  CUDA      kernels built against CUDA {major}.{minor} for {archs}; {devices}")
-    else:
-        lines.append("  CUDA      sources not built (no nvcc at build time, or AEVB_FAST_CUDA=0)")
-    return lines
-
-
-def _backend_lines() -> list[str]:
-    lines = [f"{backends.ENV_VAR}={os.environ.get(backends.ENV_VAR, '(unset: auto)')}"]
-    device_types = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
-    for device_type in device_types:
-        lines.append(f"backends for {device_type} tensors (auto picks {backends.resolve('auto', torch.device(device_type))}):")
-        for name in backends.KERNEL_BACKENDS:
-            reason = backends.unavailable_reason(name, device_type)
-            lines.append(f"  {name:<7} {'usable' if reason is None else 'unusable: ' + reason}")
-        lines.append(f"  {'torch':<7} usable (plain PyTorch reference)")
-    return lines
-
-
-def info() -> str:
-    cuda = torch.version.cuda or "none"
-    gpus = ", ".join(torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())) or "none"
-    lines = [
-        f"aevb_fast   {__version__}",
-        f"python      {sys.version.split()[0]} ({platform.system()} {platform.machine()})",
-        f"torch       {torch.__version__} (CUDA {cuda}; GPUs: {gpus}; {torch.get_num_threads()} CPU threads)",
-        f"triton      {_module_version('triton')}",
-        *_extension_lines(),
-        *_backend_lines(),
-    ]
-    return "\n".join(lines)
 
 
 def _count(text: str) -> int:
@@ -121,7 +63,6 @@ def _evaluate(out: str, k: int, n_samples: int, seed: int, data_path: str | None
     """The test set's bounds (estimators B and A) and marginal log-likelihood of a run; also written
     to OUT/evaluation.json."""
     from .evaluate import lower_bound, marginal_log_likelihood
-    from .functional import SEED_LIMIT
     from .train import load_run
 
     check_count("--k", k)
@@ -143,9 +84,7 @@ def _evaluate(out: str, k: int, n_samples: int, seed: int, data_path: str | None
 
 
 def _convert_parser(commands) -> None:
-    from .functional import LIKELIHOODS
-
-    p = commands.add_parser("convert", help="write a data set as streaming shards (aevb_fast.shards)")
+    p = commands.add_parser("convert", help="write a data set as streaming shards (aevb_fast.training.shards)")
     source = p.add_mutually_exclusive_group(required=True)
     source.add_argument("--dataset", help="mnist5k (embedded), mnist or frey")
     source.add_argument("--images", help="a folder of images of one size (read as grey levels)")

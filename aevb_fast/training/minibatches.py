@@ -1,5 +1,5 @@
-"""Where training reads its minibatches: a data set held in memory (aevb_fast.data) or one streamed
-from shards (aevb_fast.shards), seen by one data-parallel rank.
+"""Where training reads its minibatches: a data set held in memory (aevb_fast.training.data) or one streamed
+from shards (aevb_fast.training.shards), seen by one data-parallel rank.
 
     source = open_source("mnist", "path/to/mnist")       # or ("shards", "path/to/shards")
     stream = source.minibatches(batch_size=100, seed=0, rank=0, world_size=1)
@@ -61,7 +61,7 @@ class Source:
 
 
 def open_source(dataset: str, path: str | None) -> Source:
-    """The data set `dataset` (aevb_fast.data's names, or "shards" with `path` the shards' directory),
+    """The data set `dataset` (aevb_fast.training.data's names, or "shards" with `path` the shards' directory),
     which must hold train and test rows: training evaluates its bound on both."""
     if dataset == SHARDS:
         if path is None:
