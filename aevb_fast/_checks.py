@@ -1,5 +1,6 @@
-"""The library's argument checks, shared by aevb_fast.functional and aevb_fast.modules (whose
-constructors check what the functions would, so that a bad setting fails where it is made)."""
+"""The library's argument checks, shared by aevb_fast.functional, aevb_fast.likelihoods and
+aevb_fast.modules (whose constructors check what the functions would, so that a bad setting fails
+where it is made), and the small argument handling they share (views, the math dtype)."""
 
 import math
 from collections.abc import Sequence
@@ -7,6 +8,12 @@ from collections.abc import Sequence
 import torch
 
 from .ops import backends
+
+HALF = (torch.float16, torch.bfloat16)
+WIDE = (torch.float32, torch.float64)
+# The dtypes the kernels read: any other (float8, ...) is refused before it reaches one.
+VALUE_DTYPES = (torch.float32, torch.float64, *HALF)
+TARGET_DTYPES = (*VALUE_DTYPES, torch.uint8, torch.bool)
 
 
 def check_choice(name: str, value, choices: Sequence[str]) -> None:
@@ -48,3 +55,40 @@ def check_backend(backend, device: torch.device | None = None) -> None:
 def check_chunk_rows(chunk_rows) -> None:
     if chunk_rows is not None and (isinstance(chunk_rows, bool) or not isinstance(chunk_rows, int) or chunk_rows < 1):
         raise ValueError(f"chunk_rows must be a positive int or None, got {chunk_rows!r}")
+
+
+def describe(t: torch.Tensor) -> str:
+    return f"{list(t.shape)} {t.dtype} on {t.device}"
+
+
+def check_values(name: str, t) -> None:
+    if not isinstance(t, torch.Tensor):
+        raise TypeError(f"{name} must be a torch.Tensor, got {type(t).__name__}")
+    if t.dtype not in VALUE_DTYPES:
+        raise TypeError(f"{name} must be a floating tensor (float32, float64, float16 or bfloat16), got {describe(t)}")
+
+
+def check_target(name: str, t) -> None:
+    if not isinstance(t, torch.Tensor):
+        raise TypeError(f"{name} must be a torch.Tensor, got {type(t).__name__}")
+    if t.dtype not in TARGET_DTYPES:
+        raise TypeError(f"{name} must be a floating, uint8 or bool tensor, got {describe(t)}; the floating dtypes "
+                        "are float32, float64, float16 and bfloat16")
+
+
+def check_devices(**tensors: torch.Tensor) -> None:
+    first, *rest = tensors.values()
+    if any(t.device != first.device for t in rest):
+        raise ValueError("expected tensors on one device, got " + ", ".join(f"{n} on {t.device}" for n, t in tensors.items()))
+
+
+def flat(t: torch.Tensor, shape) -> torch.Tensor:
+    """t viewed as `shape` (one -1 allowed), or t itself where it has that shape already: a view of a
+    tensor that takes gradients is one more autograd node, which costs microseconds forward and back."""
+    if t.dim() == len(shape) and all(s == -1 or s == d for s, d in zip(shape, t.shape)):
+        return t
+    return t.view(shape) if -1 not in shape else t.reshape(shape)
+
+
+def math_dtype(dtype: torch.dtype) -> torch.dtype:
+    return torch.float32 if dtype in HALF else dtype

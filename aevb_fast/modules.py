@@ -7,6 +7,7 @@ from torch import nn
 
 from . import functional as F
 from ._checks import check_backend, check_beta, check_choice, check_chunk_rows, check_iwae, check_n_samples
+from .likelihoods import MEAN_ACTIVATIONS
 from .reference import REDUCTIONS
 
 
@@ -118,7 +119,7 @@ class FusedLinearGaussian(nn.Module):
                  device=None, dtype=None):
         _check_features(in_features=in_features, out_features=out_features)
         check_choice("reduction", reduction, REDUCTIONS)
-        check_choice("mean_activation", mean_activation, F.MEAN_ACTIVATIONS)
+        check_choice("mean_activation", mean_activation, MEAN_ACTIVATIONS)
         check_chunk_rows(chunk_rows)
         check_backend(backend)
         super().__init__()

@@ -17,18 +17,7 @@ Shapes: values the likelihood's flattened decoder outputs ([N, D] logits, or mea
 import torch
 
 from ._library import needs_grad, traced
-from .bernoulli import bernoulli_log_prob, bernoulli_log_prob_backward
-from .gaussian import gaussian_log_prob, gaussian_log_prob_backward
 from .reparameterize import kl_only_seed, reparameterize, reparameterize_backward
-
-# Per likelihood: its op, log p(x|z) [N] from (values, x) by a call `how` of that op ("launch" or
-# "prechecked"), and the values' gradients from the row gradient.
-_LIKELIHOODS = {
-    "bernoulli": (lambda how, v, x, b: getattr(bernoulli_log_prob, how)(*v, x, b),
-                  lambda g, v, x, b: (bernoulli_log_prob_backward.launch(g, *v, x, b),)),
-    "gaussian": (lambda how, v, x, b: getattr(gaussian_log_prob, how)(x, *v, b),
-                 lambda g, v, x, b: gaussian_log_prob_backward.launch(g, x, *v, b)),
-}
 
 
 def _reduce(loss: torch.Tensor, reduction: str) -> torch.Tensor:
@@ -39,7 +28,7 @@ def _parts(how, likelihood, values, x, mu, logvar, beta, backend):
     """The per-row loss and its two terms, as the composition computes them, calling the ops by `how`:
     "launch" (the kernels alone) or "prechecked" (the ops, traced or taking gradients as they may)."""
     seed = kl_only_seed(mu, logvar)
-    log_px = _LIKELIHOODS[likelihood][0](how, values, x, backend)
+    log_px = likelihood.kernel(how, values, x, backend)
     kl = getattr(reparameterize, how)(mu, logvar, seed, 0, False, backend)[1]
     # beta kl - log p is -(log p - beta kl) exactly (negation and multiplying by 1 are exact).
     return torch.sub(kl if beta == 1 else beta * kl, log_px), log_px, kl, seed
@@ -62,7 +51,7 @@ class _VaeLoss(torch.autograd.Function):
         log_px_dtype, kl_dtype = ctx.row_dtypes
         grads = [None] * len(values)
         if any(ctx.needs_input_grad[7:]):
-            grads = _LIKELIHOODS[ctx.likelihood][1]((-rows).to(log_px_dtype).contiguous(), values, x, ctx.backend)
+            grads = ctx.likelihood.kernel_backward((-rows).to(log_px_dtype).contiguous(), values, x, ctx.backend)
         grad_mu = grad_logvar = None
         if ctx.needs_input_grad[5] or ctx.needs_input_grad[6]:
             grad_kl = (rows.to(kl_dtype) * ctx.beta).contiguous()
@@ -71,10 +60,10 @@ class _VaeLoss(torch.autograd.Function):
         return None, None, None, None, None, grad_mu, grad_logvar, *grads
 
 
-def vae_loss(likelihood: str, values: tuple[torch.Tensor, ...], x: torch.Tensor, mu: torch.Tensor,
+def vae_loss(likelihood, values: tuple[torch.Tensor, ...], x: torch.Tensor, mu: torch.Tensor,
              logvar: torch.Tensor, beta: float, reduction: str, backend: str) -> torch.Tensor:
     """The loss [N] or reduced, for arguments the functional layer has checked, on a kernel backend
-    that serves their device; x takes no gradient."""
+    that serves their device; x takes no gradient. likelihood: its aevb_fast.likelihoods.Likelihood."""
     args = (x, mu, logvar, *values)
     if not traced(args) and needs_grad(args):
         return _VaeLoss.apply(likelihood, beta, reduction, backend, *args)

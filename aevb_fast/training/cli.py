@@ -92,7 +92,7 @@ def _convert_parser(commands) -> None:
     p.add_argument("--data-path", default=None, help="mnist: directory of the IDX .gz files; frey: frey_rawface.mat")
     p.add_argument("--out", required=True, help="the directory to write index.json and the shards into")
     p.add_argument("--shard-rows", type=int, default=10_000, help="rows per shard (positive)")
-    p.add_argument("--likelihood", default="bernoulli", choices=LIKELIHOODS,
+    p.add_argument("--likelihood", default="bernoulli", choices=list(LIKELIHOODS),
                    help="the decoder the images call for (--images, --array)")
     p.add_argument("--test-fraction", type=float, default=0.1,
                    help="held out as the test split, 0 < f < 1: training evaluates its test bound on it "

@@ -58,10 +58,9 @@ def bound_curve(rows: list[dict], dataset: str, latent_dim: int, path: Path) -> 
 
 
 def _decoded_means(model: VAE, z: torch.Tensor) -> torch.Tensor:
-    """The decoder's mean image for each z: sigmoid of the logits (Bernoulli) or the Gaussian mean."""
+    """The decoder's mean image for each z."""
     with torch.no_grad():
-        out = model.decoder(z)
-    return torch.sigmoid(out) if model.likelihood == "bernoulli" else out[0]
+        return model.decoder.expectation(z)
 
 
 def _grid(plt, images: torch.Tensor, image_shape, rows: int, path: Path, title: str) -> None:

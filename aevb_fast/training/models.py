@@ -13,8 +13,7 @@ decoder); z [..., latent_dim].
 import torch
 from torch import nn
 
-from .. import (LIKELIHOODS, REDUCTIONS, chunk_rows_for, elbo_loss, linear_bernoulli_log_prob,
-               linear_gaussian_log_prob, reference, reparameterize_kl)
+from .. import LIKELIHOODS, REDUCTIONS, chunk_rows_for, elbo_loss, reference, reparameterize_kl
 from ._checks import check_choice, check_count
 
 
@@ -38,37 +37,41 @@ class GaussianMLPEncoder(nn.Module):
         return self.mu(h), self.logvar(h)
 
 
-class BernoulliMLPDecoder(nn.Module):
-    """p(x|z) = Bernoulli(sigmoid(W2 tanh(W1 z + b1) + b2)) (Appendix C.1). forward(z [..., latent_dim])
-    -> logits [..., data_dim]: the sigmoid lives inside the fused likelihood, in stable form."""
+class MLPDecoder(nn.Module):
+    """p(x|z) with h = tanh(W1 z + b1) and one output layer per decoder output of the likelihood
+    (Appendix C): the Bernoulli decoder's logits = W2 h + b2 (C.1; the sigmoid lives inside the fused
+    likelihood, in stable form), the Gaussian decoder's mean = sigmoid(W4 h + b4) and logvar =
+    W5 h + b5 (C.2, Frey Face). forward(z [..., latent_dim]) -> the decoder output [..., data_dim]:
+    one tensor, or a tuple in the order of the likelihood's params. The output layers are named after
+    those params (decoder.logits, decoder.mean, decoder.logvar)."""
 
-    def __init__(self, latent_dim: int, hidden_dim: int, data_dim: int):
+    def __init__(self, latent_dim: int, hidden_dim: int, data_dim: int, likelihood: str):
         super().__init__()
+        self.likelihood = LIKELIHOODS[likelihood]
         self.hidden = nn.Linear(latent_dim, hidden_dim)
-        self.logits = nn.Linear(hidden_dim, data_dim)
+        for name in self.likelihood.params:
+            self.add_module(name, nn.Linear(hidden_dim, data_dim))
 
-    def forward(self, z: torch.Tensor) -> torch.Tensor:
-        return self.logits(torch.tanh(self.hidden(z)))
+    @property
+    def outputs(self) -> list[nn.Linear]:
+        return [getattr(self, name) for name in self.likelihood.params]
 
+    def forward(self, z: torch.Tensor):
+        values = self._values(z)
+        return values[0] if len(values) == 1 else values
 
-class GaussianMLPDecoder(nn.Module):
-    """p(x|z) = N(m, diag exp(s)) with h = tanh(W3 z + b3), m = sigmoid(W4 h + b4), s = W5 h + b5
-    (Appendix C.2, Frey Face). forward(z [..., latent_dim]) -> (m, s) [..., data_dim]."""
+    def expectation(self, z: torch.Tensor) -> torch.Tensor:
+        """E[x|z] [..., data_dim]: the images a figure shows (the Bernoulli's sigmoid of the logits,
+        the Gaussian's mean)."""
+        return self.likelihood.mean(self._values(z))
 
-    def __init__(self, latent_dim: int, hidden_dim: int, data_dim: int):
-        super().__init__()
-        self.hidden = nn.Linear(latent_dim, hidden_dim)
-        self.mean = nn.Linear(hidden_dim, data_dim)
-        self.logvar = nn.Linear(hidden_dim, data_dim)
-
-    def forward(self, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        h = torch.tanh(self.hidden(z))
-        return torch.sigmoid(self.mean(h)), self.logvar(h)
+    def _values(self, z: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        return self.likelihood.decoder_values(self.outputs, torch.tanh(self.hidden(z)))
 
 
 class VAE(nn.Module):
-    """The paper's auto-encoder: GaussianMLPEncoder and a Bernoulli or Gaussian MLP decoder of the
-    same width, trained on the SGVB bound (eq. 7, estimator B, by default)."""
+    """The paper's auto-encoder: GaussianMLPEncoder and an MLPDecoder of the same width for a
+    likelihood of aevb_fast.LIKELIHOODS, trained on the SGVB bound (eq. 7, estimator B, by default)."""
 
     def __init__(self, data_dim: int = 784, hidden_dim: int = 500, latent_dim: int = 20,
                  likelihood: str = "bernoulli", init_std: float = 0.01):
@@ -79,8 +82,7 @@ class VAE(nn.Module):
                 raise ValueError(f"{name} must be a positive int, got {value!r}")
         self.likelihood = likelihood
         self.encoder = GaussianMLPEncoder(data_dim, hidden_dim, latent_dim)
-        decoder = BernoulliMLPDecoder if likelihood == "bernoulli" else GaussianMLPDecoder
-        self.decoder = decoder(latent_dim, hidden_dim, data_dim)
+        self.decoder = MLPDecoder(latent_dim, hidden_dim, data_dim, likelihood)
         _init_normal(self, init_std)
 
     def forward(self, x: torch.Tensor, *, n_samples: int = 1, estimator: str = "analytic", iwae: bool = False,
@@ -99,7 +101,7 @@ class VAE(nn.Module):
         mu, logvar = self.encoder(data.to(self.encoder.hidden.weight.dtype))
         if fused_head is None:
             rows, hidden = n_samples * data.shape[0], self.decoder.hidden.out_features
-            outputs = data.shape[1] * (1 if self.likelihood == "bernoulli" else 2)
+            outputs = data.shape[1] * len(self.decoder.outputs)
             fused_head = chunk_rows_for(rows, hidden, outputs) < rows
         if not fused_head:
             return elbo_loss(self.decoder, data, mu, logvar, n_samples=n_samples, estimator=estimator,
@@ -124,11 +126,6 @@ class VAE(nn.Module):
         return -bound / data.shape[0] if reduction == "mean" else -bound
 
     def _log_likelihood(self, h: torch.Tensor, x: torch.Tensor, reduction: str, backend: str | None) -> torch.Tensor:
-        """The decoder's output layer and likelihood, fused, on h [L, B, hidden_dim]."""
-        decoder = self.decoder
-        if self.likelihood == "bernoulli":
-            return linear_bernoulli_log_prob(h, decoder.logits.weight, decoder.logits.bias, x, reduction,
-                                                        backend=backend)
-        return linear_gaussian_log_prob(h, decoder.mean.weight, decoder.mean.bias, decoder.logvar.weight,
-                                                   decoder.logvar.bias, x, reduction, mean_activation="sigmoid",
-                                                   backend=backend)
+        """The decoder's output layers and likelihood, fused, on h [L, B, hidden_dim]."""
+        layers = [(layer.weight, layer.bias) for layer in self.decoder.outputs]
+        return self.decoder.likelihood.head(h, layers, x, reduction, backend)

@@ -30,7 +30,7 @@ from pathlib import Path
 import torch
 from torch.nn.parallel import DistributedDataParallel
 
-from .. import BACKENDS, ESTIMATORS, SEED_LIMIT, backend_for, optim
+from .. import BACKENDS, ESTIMATORS, LIKELIHOODS, SEED_LIMIT, backend_for, optim
 from . import data as datasets
 from . import distributed, run_files
 from . import figures as plots
@@ -44,7 +44,6 @@ PRECISIONS = ("float32", "bfloat16")
 # Hidden units by decoder and Adagrad step size (PAPER.md: 500 for MNIST's Bernoulli decoder, 200 for
 # Frey Face's Gaussian one, shards taking the width of the data set their decoder matches; step sizes
 # chosen from {0.01, 0.02, 0.1}).
-HIDDEN = {"bernoulli": 500, "gaussian": 200}
 STEP_SIZE = {"adagrad": 0.02, "adam": 1e-3}
 METRICS = ("samples", "train_bound", "test_bound", "wall_s", "samples_per_s")
 
@@ -110,7 +109,7 @@ class TrainConfig:
         checkpoint keeps these, so that a resume compares the values used, however written."""
         return dataclasses.replace(
             self, data_path=None if self.data_path is None else str(Path(self.data_path).resolve()),
-            hidden_dim=HIDDEN[source.likelihood] if self.hidden_dim is None else self.hidden_dim,
+            hidden_dim=LIKELIHOODS[source.likelihood].hidden_dim if self.hidden_dim is None else self.hidden_dim,
             lr=STEP_SIZE[self.optimizer] if self.lr is None else self.lr)
 
 

@@ -1,0 +1,346 @@
+"""The likelihoods p(x|z) of the decoder and their registry.
+
+Each likelihood has its public functions here: its log-likelihood per datapoint (bernoulli_log_prob,
+gaussian_log_prob) and its fused head, the decoder's output layer and likelihood in one op
+(linear_bernoulli_log_prob, linear_gaussian_log_prob). LIKELIHOODS maps each name to a Likelihood,
+which holds everything else that the library and the training application need to know about it
+(its decoder outputs, kernels, reference, fused head, mean, the paper's decoder width): vae_loss,
+elbo_loss, the modules, the models, figures and the command line read it instead of branching on
+names. A new likelihood is its op (aevb_fast/ops), its public functions and one entry here.
+"""
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import torch
+
+from . import reference
+from ._checks import WIDE, check_choice, check_chunk_rows, check_devices, check_target, check_values, flat, math_dtype
+from .ops import backends
+from .ops.bernoulli import bernoulli_log_prob as _bernoulli_op
+from .ops.bernoulli import bernoulli_log_prob_backward as _bernoulli_backward_op
+from .ops.gaussian import gaussian_log_prob as _gaussian_op
+from .ops.gaussian import gaussian_log_prob_backward as _gaussian_backward_op
+from .ops.linear_likelihood import chunk_rows_for
+from .ops.linear_likelihood import linear_bernoulli_log_prob as _linear_bernoulli_op
+from .ops.linear_likelihood import linear_gaussian_log_prob as _linear_gaussian_op
+
+MEAN_ACTIVATIONS = ("identity", "sigmoid")
+_ACTIVATIONS = {"identity": lambda t: t, "sigmoid": torch.sigmoid}
+
+
+@dataclass(frozen=True, eq=False)
+class Likelihood:
+    """One decoder likelihood p(x|z). Decoder outputs ("values") come as a tuple in the order of
+    `params`; flattened, each is [N, D] and x [Nx, D] with Nx dividing N (row n reads x[n % Nx]).
+
+    name         its name, the likelihood= argument
+    params       the decoder outputs it reads per datapoint: ("logits",), ("mean", "logvar")
+    activations  per output, the paper's decoder's activation for data in [0, 1] (the identity, or a
+                 sigmoid for a mean in (0, 1)); the fused head applies the same
+    hidden_dim   the paper's decoder width for the data it models (500 for MNIST, 200 for Frey Face)
+    inputs       (values, x, event_dims) -> (values [N, D], x [Nx, D], batch): checked and flattened
+    rows         (values, x, backend) -> log p(x|z) [N]: the fused op, or the reference for "torch"
+    kernel       (how, values, x, backend) -> log p(x|z) [N] by the op's "launch" (the kernel alone)
+                 or "prechecked" (autograd and tracing as they may) call
+    kernel_backward  (grad [N], values, x, backend) -> the values' gradients (a tuple), kernel alone
+    reference    (values, x) -> log p(x|z) [N] in plain PyTorch, in the values' dtype
+    head         (h [..., H], layers, x, reduction, backend) -> log p(x|z) of the fused head, layers
+                 the (weight [D, H], bias [D] or None) per output
+    mean         (values) -> E[x|z], the images a figure shows
+    """
+
+    name: str
+    params: tuple[str, ...]
+    activations: tuple[str, ...]
+    hidden_dim: int
+    inputs: Callable
+    rows: Callable
+    kernel: Callable
+    kernel_backward: Callable
+    reference: Callable
+    head: Callable
+    mean: Callable
+
+    def decoder_values(self, layers, h: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        """The decoder outputs for its last hidden layer h: each output layer (in the order of
+        params) and its activation."""
+        return tuple(_ACTIVATIONS[a](layer(h)) for a, layer in zip(self.activations, layers))
+
+
+def _rows(values: dict[str, torch.Tensor], x: torch.Tensor, event_dims):
+    """Broadcasts values and targets, flattens values to [N, D] and x to [Nx, D] with Nx dividing N
+    (x keeps its own rows when its shape is a suffix of the values'), and returns the batch shape."""
+    shapes = [v.shape for v in values.values()]
+    if all(s == shapes[0] for s in shapes) and x.shape == shapes[0][len(shapes[0]) - x.dim():]:
+        shape = shapes[0]  # the common case, without torch.broadcast_shapes' per-call cost
+    else:
+        try:
+            shape = torch.broadcast_shapes(x.shape, *shapes)
+        except RuntimeError:
+            given = ", ".join(f"{n} {list(v.shape)}" for n, v in {**values, "x": x}.items())
+            raise ValueError(f"shapes do not broadcast: {given}") from None
+    if isinstance(event_dims, bool) or not isinstance(event_dims, int) or not 1 <= event_dims <= len(shape):
+        raise ValueError(f"event_dims must be an int in [1, {len(shape)}] for inputs of shape {list(shape)}, "
+                         f"got {event_dims!r}")
+    batch, event = shape[:-event_dims], shape[-event_dims:]
+    if len(shape) == 2 and event_dims == 1 and x.shape == shape and all(v.shape == shape for v in values.values()):
+        return list(values.values()), x, batch  # [N, D] already: no views (autograd nodes) to make
+    N, D = math.prod(batch), math.prod(event)
+    if not (x.dim() >= event_dims and tuple(x.shape) == tuple(shape[len(shape) - x.dim():])):
+        x = x.expand(shape)
+    rows = [(v if v.shape == shape else v.expand(shape)).reshape(N, D) for v in values.values()]
+    return rows, x.reshape(math.prod(x.shape[:-event_dims]), D), batch
+
+
+def _expand_rows(x: torch.Tensor, n: int) -> torch.Tensor:
+    """x [Nx, D] repeated to [n, D], row i being x[i % Nx]: the torch backend's view of repeated targets."""
+    return x if x.shape[0] == n else x.expand(n // x.shape[0], *x.shape).reshape(n, x.shape[1])
+
+
+def bernoulli_log_prob(logits: torch.Tensor, x: torch.Tensor, reduction: str = "none", *,
+                       event_dims: int = 1, backend: str | None = None) -> torch.Tensor:
+    """log p(x|z) = sum_i x_i log y_i + (1 - x_i) log(1 - y_i), y = sigmoid(logits) (the paper's
+    Bernoulli decoder), summed over the last event_dims dims: per datapoint [...] or reduced.
+
+    logits [..., D]: the decoder's pre-sigmoid output. x: targets in [0, 1] (grey levels or 0/1),
+    float, uint8 or bool, broadcast against logits."""
+    check_choice("reduction", reduction, reference.REDUCTIONS)
+    values, x, batch = _bernoulli_inputs((logits,), x, event_dims)
+    log_prob = _bernoulli_rows(values, x, backends.resolve(backend, logits.device))
+    return reference.reduce(flat(log_prob, batch), reduction)
+
+
+def _bernoulli_inputs(values, x, event_dims):
+    """(logits,) and x checked and flattened by _rows."""
+    check_values("logits", values[0])
+    check_target("x", x)
+    check_devices(logits=values[0], x=x)
+    return _rows({"logits": values[0]}, x, event_dims)
+
+
+def _bernoulli_rows(values, x, backend: str) -> torch.Tensor:
+    """log p(x|z) [N] for flattened logits [N, D] and x [Nx, D]."""
+    (a,) = values
+    if backend != "torch":
+        return _bernoulli_op.prechecked(a, x, backend)
+    # x in the math dtype before its rows repeat: the repeats' gradients then sum in it.
+    md = math_dtype(a.dtype)
+    return reference.bernoulli_log_prob(a.to(md), _expand_rows(x.to(md), a.shape[0]))
+
+
+def gaussian_log_prob(x: torch.Tensor, mean: torch.Tensor, logvar: torch.Tensor, reduction: str = "none", *,
+                      event_dims: int = 1, backend: str | None = None) -> torch.Tensor:
+    """log N(x; mean, exp(logvar) I) = -1/2 sum_i (log 2pi + logvar_i + (x_i - mean_i)^2 exp(-logvar_i))
+    (the paper's Gaussian decoder), summed over the last event_dims dims: per datapoint [...] or reduced.
+
+    mean and logvar broadcast against each other (a shared logvar [D] works) and against x."""
+    check_choice("reduction", reduction, reference.REDUCTIONS)
+    values, x, batch = _gaussian_inputs((mean, logvar), x, event_dims)
+    log_prob = _gaussian_rows(values, x, backends.resolve(backend, mean.device))
+    return reference.reduce(flat(log_prob, batch), reduction)
+
+
+def _gaussian_inputs(values, x, event_dims):
+    """(mean, logvar) and x checked, promoted to one dtype and flattened by _rows."""
+    mean, logvar = values
+    check_target("x", x)
+    check_values("mean", mean)
+    check_values("logvar", logvar)
+    check_devices(x=x, mean=mean, logvar=logvar)
+    if mean.dtype != logvar.dtype:
+        dtype = torch.promote_types(mean.dtype, logvar.dtype)
+        mean, logvar = mean.to(dtype), logvar.to(dtype)
+    return _rows({"mean": mean, "logvar": logvar}, x, event_dims)
+
+
+def _gaussian_rows(values, x, backend: str) -> torch.Tensor:
+    """log p(x|z) [N] for flattened mean and logvar [N, D] and x [Nx, D]."""
+    m, s = values
+    if backend != "torch":
+        return _gaussian_op.prechecked(x, m, s, backend)
+    md = math_dtype(m.dtype)
+    return reference.gaussian_log_prob(_expand_rows(x.to(md), m.shape[0]), m.to(md), s.to(md))
+
+
+# The decoder's output layer and its likelihood in one op.
+
+def _linear_head(op, h, params: dict, x, options, reduction, chunk_rows, backend, reference_values, reference_fn,
+                 fused_fn):
+    """Checks a fused head's arguments and runs it: the fused op for a kernel backend (the output
+    layer and likelihood chunked over rows), or, where one chunk would hold every row of float32 or
+    float64 inputs, fused_fn(reference_values(h, params), x, reduction, backend), the plain Linear
+    outputs and the fused likelihood; else (backend torch) reference_fn(reference_values(h,
+    params), x). Returns log p(x|z) per datapoint [...] or reduced."""
+    check_values("h", h)
+    given = {name: p for name, p in params.items() if p is not None}
+    for name, p in given.items():
+        check_values(name, p)
+    check_target("x", x)
+    check_devices(h=h, **given, x=x)
+    check_choice("reduction", reduction, reference.REDUCTIONS)
+    check_chunk_rows(chunk_rows)
+    weights = [p for name, p in given.items() if name.endswith("weight")]
+    D, H = weights[0].shape if weights[0].dim() == 2 else (None, None)
+    for name, p in given.items():
+        if p.shape != ((D, H) if name.endswith("weight") else (D,)):
+            raise ValueError(f"{name} must be [{D}, {H}] (weights) or [{D}] (biases) like the first weight, "
+                             f"got {list(p.shape)}")
+    if h.dim() == 0 or h.shape[-1] != H:
+        raise ValueError(f"h must be [..., {H}] for weights [{D}, {H}], got {list(h.shape)}")
+    batch, x_batch = tuple(h.shape[:-1]), tuple(x.shape[:-1])
+    if x.dim() == 0 or x.shape[-1] != D or len(x_batch) > len(batch) or x_batch != batch[len(batch) - len(x_batch):]:
+        raise ValueError(f"x must be [..., {D}] with its leading dims the last ones of h's {list(batch)} (targets "
+                         f"shared by the samples of h), got {list(x.shape)}")
+    if x.requires_grad:
+        raise ValueError("x requires grad, but the fused head gives no gradient for the targets: detach it, or use "
+                         "a Linear layer and the likelihood function")
+    if torch.is_autocast_enabled(h.device.type) and h.dtype != torch.float64:
+        # As nn.Linear under autocast: the matmuls in the autocast dtype (float64 left alone).
+        dtype = torch.get_autocast_dtype(h.device.type)
+        h, params = h.to(dtype), {name: p if p is None else p.to(dtype) for name, p in params.items()}
+    else:
+        dtypes = {h.dtype, *(p.dtype for p in given.values())}
+        if len(dtypes) > 1:
+            raise TypeError("h, weights and biases must share one dtype (as for nn.Linear), got "
+                            + ", ".join(f"{name} {t.dtype}" for name, t in {"h": h, **given}.items()))
+    name = backends.resolve(backend, h.device)
+    if name == "torch":
+        values = [v.to(math_dtype(h.dtype)) for v in reference_values(h, params)]
+        return reference.reduce(reference_fn(*values, x), reduction)
+    N = math.prod(batch)
+    rows = chunk_rows if chunk_rows is not None else chunk_rows_for(N, H, D * len(weights))
+    if 0 < N <= rows and h.dtype in WIDE:
+        # One chunk makes the whole output at once, so chunking saves no memory here; the Linear
+        # and the likelihood op are fewer calls (forward + backward, 2-core CPU: one element 72
+        # against 170 us, [100, 500] -> 784 1.15 against 1.40 ms). Half precision stays in the
+        # op, whose gradient sums are float32.
+        return fused_fn(reference_values(h, params), x, reduction, name)
+    with_grads = reduction != "none" and torch.is_grad_enabled() and any(
+        t.requires_grad for t in (h, *given.values()))
+    out = op(h.reshape(N, H), *params.values(), x.reshape(-1, D), *options, reduction != "none", with_grads, rows,
+             name)[0]
+    if reduction == "none":
+        return out.view(batch)
+    return out if reduction == "sum" else out / N
+
+
+def linear_bernoulli_log_prob(h: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, x: torch.Tensor,
+                              reduction: str = "none", *, chunk_rows: int | None = None,
+                              backend: str | None = None) -> torch.Tensor:
+    """bernoulli_log_prob(h @ weight.T + bias, x, reduction) with the decoder's output layer fused in:
+    log p(x|z) = sum_d x_d a_d - softplus(a_d), a = W h + b (the paper's Bernoulli decoder), per
+    datapoint [...] or reduced, without the [..., D] logits ever in memory in full.
+
+    h [..., H]: the decoder's last hidden layer (e.g. [L, B, H] for L samples); weight [D, H], bias [D]
+    or None, as nn.Linear's; x [..., D]: targets in [0, 1], float, uint8 or bool, their leading dims
+    the last ones of h's (x [B, D] serves h [L, B, H]); x takes no gradient.
+
+    The kernel backends walk the rows in chunks of chunk_rows (default: chunks whose logits hold up
+    to four times as many elements as h, at least 2^22): each chunk's logits, likelihood and
+    gradients are made and dropped before the next. With reduction "sum" or "mean" the gradients of
+    h, W and b are made in the forward pass and the backward only scales them; with "none" the
+    backward walks the chunks again (each row's gradient weights W's differently). Where one chunk
+    holds every row of float32 or float64 inputs, which chunking would not make smaller, the kernel
+    backends run nn.functional.linear and the fused bernoulli_log_prob instead: fewer calls for the
+    same memory. Under autocast the matmuls run in the autocast dtype, as nn.Linear's do; the
+    likelihood's math stays float32. Backend "torch" runs nn.functional.linear and the reference
+    likelihood."""
+    return _linear_head(
+        _linear_bernoulli_op, h, {"weight": weight, "bias": bias}, x, (), reduction, chunk_rows, backend,
+        lambda h, p: (torch.nn.functional.linear(h, p["weight"], p["bias"]),), reference.bernoulli_log_prob,
+        lambda values, x, reduction, name: bernoulli_log_prob(*values, x, reduction, backend=name))
+
+
+def linear_gaussian_log_prob(h: torch.Tensor, mean_weight: torch.Tensor, mean_bias: torch.Tensor | None,
+                             logvar_weight: torch.Tensor, logvar_bias: torch.Tensor | None, x: torch.Tensor,
+                             reduction: str = "none", *, mean_activation: str = "identity",
+                             chunk_rows: int | None = None, backend: str | None = None) -> torch.Tensor:
+    """gaussian_log_prob(x, act(h @ mean_weight.T + mean_bias), h @ logvar_weight.T + logvar_bias,
+    reduction) with the decoder's two output layers fused in (the paper's Gaussian decoder, whose
+    mean_activation is "sigmoid"; "identity" leaves the mean linear), per datapoint [...] or reduced,
+    without the [..., D] means and log-variances ever in memory in full.
+
+    Shapes and chunking as linear_bernoulli_log_prob, with two (weight [D, H], bias [D] or None) pairs."""
+    check_choice("mean_activation", mean_activation, MEAN_ACTIVATIONS)
+    sigmoid = mean_activation == "sigmoid"
+
+    def values(h, p):
+        mean = torch.nn.functional.linear(h, p["mean_weight"], p["mean_bias"])
+        return torch.sigmoid(mean) if sigmoid else mean, torch.nn.functional.linear(h, p["logvar_weight"],
+                                                                                    p["logvar_bias"])
+
+    return _linear_head(
+        _linear_gaussian_op, h, {"mean_weight": mean_weight, "mean_bias": mean_bias, "logvar_weight": logvar_weight,
+                                 "logvar_bias": logvar_bias}, x, (sigmoid,), reduction, chunk_rows, backend, values,
+        lambda mean, logvar, x: reference.gaussian_log_prob(x, mean, logvar),
+        lambda values, x, reduction, name: gaussian_log_prob(x, *values, reduction, backend=name))
+
+
+def _likelihood_inputs(likelihood: str, recon, x: torch.Tensor, batch: torch.Size, sample_dims: int):
+    """The decoder output `recon` (one tensor, or a tuple in the order of the likelihood's params) of
+    shape [*samples, *batch, *event] and x [*batch, ...] with the same size per datapoint, checked
+    and flattened for the likelihood's rows: (Likelihood, values [N, D], x [Nx, D], [*samples,
+    *batch]). An other per-datapoint shape of x (images [B, 1, 28, 28] against logits [B, 784]) is
+    reshaped to event."""
+    check_choice("likelihood", likelihood, LIKELIHOODS)
+    entry = LIKELIHOODS[likelihood]
+    if len(entry.params) > 1:
+        if not (isinstance(recon, (tuple, list)) and len(recon) == len(entry.params)):
+            kind = "pair" if len(entry.params) == 2 else "tuple"
+            raise TypeError(f"likelihood={likelihood!r} needs the decoder output as a ({', '.join(entry.params)}) "
+                            f"{kind}, got {type(recon).__name__}")
+        values = tuple(recon)
+    else:
+        values = (recon,)
+    check_values("decoder output" if len(values) == 1 else f"decoder {entry.params[0]}", values[0])
+    check_target("x", x)
+    value = values[0]
+    lead = sample_dims + len(batch)
+    event = value.shape[lead:]
+    if tuple(value.shape[sample_dims:lead]) != tuple(batch) or not event:
+        expected = ("[L, " if sample_dims else "[") + ", ".join(map(str, batch)) + (", " if batch else "") + "D...]"
+        raise ValueError(f"the decoder output {list(value.shape)} must be {expected}: the batch dims of mu "
+                         f"{list(batch)} followed by the data dims")
+    x_event = x.shape[len(batch):]
+    if tuple(x.shape[:len(batch)]) == tuple(batch) and x_event != event and math.prod(x_event) == math.prod(event):
+        x = x.reshape(*batch, *event)
+    return (entry, *entry.inputs(values, x, len(event)))
+
+
+def _log_likelihood(likelihood: str, recon, x: torch.Tensor, batch: torch.Size, sample_dims: int,
+                    backend) -> torch.Tensor:
+    """log p(x|z) per datapoint [*samples, *batch] for the decoder output `recon` (see _likelihood_inputs)."""
+    entry, values, x, rows_batch = _likelihood_inputs(likelihood, recon, x, batch, sample_dims)
+    name = backends.resolve(backend, values[0].device)
+    return flat(entry.rows(values, x, name), rows_batch)
+
+
+LIKELIHOODS: dict[str, Likelihood] = {}
+
+
+def _register(entry: Likelihood) -> None:
+    LIKELIHOODS[entry.name] = entry
+
+
+_register(Likelihood(
+    name="bernoulli", params=("logits",), activations=("identity",), hidden_dim=500,
+    inputs=_bernoulli_inputs, rows=_bernoulli_rows,
+    kernel=lambda how, v, x, b: getattr(_bernoulli_op, how)(*v, x, b),
+    kernel_backward=lambda g, v, x, b: (_bernoulli_backward_op.launch(g, *v, x, b),),
+    reference=lambda v, x: reference.bernoulli_log_prob(*v, x),
+    head=lambda h, layers, x, reduction, backend: linear_bernoulli_log_prob(h, *layers[0], x, reduction,
+                                                                            backend=backend),
+    mean=lambda v: torch.sigmoid(v[0]),
+))
+_register(Likelihood(
+    name="gaussian", params=("mean", "logvar"), activations=("sigmoid", "identity"), hidden_dim=200,
+    inputs=_gaussian_inputs, rows=_gaussian_rows,
+    kernel=lambda how, v, x, b: getattr(_gaussian_op, how)(x, *v, b),
+    kernel_backward=lambda g, v, x, b: _gaussian_backward_op.launch(g, x, *v, b),
+    reference=lambda v, x: reference.gaussian_log_prob(x, *v),
+    head=lambda h, layers, x, reduction, backend: linear_gaussian_log_prob(
+        h, *layers[0], *layers[1], x, reduction, mean_activation="sigmoid", backend=backend),
+    mean=lambda v: v[0],
+))
