@@ -1,9 +1,9 @@
 """aevb_fast: fused kernels for the objective of Auto-Encoding Variational Bayes (the VAE's ELBO).
 
-    import aevb_fast
-    z = aevb_fast.reparameterize(mu, logvar)
-    loss = aevb_fast.vae_loss(logits, x, mu, logvar, reduction="sum")
-    optimizer = aevb_fast.optim.Adagrad(model.parameters(), lr=0.02, weight_decay=1 / N)
+import aevb_fast
+z = aevb_fast.reparameterize(mu, logvar)
+loss = aevb_fast.vae_loss(logits, x, mu, logvar, reduction="sum")
+optimizer = aevb_fast.optim.Adagrad(model.parameters(), lr=0.02, weight_decay=1 / N)
 """
 
 from . import optim, reference

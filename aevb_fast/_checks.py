@@ -35,7 +35,9 @@ def check_beta(beta) -> None:
 
 def check_iwae(iwae: bool, estimator: str, beta: float) -> None:
     if iwae and estimator != "mc":
-        raise ValueError(f"iwae=True needs estimator='mc' (per-sample log q(z|x) - log p(z)), got estimator={estimator!r}")
+        raise ValueError(
+            f"iwae=True needs estimator='mc' (per-sample log q(z|x) - log p(z)), got estimator={estimator!r}"
+        )
     if iwae and beta != 1:
         raise ValueError(f"iwae=True is the bound for beta=1, got beta={beta!r}")
 
@@ -72,14 +74,18 @@ def check_target(name: str, t) -> None:
     if not isinstance(t, torch.Tensor):
         raise TypeError(f"{name} must be a torch.Tensor, got {type(t).__name__}")
     if t.dtype not in TARGET_DTYPES:
-        raise TypeError(f"{name} must be a floating, uint8 or bool tensor, got {describe(t)}; the floating dtypes "
-                        "are float32, float64, float16 and bfloat16")
+        raise TypeError(
+            f"{name} must be a floating, uint8 or bool tensor, got {describe(t)}; the floating dtypes "
+            "are float32, float64, float16 and bfloat16"
+        )
 
 
 def check_devices(**tensors: torch.Tensor) -> None:
     first, *rest = tensors.values()
     if any(t.device != first.device for t in rest):
-        raise ValueError("expected tensors on one device, got " + ", ".join(f"{n} on {t.device}" for n, t in tensors.items()))
+        raise ValueError(
+            "expected tensors on one device, got " + ", ".join(f"{n} on {t.device}" for n, t in tensors.items())
+        )
 
 
 def flat(t: torch.Tensor, shape) -> torch.Tensor:

@@ -15,7 +15,7 @@ from .ops._native import load_error, native
 def _module_version(name: str) -> str:
     try:
         module = __import__(name)
-    except Exception as error:  # noqa: BLE001  any import failure is worth reporting as such
+    except Exception as error:
         return f"not importable ({type(error).__name__}: {error})"
     return getattr(module, "__version__", "unknown version")
 
@@ -45,7 +45,9 @@ def _backend_lines() -> list[str]:
     lines = [f"{backends.ENV_VAR}={os.environ.get(backends.ENV_VAR, '(unset: auto)')}"]
     device_types = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
     for device_type in device_types:
-        lines.append(f"backends for {device_type} tensors (auto picks {backends.resolve('auto', torch.device(device_type))}):")
+        lines.append(
+            f"backends for {device_type} tensors (auto picks {backends.resolve('auto', torch.device(device_type))}):"
+        )
         for name in backends.KERNEL_BACKENDS:
             reason = backends.unavailable_reason(name, device_type)
             lines.append(f"  {name:<7} {'usable' if reason is None else 'unusable: ' + reason}")

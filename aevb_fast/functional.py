@@ -44,10 +44,26 @@ from collections.abc import Callable
 import torch
 
 from . import reference
-from ._checks import (check_backend, check_beta, check_choice, check_devices, check_iwae, check_n_samples,
-                      check_values, flat, math_dtype)
-from .likelihoods import (LIKELIHOODS, _likelihood_inputs, _log_likelihood, bernoulli_log_prob, gaussian_log_prob,
-                          linear_bernoulli_log_prob, linear_gaussian_log_prob)
+from ._checks import (
+    check_backend,
+    check_beta,
+    check_choice,
+    check_devices,
+    check_iwae,
+    check_n_samples,
+    check_values,
+    flat,
+    math_dtype,
+)
+from .likelihoods import (
+    LIKELIHOODS,
+    _likelihood_inputs,
+    _log_likelihood,
+    bernoulli_log_prob,
+    gaussian_log_prob,
+    linear_bernoulli_log_prob,
+    linear_gaussian_log_prob,
+)
 from .ops import backends
 from .ops.reparameterize import kl_only_seed
 from .ops.reparameterize import reparameterize as _reparameterize_op
@@ -87,7 +103,9 @@ def _gaussian_params(mu, logvar) -> tuple[torch.Tensor, torch.Tensor]:
     check_values("logvar", logvar)
     check_devices(mu=mu, logvar=logvar)
     if mu.shape != logvar.shape:
-        raise ValueError(f"mu and logvar must have the same shape, got mu {list(mu.shape)} and logvar {list(logvar.shape)}")
+        raise ValueError(
+            f"mu and logvar must have the same shape, got mu {list(mu.shape)} and logvar {list(logvar.shape)}"
+        )
     if mu.dim() == 0 or mu.shape[-1] == 0:
         raise ValueError(f"mu and logvar must have a latent dimension [..., Z] with Z >= 1, got {list(mu.shape)}")
     if mu.dtype == logvar.dtype:
@@ -109,13 +127,17 @@ def _batch_rows(batch_rows, rows: int) -> tuple[int, int]:
     """(first, total) checked against the call's rows; (0, rows) for None."""
     if batch_rows is None:
         return 0, rows
-    if (not isinstance(batch_rows, (tuple, list)) or len(batch_rows) != 2
-            or any(isinstance(v, bool) or not isinstance(v, int) for v in batch_rows)):
+    if (
+        not isinstance(batch_rows, (tuple, list))
+        or len(batch_rows) != 2
+        or any(isinstance(v, bool) or not isinstance(v, int) for v in batch_rows)
+    ):
         raise TypeError(f"batch_rows must be a pair of ints (first, total), got {batch_rows!r}")
     first, total = batch_rows
     if not (0 <= first and first + rows <= total):
-        raise ValueError(f"batch_rows=({first}, {total}) cannot hold these {rows} rows: need 0 <= first and "
-                         f"first + {rows} <= total")
+        raise ValueError(
+            f"batch_rows=({first}, {total}) cannot hold these {rows} rows: need 0 <= first and first + {rows} <= total"
+        )
     return first, total
 
 
@@ -134,9 +156,17 @@ def _seed_tensor(seed: int | None, device: torch.device, first: int, total: int)
 
 # Sampling and the KL term.
 
-def reparameterize_kl(mu: torch.Tensor, logvar: torch.Tensor, n_samples: int | None = None, *,
-                      estimator: str = "analytic", seed: int | None = None, backend: str | None = None,
-                      batch_rows: tuple[int, int] | None = None):
+
+def reparameterize_kl(
+    mu: torch.Tensor,
+    logvar: torch.Tensor,
+    n_samples: int | None = None,
+    *,
+    estimator: str = "analytic",
+    seed: int | None = None,
+    backend: str | None = None,
+    batch_rows: tuple[int, int] | None = None,
+):
     """z = mu + exp(logvar / 2) * eps, eps ~ N(0, I) (eq. 4), and the KL term of the bound, in one pass.
 
     Returns (z, kl). z is [..., Z] (n_samples=None) or [L, ..., Z]. With estimator="analytic"
@@ -154,8 +184,9 @@ def reparameterize_kl(mu: torch.Tensor, logvar: torch.Tensor, n_samples: int | N
     name = backends.resolve(backend, mu.device)
     if name != "torch":
         # The op takes mu [..., Z] and n_samples=None as they are: z comes in the caller's shape.
-        return _reparameterize_op.prechecked(mu, logvar, _seed_tensor(seed, mu.device, first, total), n_samples, mc,
-                                             name)
+        return _reparameterize_op.prechecked(
+            mu, logvar, _seed_tensor(seed, mu.device, first, total), n_samples, mc, name
+        )
     n = 1 if n_samples is None else n_samples
     z, kl = _reparameterize_torch(flat(mu, (-1, Z)), flat(logvar, (-1, Z)), n, mc, seed, first, total)
     # Without a sample dimension, views rather than z[0]: the backward of indexing would build a
@@ -169,23 +200,30 @@ def _reparameterize_torch(mu, logvar, n, mc, seed, first, total):
     m, v = mu.to(math_dtype(mu.dtype)), logvar.to(math_dtype(mu.dtype))
     generator = None if seed is None else torch.Generator(mu.device).manual_seed(seed)
     eps = torch.randn((n, total, mu.shape[-1]), dtype=m.dtype, device=mu.device, generator=generator)
-    eps = eps[:, first:first + mu.shape[0]]
+    eps = eps[:, first : first + mu.shape[0]]
     z = reference.reparameterize(m, v, eps)
     kl = reference.log_ratio(z, eps, v) if mc else reference.gaussian_kl(m, v)
     return z.to(mu.dtype), kl
 
 
-def reparameterize(mu: torch.Tensor, logvar: torch.Tensor, n_samples: int | None = None, *,
-                   seed: int | None = None, backend: str | None = None,
-                   batch_rows: tuple[int, int] | None = None) -> torch.Tensor:
+def reparameterize(
+    mu: torch.Tensor,
+    logvar: torch.Tensor,
+    n_samples: int | None = None,
+    *,
+    seed: int | None = None,
+    backend: str | None = None,
+    batch_rows: tuple[int, int] | None = None,
+) -> torch.Tensor:
     """z = mu + exp(logvar / 2) * eps (eq. 4): [..., Z], or [L, ..., Z] with n_samples=L.
 
     Drop-in for the PyTorch VAE example's `reparameterize(mu, logvar)`."""
     return reparameterize_kl(mu, logvar, n_samples, seed=seed, backend=backend, batch_rows=batch_rows)[0]
 
 
-def gaussian_kl(mu: torch.Tensor, logvar: torch.Tensor, reduction: str = "none", *,
-                backend: str | None = None) -> torch.Tensor:
+def gaussian_kl(
+    mu: torch.Tensor, logvar: torch.Tensor, reduction: str = "none", *, backend: str | None = None
+) -> torch.Tensor:
     """KL(N(mu, exp(logvar)) || N(0, I)) = -1/2 sum_j (1 + logvar - mu^2 - exp(logvar)) (Appendix B),
     per datapoint [...] or reduced."""
     mu, logvar = _gaussian_params(mu, logvar)
@@ -206,8 +244,18 @@ def _analytic_kl(mu, logvar, backend: str) -> torch.Tensor:
 
 # The whole objective.
 
-def vae_loss(recon, x: torch.Tensor, mu: torch.Tensor, logvar: torch.Tensor, reduction: str = "mean", *,
-             beta: float = 1.0, likelihood: str = "bernoulli", backend: str | None = None) -> torch.Tensor:
+
+def vae_loss(
+    recon,
+    x: torch.Tensor,
+    mu: torch.Tensor,
+    logvar: torch.Tensor,
+    reduction: str = "mean",
+    *,
+    beta: float = 1.0,
+    likelihood: str = "bernoulli",
+    backend: str | None = None,
+) -> torch.Tensor:
     """The negative bound of estimator B for one sample, -(log p(x|z) - beta KL(q(z|x) || p(z))), per
     datapoint [...] or reduced: the loss of the PyTorch VAE example (BCE + KLD with reduction="sum"),
     fused and in stable form.
@@ -228,15 +276,30 @@ def vae_loss(recon, x: torch.Tensor, mu: torch.Tensor, logvar: torch.Tensor, red
         loss = _vae_loss_op(entry, values, x, m, v, beta, reduction, name)
         return flat(loss, batch) if reduction == "none" else loss
     log_px = entry.rows(values, x, name)
-    kl = reference.gaussian_kl(m.to(math_dtype(m.dtype)), v.to(math_dtype(m.dtype))) if name == "torch" else (
-        _analytic_kl(m, v, name))
+    kl = (
+        reference.gaussian_kl(m.to(math_dtype(m.dtype)), v.to(math_dtype(m.dtype)))
+        if name == "torch"
+        else (_analytic_kl(m, v, name))
+    )
     return reference.reduce(flat(-(log_px - beta * kl), batch), reduction)
 
 
-def elbo_loss(decode: Callable, x: torch.Tensor, mu: torch.Tensor, logvar: torch.Tensor, *,
-              n_samples: int = 1, estimator: str = "analytic", iwae: bool = False, beta: float = 1.0,
-              likelihood: str = "bernoulli", reduction: str = "mean", seed: int | None = None,
-              backend: str | None = None, batch_rows: tuple[int, int] | None = None) -> torch.Tensor:
+def elbo_loss(
+    decode: Callable,
+    x: torch.Tensor,
+    mu: torch.Tensor,
+    logvar: torch.Tensor,
+    *,
+    n_samples: int = 1,
+    estimator: str = "analytic",
+    iwae: bool = False,
+    beta: float = 1.0,
+    likelihood: str = "bernoulli",
+    reduction: str = "mean",
+    seed: int | None = None,
+    backend: str | None = None,
+    batch_rows: tuple[int, int] | None = None,
+) -> torch.Tensor:
     """The negative SGVB bound with L = n_samples samples per datapoint, per datapoint [...] or reduced.
 
     estimator="analytic": estimator B (eq. 7), (1/L) sum_l log p(x|z_l) - beta KL.
@@ -253,8 +316,9 @@ def elbo_loss(decode: Callable, x: torch.Tensor, mu: torch.Tensor, logvar: torch
     check_beta(beta)
     check_iwae(iwae, estimator, beta)
     check_choice("reduction", reduction, reference.REDUCTIONS)
-    z, kl = reparameterize_kl(mu, logvar, n_samples, estimator=estimator, seed=seed, backend=backend,
-                              batch_rows=batch_rows)
+    z, kl = reparameterize_kl(
+        mu, logvar, n_samples, estimator=estimator, seed=seed, backend=backend, batch_rows=batch_rows
+    )
     log_px = _log_likelihood(likelihood, decode(z), x, mu.shape[:-1], 1, backend)
     bound = reference.iwae_bound(log_px, kl) if iwae else reference.elbo(log_px, kl, beta)
     return reference.reduce(-bound, reduction)

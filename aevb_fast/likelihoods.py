@@ -73,7 +73,7 @@ def _rows(values: dict[str, torch.Tensor], x: torch.Tensor, event_dims):
     """Broadcasts values and targets, flattens values to [N, D] and x to [Nx, D] with Nx dividing N
     (x keeps its own rows when its shape is a suffix of the values'), and returns the batch shape."""
     shapes = [v.shape for v in values.values()]
-    if all(s == shapes[0] for s in shapes) and x.shape == shapes[0][len(shapes[0]) - x.dim():]:
+    if all(s == shapes[0] for s in shapes) and x.shape == shapes[0][len(shapes[0]) - x.dim() :]:
         shape = shapes[0]  # the common case, without torch.broadcast_shapes' per-call cost
     else:
         try:
@@ -82,13 +82,14 @@ def _rows(values: dict[str, torch.Tensor], x: torch.Tensor, event_dims):
             given = ", ".join(f"{n} {list(v.shape)}" for n, v in {**values, "x": x}.items())
             raise ValueError(f"shapes do not broadcast: {given}") from None
     if isinstance(event_dims, bool) or not isinstance(event_dims, int) or not 1 <= event_dims <= len(shape):
-        raise ValueError(f"event_dims must be an int in [1, {len(shape)}] for inputs of shape {list(shape)}, "
-                         f"got {event_dims!r}")
+        raise ValueError(
+            f"event_dims must be an int in [1, {len(shape)}] for inputs of shape {list(shape)}, got {event_dims!r}"
+        )
     batch, event = shape[:-event_dims], shape[-event_dims:]
     if len(shape) == 2 and event_dims == 1 and x.shape == shape and all(v.shape == shape for v in values.values()):
         return list(values.values()), x, batch  # [N, D] already: no views (autograd nodes) to make
     N, D = math.prod(batch), math.prod(event)
-    if not (x.dim() >= event_dims and tuple(x.shape) == tuple(shape[len(shape) - x.dim():])):
+    if not (x.dim() >= event_dims and tuple(x.shape) == tuple(shape[len(shape) - x.dim() :])):
         x = x.expand(shape)
     rows = [(v if v.shape == shape else v.expand(shape)).reshape(N, D) for v in values.values()]
     return rows, x.reshape(math.prod(x.shape[:-event_dims]), D), batch
@@ -99,8 +100,9 @@ def _expand_rows(x: torch.Tensor, n: int) -> torch.Tensor:
     return x if x.shape[0] == n else x.expand(n // x.shape[0], *x.shape).reshape(n, x.shape[1])
 
 
-def bernoulli_log_prob(logits: torch.Tensor, x: torch.Tensor, reduction: str = "none", *,
-                       event_dims: int = 1, backend: str | None = None) -> torch.Tensor:
+def bernoulli_log_prob(
+    logits: torch.Tensor, x: torch.Tensor, reduction: str = "none", *, event_dims: int = 1, backend: str | None = None
+) -> torch.Tensor:
     """log p(x|z) = sum_i x_i log y_i + (1 - x_i) log(1 - y_i), y = sigmoid(logits) (the paper's
     Bernoulli decoder), summed over the last event_dims dims: per datapoint [...] or reduced.
 
@@ -130,8 +132,15 @@ def _bernoulli_rows(values, x, backend: str) -> torch.Tensor:
     return reference.bernoulli_log_prob(a.to(md), _expand_rows(x.to(md), a.shape[0]))
 
 
-def gaussian_log_prob(x: torch.Tensor, mean: torch.Tensor, logvar: torch.Tensor, reduction: str = "none", *,
-                      event_dims: int = 1, backend: str | None = None) -> torch.Tensor:
+def gaussian_log_prob(
+    x: torch.Tensor,
+    mean: torch.Tensor,
+    logvar: torch.Tensor,
+    reduction: str = "none",
+    *,
+    event_dims: int = 1,
+    backend: str | None = None,
+) -> torch.Tensor:
     """log N(x; mean, exp(logvar) I) = -1/2 sum_i (log 2pi + logvar_i + (x_i - mean_i)^2 exp(-logvar_i))
     (the paper's Gaussian decoder), summed over the last event_dims dims: per datapoint [...] or reduced.
 
@@ -166,8 +175,10 @@ def _gaussian_rows(values, x, backend: str) -> torch.Tensor:
 
 # The decoder's output layer and its likelihood in one op.
 
-def _linear_head(op, h, params: dict, x, options, reduction, chunk_rows, backend, reference_values, reference_fn,
-                 fused_fn):
+
+def _linear_head(
+    op, h, params: dict, x, options, reduction, chunk_rows, backend, reference_values, reference_fn, fused_fn
+):
     """Checks a fused head's arguments and runs it: the fused op for a kernel backend (the output
     layer and likelihood chunked over rows), or, where one chunk would hold every row of float32 or
     float64 inputs, fused_fn(reference_values(h, params), x, reduction, backend), the plain Linear
@@ -185,17 +196,22 @@ def _linear_head(op, h, params: dict, x, options, reduction, chunk_rows, backend
     D, H = weights[0].shape if weights[0].dim() == 2 else (None, None)
     for name, p in given.items():
         if p.shape != ((D, H) if name.endswith("weight") else (D,)):
-            raise ValueError(f"{name} must be [{D}, {H}] (weights) or [{D}] (biases) like the first weight, "
-                             f"got {list(p.shape)}")
+            raise ValueError(
+                f"{name} must be [{D}, {H}] (weights) or [{D}] (biases) like the first weight, got {list(p.shape)}"
+            )
     if h.dim() == 0 or h.shape[-1] != H:
         raise ValueError(f"h must be [..., {H}] for weights [{D}, {H}], got {list(h.shape)}")
     batch, x_batch = tuple(h.shape[:-1]), tuple(x.shape[:-1])
-    if x.dim() == 0 or x.shape[-1] != D or len(x_batch) > len(batch) or x_batch != batch[len(batch) - len(x_batch):]:
-        raise ValueError(f"x must be [..., {D}] with its leading dims the last ones of h's {list(batch)} (targets "
-                         f"shared by the samples of h), got {list(x.shape)}")
+    if x.dim() == 0 or x.shape[-1] != D or len(x_batch) > len(batch) or x_batch != batch[len(batch) - len(x_batch) :]:
+        raise ValueError(
+            f"x must be [..., {D}] with its leading dims the last ones of h's {list(batch)} (targets "
+            f"shared by the samples of h), got {list(x.shape)}"
+        )
     if x.requires_grad:
-        raise ValueError("x requires grad, but the fused head gives no gradient for the targets: detach it, or use "
-                         "a Linear layer and the likelihood function")
+        raise ValueError(
+            "x requires grad, but the fused head gives no gradient for the targets: detach it, or use "
+            "a Linear layer and the likelihood function"
+        )
     if torch.is_autocast_enabled(h.device.type) and h.dtype != torch.float64:
         # As nn.Linear under autocast: the matmuls in the autocast dtype (float64 left alone).
         dtype = torch.get_autocast_dtype(h.device.type)
@@ -203,8 +219,10 @@ def _linear_head(op, h, params: dict, x, options, reduction, chunk_rows, backend
     else:
         dtypes = {h.dtype, *(p.dtype for p in given.values())}
         if len(dtypes) > 1:
-            raise TypeError("h, weights and biases must share one dtype (as for nn.Linear), got "
-                            + ", ".join(f"{name} {t.dtype}" for name, t in {"h": h, **given}.items()))
+            raise TypeError(
+                "h, weights and biases must share one dtype (as for nn.Linear), got "
+                + ", ".join(f"{name} {t.dtype}" for name, t in {"h": h, **given}.items())
+            )
     name = backends.resolve(backend, h.device)
     if name == "torch":
         values = [v.to(math_dtype(h.dtype)) for v in reference_values(h, params)]
@@ -217,18 +235,25 @@ def _linear_head(op, h, params: dict, x, options, reduction, chunk_rows, backend
         # against 170 us, [100, 500] -> 784 1.15 against 1.40 ms). Half precision stays in the
         # op, whose gradient sums are float32.
         return fused_fn(reference_values(h, params), x, reduction, name)
-    with_grads = reduction != "none" and torch.is_grad_enabled() and any(
-        t.requires_grad for t in (h, *given.values()))
-    out = op(h.reshape(N, H), *params.values(), x.reshape(-1, D), *options, reduction != "none", with_grads, rows,
-             name)[0]
+    with_grads = reduction != "none" and torch.is_grad_enabled() and any(t.requires_grad for t in (h, *given.values()))
+    out = op(
+        h.reshape(N, H), *params.values(), x.reshape(-1, D), *options, reduction != "none", with_grads, rows, name
+    )[0]
     if reduction == "none":
         return out.view(batch)
     return out if reduction == "sum" else out / N
 
 
-def linear_bernoulli_log_prob(h: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, x: torch.Tensor,
-                              reduction: str = "none", *, chunk_rows: int | None = None,
-                              backend: str | None = None) -> torch.Tensor:
+def linear_bernoulli_log_prob(
+    h: torch.Tensor,
+    weight: torch.Tensor,
+    bias: torch.Tensor | None,
+    x: torch.Tensor,
+    reduction: str = "none",
+    *,
+    chunk_rows: int | None = None,
+    backend: str | None = None,
+) -> torch.Tensor:
     """bernoulli_log_prob(h @ weight.T + bias, x, reduction) with the decoder's output layer fused in:
     log p(x|z) = sum_d x_d a_d - softplus(a_d), a = W h + b (the paper's Bernoulli decoder), per
     datapoint [...] or reduced, without the [..., D] logits ever in memory in full.
@@ -248,15 +273,33 @@ def linear_bernoulli_log_prob(h: torch.Tensor, weight: torch.Tensor, bias: torch
     likelihood's math stays float32. Backend "torch" runs nn.functional.linear and the reference
     likelihood."""
     return _linear_head(
-        _linear_bernoulli_op, h, {"weight": weight, "bias": bias}, x, (), reduction, chunk_rows, backend,
-        lambda h, p: (torch.nn.functional.linear(h, p["weight"], p["bias"]),), reference.bernoulli_log_prob,
-        lambda values, x, reduction, name: bernoulli_log_prob(*values, x, reduction, backend=name))
+        _linear_bernoulli_op,
+        h,
+        {"weight": weight, "bias": bias},
+        x,
+        (),
+        reduction,
+        chunk_rows,
+        backend,
+        lambda h, p: (torch.nn.functional.linear(h, p["weight"], p["bias"]),),
+        reference.bernoulli_log_prob,
+        lambda values, x, reduction, name: bernoulli_log_prob(*values, x, reduction, backend=name),
+    )
 
 
-def linear_gaussian_log_prob(h: torch.Tensor, mean_weight: torch.Tensor, mean_bias: torch.Tensor | None,
-                             logvar_weight: torch.Tensor, logvar_bias: torch.Tensor | None, x: torch.Tensor,
-                             reduction: str = "none", *, mean_activation: str = "identity",
-                             chunk_rows: int | None = None, backend: str | None = None) -> torch.Tensor:
+def linear_gaussian_log_prob(
+    h: torch.Tensor,
+    mean_weight: torch.Tensor,
+    mean_bias: torch.Tensor | None,
+    logvar_weight: torch.Tensor,
+    logvar_bias: torch.Tensor | None,
+    x: torch.Tensor,
+    reduction: str = "none",
+    *,
+    mean_activation: str = "identity",
+    chunk_rows: int | None = None,
+    backend: str | None = None,
+) -> torch.Tensor:
     """gaussian_log_prob(x, act(h @ mean_weight.T + mean_bias), h @ logvar_weight.T + logvar_bias,
     reduction) with the decoder's two output layers fused in (the paper's Gaussian decoder, whose
     mean_activation is "sigmoid"; "identity" leaves the mean linear), per datapoint [...] or reduced,
@@ -268,14 +311,28 @@ def linear_gaussian_log_prob(h: torch.Tensor, mean_weight: torch.Tensor, mean_bi
 
     def values(h, p):
         mean = torch.nn.functional.linear(h, p["mean_weight"], p["mean_bias"])
-        return torch.sigmoid(mean) if sigmoid else mean, torch.nn.functional.linear(h, p["logvar_weight"],
-                                                                                    p["logvar_bias"])
+        return torch.sigmoid(mean) if sigmoid else mean, torch.nn.functional.linear(
+            h, p["logvar_weight"], p["logvar_bias"]
+        )
 
     return _linear_head(
-        _linear_gaussian_op, h, {"mean_weight": mean_weight, "mean_bias": mean_bias, "logvar_weight": logvar_weight,
-                                 "logvar_bias": logvar_bias}, x, (sigmoid,), reduction, chunk_rows, backend, values,
+        _linear_gaussian_op,
+        h,
+        {
+            "mean_weight": mean_weight,
+            "mean_bias": mean_bias,
+            "logvar_weight": logvar_weight,
+            "logvar_bias": logvar_bias,
+        },
+        x,
+        (sigmoid,),
+        reduction,
+        chunk_rows,
+        backend,
+        values,
         lambda mean, logvar, x: reference.gaussian_log_prob(x, mean, logvar),
-        lambda values, x, reduction, name: gaussian_log_prob(x, *values, reduction, backend=name))
+        lambda values, x, reduction, name: gaussian_log_prob(x, *values, reduction, backend=name),
+    )
 
 
 def _likelihood_inputs(likelihood: str, recon, x: torch.Tensor, batch: torch.Size, sample_dims: int):
@@ -289,8 +346,10 @@ def _likelihood_inputs(likelihood: str, recon, x: torch.Tensor, batch: torch.Siz
     if len(entry.params) > 1:
         if not (isinstance(recon, (tuple, list)) and len(recon) == len(entry.params)):
             kind = "pair" if len(entry.params) == 2 else "tuple"
-            raise TypeError(f"likelihood={likelihood!r} needs the decoder output as a ({', '.join(entry.params)}) "
-                            f"{kind}, got {type(recon).__name__}")
+            raise TypeError(
+                f"likelihood={likelihood!r} needs the decoder output as a ({', '.join(entry.params)}) "
+                f"{kind}, got {type(recon).__name__}"
+            )
         values = tuple(recon)
     else:
         values = (recon,)
@@ -301,16 +360,19 @@ def _likelihood_inputs(likelihood: str, recon, x: torch.Tensor, batch: torch.Siz
     event = value.shape[lead:]
     if tuple(value.shape[sample_dims:lead]) != tuple(batch) or not event:
         expected = ("[L, " if sample_dims else "[") + ", ".join(map(str, batch)) + (", " if batch else "") + "D...]"
-        raise ValueError(f"the decoder output {list(value.shape)} must be {expected}: the batch dims of mu "
-                         f"{list(batch)} followed by the data dims")
-    x_event = x.shape[len(batch):]
-    if tuple(x.shape[:len(batch)]) == tuple(batch) and x_event != event and math.prod(x_event) == math.prod(event):
+        raise ValueError(
+            f"the decoder output {list(value.shape)} must be {expected}: the batch dims of mu "
+            f"{list(batch)} followed by the data dims"
+        )
+    x_event = x.shape[len(batch) :]
+    if tuple(x.shape[: len(batch)]) == tuple(batch) and x_event != event and math.prod(x_event) == math.prod(event):
         x = x.reshape(*batch, *event)
     return (entry, *entry.inputs(values, x, len(event)))
 
 
-def _log_likelihood(likelihood: str, recon, x: torch.Tensor, batch: torch.Size, sample_dims: int,
-                    backend) -> torch.Tensor:
+def _log_likelihood(
+    likelihood: str, recon, x: torch.Tensor, batch: torch.Size, sample_dims: int, backend
+) -> torch.Tensor:
     """log p(x|z) per datapoint [*samples, *batch] for the decoder output `recon` (see _likelihood_inputs)."""
     entry, values, x, rows_batch = _likelihood_inputs(likelihood, recon, x, batch, sample_dims)
     name = backends.resolve(backend, values[0].device)
@@ -324,23 +386,37 @@ def _register(entry: Likelihood) -> None:
     LIKELIHOODS[entry.name] = entry
 
 
-_register(Likelihood(
-    name="bernoulli", params=("logits",), activations=("identity",), hidden_dim=500,
-    inputs=_bernoulli_inputs, rows=_bernoulli_rows,
-    kernel=lambda how, v, x, b: getattr(_bernoulli_op, how)(*v, x, b),
-    kernel_backward=lambda g, v, x, b: (_bernoulli_backward_op.launch(g, *v, x, b),),
-    reference=lambda v, x: reference.bernoulli_log_prob(*v, x),
-    head=lambda h, layers, x, reduction, backend: linear_bernoulli_log_prob(h, *layers[0], x, reduction,
-                                                                            backend=backend),
-    mean=lambda v: torch.sigmoid(v[0]),
-))
-_register(Likelihood(
-    name="gaussian", params=("mean", "logvar"), activations=("sigmoid", "identity"), hidden_dim=200,
-    inputs=_gaussian_inputs, rows=_gaussian_rows,
-    kernel=lambda how, v, x, b: getattr(_gaussian_op, how)(x, *v, b),
-    kernel_backward=lambda g, v, x, b: _gaussian_backward_op.launch(g, x, *v, b),
-    reference=lambda v, x: reference.gaussian_log_prob(x, *v),
-    head=lambda h, layers, x, reduction, backend: linear_gaussian_log_prob(
-        h, *layers[0], *layers[1], x, reduction, mean_activation="sigmoid", backend=backend),
-    mean=lambda v: v[0],
-))
+_register(
+    Likelihood(
+        name="bernoulli",
+        params=("logits",),
+        activations=("identity",),
+        hidden_dim=500,
+        inputs=_bernoulli_inputs,
+        rows=_bernoulli_rows,
+        kernel=lambda how, v, x, b: getattr(_bernoulli_op, how)(*v, x, b),
+        kernel_backward=lambda g, v, x, b: (_bernoulli_backward_op.launch(g, *v, x, b),),
+        reference=lambda v, x: reference.bernoulli_log_prob(*v, x),
+        head=lambda h, layers, x, reduction, backend: linear_bernoulli_log_prob(
+            h, *layers[0], x, reduction, backend=backend
+        ),
+        mean=lambda v: torch.sigmoid(v[0]),
+    )
+)
+_register(
+    Likelihood(
+        name="gaussian",
+        params=("mean", "logvar"),
+        activations=("sigmoid", "identity"),
+        hidden_dim=200,
+        inputs=_gaussian_inputs,
+        rows=_gaussian_rows,
+        kernel=lambda how, v, x, b: getattr(_gaussian_op, how)(x, *v, b),
+        kernel_backward=lambda g, v, x, b: _gaussian_backward_op.launch(g, x, *v, b),
+        reference=lambda v, x: reference.gaussian_log_prob(x, *v),
+        head=lambda h, layers, x, reduction, backend: linear_gaussian_log_prob(
+            h, *layers[0], *layers[1], x, reduction, mean_activation="sigmoid", backend=backend
+        ),
+        mean=lambda v: v[0],
+    )
+)

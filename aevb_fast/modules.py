@@ -30,8 +30,9 @@ class Reparameterize(nn.Module):
 class VAELoss(nn.Module):
     """-(log p(x|z) - beta KL) for one sample: forward(recon, x, mu, logvar), see functional.vae_loss."""
 
-    def __init__(self, reduction: str = "mean", beta: float = 1.0, likelihood: str = "bernoulli",
-                 backend: str | None = None):
+    def __init__(
+        self, reduction: str = "mean", beta: float = 1.0, likelihood: str = "bernoulli", backend: str | None = None
+    ):
         super().__init__()
         check_choice("reduction", reduction, REDUCTIONS)
         check_beta(beta)
@@ -40,8 +41,9 @@ class VAELoss(nn.Module):
         self.reduction, self.beta, self.likelihood, self.backend = reduction, beta, likelihood, backend
 
     def forward(self, recon, x: torch.Tensor, mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
-        return F.vae_loss(recon, x, mu, logvar, self.reduction, beta=self.beta, likelihood=self.likelihood,
-                          backend=self.backend)
+        return F.vae_loss(
+            recon, x, mu, logvar, self.reduction, beta=self.beta, likelihood=self.likelihood, backend=self.backend
+        )
 
     def extra_repr(self) -> str:
         return f"reduction={self.reduction!r}, beta={self.beta}, likelihood={self.likelihood!r}, backend={self.backend}"
@@ -50,9 +52,17 @@ class VAELoss(nn.Module):
 class ELBOLoss(nn.Module):
     """The negative SGVB (or IWAE) bound with its decoder: forward(x, mu, logvar), see functional.elbo_loss."""
 
-    def __init__(self, decoder: Callable, n_samples: int = 1, estimator: str = "analytic", iwae: bool = False,
-                 beta: float = 1.0, likelihood: str = "bernoulli", reduction: str = "mean",
-                 backend: str | None = None):
+    def __init__(
+        self,
+        decoder: Callable,
+        n_samples: int = 1,
+        estimator: str = "analytic",
+        iwae: bool = False,
+        beta: float = 1.0,
+        likelihood: str = "bernoulli",
+        reduction: str = "mean",
+        backend: str | None = None,
+    ):
         super().__init__()
         if not callable(decoder):
             raise TypeError(f"decoder must be callable (an nn.Module or function), got {type(decoder).__name__}")
@@ -68,13 +78,25 @@ class ELBOLoss(nn.Module):
         self.likelihood, self.reduction, self.backend = likelihood, reduction, backend
 
     def forward(self, x: torch.Tensor, mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
-        return F.elbo_loss(self.decoder, x, mu, logvar, n_samples=self.n_samples, estimator=self.estimator,
-                           iwae=self.iwae, beta=self.beta, likelihood=self.likelihood, reduction=self.reduction,
-                           backend=self.backend)
+        return F.elbo_loss(
+            self.decoder,
+            x,
+            mu,
+            logvar,
+            n_samples=self.n_samples,
+            estimator=self.estimator,
+            iwae=self.iwae,
+            beta=self.beta,
+            likelihood=self.likelihood,
+            reduction=self.reduction,
+            backend=self.backend,
+        )
 
     def extra_repr(self) -> str:
-        return (f"n_samples={self.n_samples}, estimator={self.estimator!r}, iwae={self.iwae}, beta={self.beta}, "
-                f"likelihood={self.likelihood!r}, reduction={self.reduction!r}, backend={self.backend}")
+        return (
+            f"n_samples={self.n_samples}, estimator={self.estimator!r}, iwae={self.iwae}, beta={self.beta}, "
+            f"likelihood={self.likelihood!r}, reduction={self.reduction!r}, backend={self.backend}"
+        )
 
 
 def _check_features(**sizes) -> None:
@@ -89,8 +111,18 @@ class FusedLinearBernoulli(nn.Linear):
     see functional.linear_bernoulli_log_prob. It is an nn.Linear (same weight, bias, initialisation
     and state dict) whose forward takes the targets and returns the log-likelihood, not the logits."""
 
-    def __init__(self, in_features: int, out_features: int, bias: bool = True, reduction: str = "none", *,
-                 chunk_rows: int | None = None, backend: str | None = None, device=None, dtype=None):
+    def __init__(
+        self,
+        in_features: int,
+        out_features: int,
+        bias: bool = True,
+        reduction: str = "none",
+        *,
+        chunk_rows: int | None = None,
+        backend: str | None = None,
+        device=None,
+        dtype=None,
+    ):
         _check_features(in_features=in_features, out_features=out_features)
         check_choice("reduction", reduction, REDUCTIONS)
         check_chunk_rows(chunk_rows)
@@ -99,12 +131,15 @@ class FusedLinearBernoulli(nn.Linear):
         self.reduction, self.chunk_rows, self.backend = reduction, chunk_rows, backend
 
     def forward(self, h: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
-        return F.linear_bernoulli_log_prob(h, self.weight, self.bias, x, self.reduction, chunk_rows=self.chunk_rows,
-                                           backend=self.backend)
+        return F.linear_bernoulli_log_prob(
+            h, self.weight, self.bias, x, self.reduction, chunk_rows=self.chunk_rows, backend=self.backend
+        )
 
     def extra_repr(self) -> str:
-        return (f"{super().extra_repr()}, reduction={self.reduction!r}, chunk_rows={self.chunk_rows}, "
-                f"backend={self.backend}")
+        return (
+            f"{super().extra_repr()}, reduction={self.reduction!r}, chunk_rows={self.chunk_rows}, "
+            f"backend={self.backend}"
+        )
 
 
 class FusedLinearGaussian(nn.Module):
@@ -114,9 +149,19 @@ class FusedLinearGaussian(nn.Module):
     mean_activation(self.mean(h)) ("sigmoid" for the paper's Frey Face decoder) and logvar =
     self.logvar(h); see functional.linear_gaussian_log_prob."""
 
-    def __init__(self, in_features: int, out_features: int, bias: bool = True, reduction: str = "none", *,
-                 mean_activation: str = "identity", chunk_rows: int | None = None, backend: str | None = None,
-                 device=None, dtype=None):
+    def __init__(
+        self,
+        in_features: int,
+        out_features: int,
+        bias: bool = True,
+        reduction: str = "none",
+        *,
+        mean_activation: str = "identity",
+        chunk_rows: int | None = None,
+        backend: str | None = None,
+        device=None,
+        dtype=None,
+    ):
         _check_features(in_features=in_features, out_features=out_features)
         check_choice("reduction", reduction, REDUCTIONS)
         check_choice("mean_activation", mean_activation, MEAN_ACTIVATIONS)
@@ -129,10 +174,21 @@ class FusedLinearGaussian(nn.Module):
         self.chunk_rows, self.backend = chunk_rows, backend
 
     def forward(self, h: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
-        return F.linear_gaussian_log_prob(h, self.mean.weight, self.mean.bias, self.logvar.weight, self.logvar.bias,
-                                          x, self.reduction, mean_activation=self.mean_activation,
-                                          chunk_rows=self.chunk_rows, backend=self.backend)
+        return F.linear_gaussian_log_prob(
+            h,
+            self.mean.weight,
+            self.mean.bias,
+            self.logvar.weight,
+            self.logvar.bias,
+            x,
+            self.reduction,
+            mean_activation=self.mean_activation,
+            chunk_rows=self.chunk_rows,
+            backend=self.backend,
+        )
 
     def extra_repr(self) -> str:
-        return (f"reduction={self.reduction!r}, mean_activation={self.mean_activation!r}, "
-                f"chunk_rows={self.chunk_rows}, backend={self.backend}")
+        return (
+            f"reduction={self.reduction!r}, mean_activation={self.mean_activation!r}, "
+            f"chunk_rows={self.chunk_rows}, backend={self.backend}"
+        )

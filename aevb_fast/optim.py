@@ -22,18 +22,38 @@ from .ops._native import dtype_code, native
 
 
 def _native_ok(param: torch.Tensor, grad: torch.Tensor, total: torch.Tensor) -> bool:
-    return (native is not None and param.device.type == "cpu" and param.dtype in (torch.float32, torch.float64)
-            and grad.dtype == param.dtype and param.is_contiguous() and grad.is_contiguous() and total.is_contiguous())
+    return (
+        native is not None
+        and param.device.type == "cpu"
+        and param.dtype in (torch.float32, torch.float64)
+        and grad.dtype == param.dtype
+        and param.is_contiguous()
+        and grad.is_contiguous()
+        and total.is_contiguous()
+    )
 
 
 class Adagrad(torch.optim.Adagrad):
     """torch.optim.Adagrad(params, lr, lr_decay, weight_decay, initial_accumulator_value, eps), whose
     step is fused and flushes denormals on the CPU, and runs without host syncs elsewhere."""
 
-    def __init__(self, params, lr: float = 1e-2, lr_decay: float = 0, weight_decay: float = 0,
-                 initial_accumulator_value: float = 0, eps: float = 1e-10):
-        super().__init__(params, lr=lr, lr_decay=lr_decay, weight_decay=weight_decay,
-                         initial_accumulator_value=initial_accumulator_value, eps=eps)
+    def __init__(
+        self,
+        params,
+        lr: float = 1e-2,
+        lr_decay: float = 0,
+        weight_decay: float = 0,
+        initial_accumulator_value: float = 0,
+        eps: float = 1e-10,
+    ):
+        super().__init__(
+            params,
+            lr=lr,
+            lr_decay=lr_decay,
+            weight_decay=weight_decay,
+            initial_accumulator_value=initial_accumulator_value,
+            eps=eps,
+        )
         self._steps_to_devices()
 
     def load_state_dict(self, state_dict: dict) -> None:
@@ -60,20 +80,43 @@ class Adagrad(torch.optim.Adagrad):
             grads = [p.grad for p in params]
             totals = [self.state[p]["sum"] for p in params]
             steps = [self.state[p]["step"] for p in params]
-            if (group["lr_decay"] or group["maximize"] or group["differentiable"]
-                    or any(g.is_sparse or p.is_complex() for p, g in zip(params, grads))):
-                _torch_adagrad(params, grads, totals, steps, lr=group["lr"], weight_decay=group["weight_decay"],
-                               lr_decay=group["lr_decay"], eps=group["eps"],
-                               has_sparse_grad=any(g.is_sparse for g in grads), maximize=group["maximize"],
-                               differentiable=group["differentiable"], has_complex=any(p.is_complex() for p in params))
+            if (
+                group["lr_decay"]
+                or group["maximize"]
+                or group["differentiable"]
+                or any(g.is_sparse or p.is_complex() for p, g in zip(params, grads))
+            ):
+                _torch_adagrad(
+                    params,
+                    grads,
+                    totals,
+                    steps,
+                    lr=group["lr"],
+                    weight_decay=group["weight_decay"],
+                    lr_decay=group["lr_decay"],
+                    eps=group["eps"],
+                    has_sparse_grad=any(g.is_sparse for g in grads),
+                    maximize=group["maximize"],
+                    differentiable=group["differentiable"],
+                    has_complex=any(p.is_complex() for p in params),
+                )
                 continue
             torch._foreach_add_(steps, 1)
             lr, weight_decay, eps = group["lr"], group["weight_decay"], group["eps"]
             rest = []
             for p, g, s in zip(params, grads, totals):
                 if _native_ok(p, g, s):
-                    native.adagrad_step(dtype_code(p.dtype), p.data_ptr(), g.data_ptr(), s.data_ptr(), p.numel(), lr,
-                                        weight_decay, eps, torch.get_num_threads())
+                    native.adagrad_step(
+                        dtype_code(p.dtype),
+                        p.data_ptr(),
+                        g.data_ptr(),
+                        s.data_ptr(),
+                        p.numel(),
+                        lr,
+                        weight_decay,
+                        eps,
+                        torch.get_num_threads(),
+                    )
                 else:
                     rest.append((p, g, s))
             if rest:
@@ -81,8 +124,14 @@ class Adagrad(torch.optim.Adagrad):
         return loss
 
 
-def _foreach_step(params: list[torch.Tensor], grads: list[torch.Tensor], totals: list[torch.Tensor], lr: float,
-                  weight_decay: float, eps: float) -> None:
+def _foreach_step(
+    params: list[torch.Tensor],
+    grads: list[torch.Tensor],
+    totals: list[torch.Tensor],
+    lr: float,
+    weight_decay: float,
+    eps: float,
+) -> None:
     """The update of adagrad.cpp in torch's foreach ops, grouped by device and dtype."""
     grouped = torch.optim.Optimizer._group_tensors_by_device_and_dtype([params, grads, totals])
     for (device_params, device_grads, device_totals), _ in grouped.values():

@@ -42,8 +42,12 @@ SIZES = {
     "bernoulli": {"tiny": (64, 300), "paper": (100, 784), "medium": (1000, 784), "large": (4096, 12288)},
     "gaussian": {"tiny": (64, 300), "paper": (100, 560), "medium": (1000, 784), "large": (4096, 12288)},
     "reparameterize": {"tiny": (128, 20), "paper": (100, 20), "medium": (1000, 200), "large": (65536, 256)},
-    "vae_loss": {"tiny": (64, 300, 20), "paper": (100, 784, 20), "medium": (1000, 784, 20),
-                 "large": (4096, 12288, 256)},
+    "vae_loss": {
+        "tiny": (64, 300, 20),
+        "paper": (100, 784, 20),
+        "medium": (1000, 784, 20),
+        "large": (4096, 12288, 256),
+    },
     "bernoulli_head": {"tiny": (64, 16, 300), "paper": (100, 500, 784), "large": (8192, 500, 12288)},
     "gaussian_head": {"tiny": (64, 16, 300), "paper": (100, 200, 560), "large": (8192, 500, 12288)},
 }
@@ -149,8 +153,18 @@ def bernoulli(shape, dtype, device) -> Case:
     e, ex = logits.element_size(), x.element_size()
     # Essential: logits and x in, the logits' gradient out. The kernels: the forward reads logits and
     # x, the backward reads both again and writes the gradient.
-    return Case("bernoulli", shape, dtype, device, providers, [logits], (torch.randn(n, generator=g, device=device),),
-                n * d * (2 * e + ex), n * d * (3 * e + 2 * ex), logits)
+    return Case(
+        "bernoulli",
+        shape,
+        dtype,
+        device,
+        providers,
+        [logits],
+        (torch.randn(n, generator=g, device=device),),
+        n * d * (2 * e + ex),
+        n * d * (3 * e + 2 * ex),
+        logits,
+    )
 
 
 def gaussian(shape, dtype, device) -> Case:
@@ -172,8 +186,18 @@ def gaussian(shape, dtype, device) -> Case:
     e = mean.element_size()
     # Essential: x, mean and logvar in, two gradients out. The kernels: the forward reads the three,
     # the backward reads them again and writes both gradients.
-    return Case("gaussian", shape, dtype, device, providers, [mean, logvar],
-                (torch.randn(n, generator=g, device=device),), n * d * 5 * e, n * d * 8 * e, mean)
+    return Case(
+        "gaussian",
+        shape,
+        dtype,
+        device,
+        providers,
+        [mean, logvar],
+        (torch.randn(n, generator=g, device=device),),
+        n * d * 5 * e,
+        n * d * 8 * e,
+        mean,
+    )
 
 
 def reparameterize(shape, dtype, device) -> Case:
@@ -206,8 +230,9 @@ def reparameterize(shape, dtype, device) -> Case:
     e = mu.element_size()
     # Essential: mu, logvar and the gradient of z in, z and two gradients out. The kernels: the
     # forward reads mu, logvar and writes z, the backward reads all three again and writes two.
-    return Case("reparameterize", shape, dtype, device, providers, [mu, logvar], upstream, b * z * 6 * e,
-                b * z * 8 * e, mu)
+    return Case(
+        "reparameterize", shape, dtype, device, providers, [mu, logvar], upstream, b * z * 6 * e, b * z * 8 * e, mu
+    )
 
 
 def vae_loss(shape, dtype, device) -> Case:
@@ -229,15 +254,26 @@ def vae_loss(shape, dtype, device) -> Case:
     providers = _fused(device, lambda b: (aevb_fast.vae_loss(logits, x, mu, logvar, reduction="sum", backend=b),)) | {
         "eager": lambda: (reference(logits, x, mu, logvar),),
         "torch.compile": lambda: (compiled(logits, x, mu, logvar),),
-        "F.bce_with_logits": lambda: (F.binary_cross_entropy_with_logits(logits, x, reduction="sum")
-                                      + _example_kld(mu, logvar),),
+        "F.bce_with_logits": lambda: (
+            F.binary_cross_entropy_with_logits(logits, x, reduction="sum") + _example_kld(mu, logvar),
+        ),
         "pytorch example": lambda: (loss_function(torch.sigmoid(logits), x, mu, logvar),),
     }
     e, ex = logits.element_size(), x.element_size()
     # Essential: logits, x, mu and logvar in, three gradients out. The kernels: the likelihood's as
     # in bernoulli, and the KL's forward reads mu and logvar, its backward reads them and writes two.
-    return Case("vae_loss", shape, dtype, device, providers, [logits, mu, logvar], (torch.ones((), device=device),),
-                n * d * (2 * e + ex) + n * z * 4 * e, n * d * (3 * e + 2 * ex) + n * z * 6 * e, logits)
+    return Case(
+        "vae_loss",
+        shape,
+        dtype,
+        device,
+        providers,
+        [logits, mu, logvar],
+        (torch.ones((), device=device),),
+        n * d * (2 * e + ex) + n * z * 4 * e,
+        n * d * (3 * e + 2 * ex) + n * z * 6 * e,
+        logits,
+    )
 
 
 def _head(op, shape, dtype, device, n_layers, fused, likelihood) -> Case:
@@ -248,7 +284,7 @@ def _head(op, shape, dtype, device, n_layers, fused, likelihood) -> Case:
     h = torch.tanh(torch.randn(n, h_dim, generator=g, device=device)).to(dtype).requires_grad_()
     params = []
     for _ in range(n_layers):
-        params.append((torch.randn(d, h_dim, generator=g, device=device) / h_dim ** 0.5).to(dtype).requires_grad_())
+        params.append((torch.randn(d, h_dim, generator=g, device=device) / h_dim**0.5).to(dtype).requires_grad_())
         params.append(torch.zeros(d, device=device, dtype=dtype).requires_grad_())
     x = torch.rand(n, d, generator=g, device=device).to(dtype)
 
@@ -260,40 +296,72 @@ def _head(op, shape, dtype, device, n_layers, fused, likelihood) -> Case:
 
     compiled = _compiled(eager)
     providers = _fused(device, lambda b: (fused(h, params, x, b),))
-    providers |= {f"Linear + aevb_fast[{b}]": (lambda b=b: (likelihood(layers(h), x, b).sum(),))
-                  for b in fused_backends(device)[:1]}
+    providers |= {
+        f"Linear + aevb_fast[{b}]": (lambda b=b: (likelihood(layers(h), x, b).sum(),))
+        for b in fused_backends(device)[:1]
+    }
     providers |= {"eager": lambda: (eager(h, x),), "torch.compile": lambda: (compiled(h, x),)}
     e, ex = h.element_size(), x.element_size()
     # Essential: h, the layers and x in, their gradients out. The fused kernels add each chunk's
     # outputs and their gradient, written and read once, in cache-sized pieces.
     essential = 2 * (n * h_dim + n_layers * d * (h_dim + 1)) * e + n * d * ex
-    return Case(op, shape, dtype, device, providers, [h, *params], (torch.ones((), device=device),), essential,
-                essential + n_layers * n * d * 4 * e, x)
+    return Case(
+        op,
+        shape,
+        dtype,
+        device,
+        providers,
+        [h, *params],
+        (torch.ones((), device=device),),
+        essential,
+        essential + n_layers * n * d * 4 * e,
+        x,
+    )
 
 
 def bernoulli_head(shape, dtype, device) -> Case:
     def likelihood(values, x, backend):
         (logits,) = values
-        return R.bernoulli_log_prob(logits, x) if backend is None else aevb_fast.bernoulli_log_prob(logits, x,
-                                                                                                    backend=backend)
+        return (
+            R.bernoulli_log_prob(logits, x)
+            if backend is None
+            else aevb_fast.bernoulli_log_prob(logits, x, backend=backend)
+        )
 
-    return _head("bernoulli_head", shape, dtype, device, 1,
-                 lambda h, p, x, b: aevb_fast.linear_bernoulli_log_prob(h, *p, x, "sum", backend=b), likelihood)
+    return _head(
+        "bernoulli_head",
+        shape,
+        dtype,
+        device,
+        1,
+        lambda h, p, x, b: aevb_fast.linear_bernoulli_log_prob(h, *p, x, "sum", backend=b),
+        likelihood,
+    )
 
 
 def gaussian_head(shape, dtype, device) -> Case:
     # The paper's Frey Face decoder: a sigmoid mean.
     def likelihood(values, x, backend):
         mean, logvar = torch.sigmoid(values[0]), values[1]
-        return R.gaussian_log_prob(x, mean, logvar) if backend is None else aevb_fast.gaussian_log_prob(
-            x, mean, logvar, backend=backend)
+        return (
+            R.gaussian_log_prob(x, mean, logvar)
+            if backend is None
+            else aevb_fast.gaussian_log_prob(x, mean, logvar, backend=backend)
+        )
 
-    return _head("gaussian_head", shape, dtype, device, 2,
-                 lambda h, p, x, b: aevb_fast.linear_gaussian_log_prob(h, *p, x, "sum", mean_activation="sigmoid",
-                                                                       backend=b), likelihood)
+    return _head(
+        "gaussian_head",
+        shape,
+        dtype,
+        device,
+        2,
+        lambda h, p, x, b: aevb_fast.linear_gaussian_log_prob(h, *p, x, "sum", mean_activation="sigmoid", backend=b),
+        likelihood,
+    )
 
 
 # The public functions that share a kernel with a case, measured for their per-call cost only.
+
 
 def reparameterize_z(shape, dtype, device) -> Case:
     """reparameterize: z alone."""
@@ -306,12 +374,22 @@ def reparameterize_z(shape, dtype, device) -> Case:
         return mu + torch.randn_like(std) * std
 
     e = mu.element_size()
-    return Case("reparameterize_z", shape, dtype, device,
-                _fused(device, lambda name: (aevb_fast.reparameterize(mu, logvar, backend=name),)) | {
-                    "eager": lambda: (R.reparameterize(mu, logvar, torch.randn_like(mu)),),
-                    "pytorch example": lambda: (example(mu, logvar),)},
-                [mu, logvar], (torch.randn(b, z, generator=g, device=device).to(dtype),), b * z * 6 * e,
-                b * z * 8 * e, mu)
+    return Case(
+        "reparameterize_z",
+        shape,
+        dtype,
+        device,
+        _fused(device, lambda name: (aevb_fast.reparameterize(mu, logvar, backend=name),))
+        | {
+            "eager": lambda: (R.reparameterize(mu, logvar, torch.randn_like(mu)),),
+            "pytorch example": lambda: (example(mu, logvar),),
+        },
+        [mu, logvar],
+        (torch.randn(b, z, generator=g, device=device).to(dtype),),
+        b * z * 6 * e,
+        b * z * 8 * e,
+        mu,
+    )
 
 
 def gaussian_kl(shape, dtype, device) -> Case:
@@ -319,11 +397,19 @@ def gaussian_kl(shape, dtype, device) -> Case:
     g = torch.Generator(device=device).manual_seed(0)
     mu, logvar = _gaussian_params(b, z, dtype, device, g)
     e = mu.element_size()
-    return Case("gaussian_kl", shape, dtype, device,
-                _fused(device, lambda name: (aevb_fast.gaussian_kl(mu, logvar, backend=name),)) | {
-                    "eager": lambda: (R.gaussian_kl(mu, logvar),),
-                    "pytorch example": lambda: (_example_kld(mu, logvar, -1),)},
-                [mu, logvar], (torch.randn(b, generator=g, device=device),), b * z * 4 * e, b * z * 6 * e, mu)
+    return Case(
+        "gaussian_kl",
+        shape,
+        dtype,
+        device,
+        _fused(device, lambda name: (aevb_fast.gaussian_kl(mu, logvar, backend=name),))
+        | {"eager": lambda: (R.gaussian_kl(mu, logvar),), "pytorch example": lambda: (_example_kld(mu, logvar, -1),)},
+        [mu, logvar],
+        (torch.randn(b, generator=g, device=device),),
+        b * z * 4 * e,
+        b * z * 6 * e,
+        mu,
+    )
 
 
 def elbo_loss(shape, dtype, device) -> Case:
@@ -338,14 +424,29 @@ def elbo_loss(shape, dtype, device) -> Case:
         return (R.gaussian_kl(mu, logvar) - R.bernoulli_log_prob(samples, x)).mean()
 
     e = mu.element_size()
-    return Case("elbo_loss", shape, dtype, device,
-                _fused(device, lambda name: (aevb_fast.elbo_loss(lambda s: s, x, mu, logvar, backend=name),)) | {
-                    "eager": lambda: (reference(mu, logvar),)},
-                [mu, logvar], (torch.ones((), device=device),), b * z * 5 * e, b * z * 13 * e, mu)
+    return Case(
+        "elbo_loss",
+        shape,
+        dtype,
+        device,
+        _fused(device, lambda name: (aevb_fast.elbo_loss(lambda s: s, x, mu, logvar, backend=name),))
+        | {"eager": lambda: (reference(mu, logvar),)},
+        [mu, logvar],
+        (torch.ones((), device=device),),
+        b * z * 5 * e,
+        b * z * 13 * e,
+        mu,
+    )
 
 
-BUILDERS = {"bernoulli": bernoulli, "gaussian": gaussian, "reparameterize": reparameterize, "vae_loss": vae_loss,
-            "bernoulli_head": bernoulli_head, "gaussian_head": gaussian_head}
+BUILDERS = {
+    "bernoulli": bernoulli,
+    "gaussian": gaussian,
+    "reparameterize": reparameterize,
+    "vae_loss": vae_loss,
+    "bernoulli_head": bernoulli_head,
+    "gaussian_head": gaussian_head,
+}
 # Every public fused function: the builder of a case that calls it, and its shape at one element.
 FUNCTIONS = {
     "bernoulli_log_prob": (bernoulli, (1, 1)),

@@ -44,23 +44,41 @@ def _call(case: cases.Case, provider):
         for leaf in case.leaves:
             leaf.grad = None
         torch.autograd.backward(provider(), case.upstream)
+
     return call
 
 
 def _measure(function: str, case: cases.Case, rounds: int, seconds: float) -> list[CallRow]:
     device = case.device
-    calls = {name: _call(case, provider) for name, provider in case.providers.items()
-             if name.startswith("aevb_fast[") or name in PEERS}
+    calls = {
+        name: _call(case, provider)
+        for name, provider in case.providers.items()
+        if name.startswith("aevb_fast[") or name in PEERS
+    }
     # Finding the loop's length calls each provider dozens of times: its warm-up.
     counts = {name: calls_per_sample(call, device, seconds) for name, call in calls.items()}
-    timings = interleaved({name: (lambda call=call, n=counts[name]: {"call": clock(call, device, n)[0]})
-                           for name, call in calls.items()}, rounds, warmup=0)
-    return [CallRow(function, case.op, case.shape, str(case.dtype).removeprefix("torch."), name, timings[name]["call"],
-                    counts[name]) for name in calls]
+    timings = interleaved(
+        {name: (lambda call=call, n=counts[name]: {"call": clock(call, device, n)[0]}) for name, call in calls.items()},
+        rounds,
+        warmup=0,
+    )
+    return [
+        CallRow(
+            function,
+            case.op,
+            case.shape,
+            str(case.dtype).removeprefix("torch."),
+            name,
+            timings[name]["call"],
+            counts[name],
+        )
+        for name in calls
+    ]
 
 
-def measure(device: torch.device, dtype: torch.dtype, rounds: int,
-            seconds: float = SAMPLE_SECONDS) -> Iterator[list[CallRow]]:
+def measure(
+    device: torch.device, dtype: torch.dtype, rounds: int, seconds: float = SAMPLE_SECONDS
+) -> Iterator[list[CallRow]]:
     """Each function's rows as it is measured, the example's minibatch last."""
     for function, (build, shape) in cases.FUNCTIONS.items():
         yield _measure(function, build(shape, dtype, device), rounds, seconds)
@@ -71,9 +89,28 @@ def write_csv(rows: list[CallRow], path: Path) -> None:
     eager = {(r.function, r.shape, r.dtype): r.time.median for r in rows if r.provider == "eager"}
     with open(path, "w", newline="") as f:
         writer = csv.writer(f)
-        writer.writerow(["function", "shape", "dtype", "provider", "us_per_call", "p25_us", "p75_us",
-                         "calls_per_sample", "over_eager"])
+        writer.writerow(
+            [
+                "function",
+                "shape",
+                "dtype",
+                "provider",
+                "us_per_call",
+                "p25_us",
+                "p75_us",
+                "calls_per_sample",
+                "over_eager",
+            ]
+        )
         for r in rows:
-            writer.writerow([r.function, "x".join(map(str, r.shape)), r.dtype, r.provider,
-                             *(f"{v * 1e6:.2f}" for v in (r.time.median, r.time.low, r.time.high)), r.calls,
-                             f"{r.time.median / eager[r.function, r.shape, r.dtype]:.3f}"])
+            writer.writerow(
+                [
+                    r.function,
+                    "x".join(map(str, r.shape)),
+                    r.dtype,
+                    r.provider,
+                    *(f"{v * 1e6:.2f}" for v in (r.time.median, r.time.low, r.time.high)),
+                    r.calls,
+                    f"{r.time.median / eager[r.function, r.shape, r.dtype]:.3f}",
+                ]
+            )

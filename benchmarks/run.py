@@ -139,6 +139,7 @@ def measure_case(case: cases.Case, size: str, rounds: int, warmup: int) -> list[
             backward, _ = clock(lambda: [torch.autograd.backward(out, case.upstream) for out in outputs], device)
             n = calls_per_sample
             return {"forward": forward / n, "backward": backward / n, "total": (forward + backward) / n}
+
         return run
 
     functions = {name: round_of(provider) for name, provider in case.providers.items()}
@@ -154,9 +155,26 @@ def measure_case(case: cases.Case, size: str, rounds: int, warmup: int) -> list[
             return peak_memory(lambda: torch.autograd.backward(provider(), case.upstream), device)
 
     copy_bytes = 2 * case.copy_source.numel() * case.copy_source.element_size()
-    return [Row(case.label, case.op, size, case.shape, str(case.dtype).removeprefix("torch."), name, t["forward"],
-                t["backward"], t["total"], copy, case.essential_bytes, case.kernel_bytes, copy_bytes, peak(provider))
-            for name, provider in case.providers.items() for t in [timings[name]]]
+    return [
+        Row(
+            case.label,
+            case.op,
+            size,
+            case.shape,
+            str(case.dtype).removeprefix("torch."),
+            name,
+            t["forward"],
+            t["backward"],
+            t["total"],
+            copy,
+            case.essential_bytes,
+            case.kernel_bytes,
+            copy_bytes,
+            peak(provider),
+        )
+        for name, provider in case.providers.items()
+        for t in [timings[name]]
+    ]
 
 
 @contextlib.contextmanager
@@ -169,10 +187,20 @@ def no_output_cache():
             native.set_cache_limit(limit)
 
 
-def header(device: torch.device, args, started: tuple, ended: tuple | None, busy: load.Load | None,
-           stopped: str | None, measured: Measured) -> str:
-    where = (torch.cuda.get_device_name(device) if device.type == "cuda"
-             else f"{machine(device)}; {torch.get_num_threads()} threads")
+def header(
+    device: torch.device,
+    args,
+    started: tuple,
+    ended: tuple | None,
+    busy: load.Load | None,
+    stopped: str | None,
+    measured: Measured,
+) -> str:
+    where = (
+        torch.cuda.get_device_name(device)
+        if device.type == "cuda"
+        else f"{machine(device)}; {torch.get_num_threads()} threads"
+    )
     triton = "not installed"
     try:
         import triton
@@ -180,39 +208,82 @@ def header(device: torch.device, args, started: tuple, ended: tuple | None, busy
         triton = triton.__version__
     except ImportError:
         pass
-    lines = [f"{where}; torch {torch.__version__}; triton {triton}; aevb_fast {aevb_fast.__version__}; "
-             f"{time.strftime('%Y-%m-%d')}",
-             f"Sizes {', '.join(args.sizes)}; ops: median of {args.rounds} interleaved rounds after {args.warmup} "
-             f"of warm-up; per call: median of {args.call_rounds} rounds of loops of >= "
-             f"{overhead.SAMPLE_SECONDS * 1e3:.0f} ms."]
+    lines = [
+        f"{where}; torch {torch.__version__}; triton {triton}; aevb_fast {aevb_fast.__version__}; "
+        f"{time.strftime('%Y-%m-%d')}",
+        f"Sizes {', '.join(args.sizes)}; ops: median of {args.rounds} interleaved rounds after {args.warmup} "
+        f"of warm-up; per call: median of {args.call_rounds} rounds of loops of >= "
+        f"{overhead.SAMPLE_SECONDS * 1e3:.0f} ms.",
+    ]
     end = "" if ended is None else f", {load.averages(ended)} at the end"
     if busy is None:
         lines.append(f"Load averages (1/5/15 min): {load.averages(started)} at the start{end}.")
     else:
-        lines.append(f"Under load: one busy process (a pure-Python loop, one core's worth, pid {busy.pid}) ran from "
-                     f"before the first measurement to the end. Load averages (1/5/15 min): "
-                     f"{load.averages(busy.before)} before it started{end}.")
+        lines.append(
+            f"Under load: one busy process (a pure-Python loop, one core's worth, pid {busy.pid}) ran from "
+            f"before the first measurement to the end. Load averages (1/5/15 min): "
+            f"{load.averages(busy.before)} before it started{end}."
+        )
     if stopped is not None:
         op_cases = len({(r.case, r.dtype) for r in measured.rows})
         call_cases = len({(c.function, c.shape, c.dtype) for c in measured.calls})
         steps = sum(map(len, measured.steps.values()))
-        lines.append(f"**Partial results**: stopped by {stopped}, having measured {op_cases} op cases, {call_cases} "
-                     f"per-call cases and {steps} training steps.")
+        lines.append(
+            f"**Partial results**: stopped by {stopped}, having measured {op_cases} op cases, {call_cases} "
+            f"per-call cases and {steps} training steps."
+        )
     return "\n\n".join(lines)
 
 
 def write_csv(rows: list[Row], path: Path) -> None:
     with open(path, "w", newline="") as f:
         writer = csv.writer(f)
-        writer.writerow(["op", "size", "shape", "dtype", "provider", "forward_ms", "backward_ms", "total_ms",
-                         "total_p25_ms", "total_p75_ms", "warm_copy_ms", "copy_bandwidth_GBps", "memory_limit_ms",
-                         "total_over_limit", "bandwidth_GBps", "peak_MB"])
+        writer.writerow(
+            [
+                "op",
+                "size",
+                "shape",
+                "dtype",
+                "provider",
+                "forward_ms",
+                "backward_ms",
+                "total_ms",
+                "total_p25_ms",
+                "total_p75_ms",
+                "warm_copy_ms",
+                "copy_bandwidth_GBps",
+                "memory_limit_ms",
+                "total_over_limit",
+                "bandwidth_GBps",
+                "peak_MB",
+            ]
+        )
         for r in rows:
-            writer.writerow([r.op, r.size, "x".join(map(str, r.shape)), r.dtype, r.provider, *(
-                f"{v * 1e3:.4f}" for v in (r.forward.median, r.backward.median, r.total.median, r.total.low,
-                                           r.total.high, r.copy.best)),
-                f"{r.copy_bandwidth / 1e9:.3f}", f"{r.memory_limit * 1e3:.4f}", f"{r.over_limit:.3f}",
-                f"{r.bandwidth / 1e9:.3f}", f"{r.peak_bytes / 2**20:.1f}"])
+            writer.writerow(
+                [
+                    r.op,
+                    r.size,
+                    "x".join(map(str, r.shape)),
+                    r.dtype,
+                    r.provider,
+                    *(
+                        f"{v * 1e3:.4f}"
+                        for v in (
+                            r.forward.median,
+                            r.backward.median,
+                            r.total.median,
+                            r.total.low,
+                            r.total.high,
+                            r.copy.best,
+                        )
+                    ),
+                    f"{r.copy_bandwidth / 1e9:.3f}",
+                    f"{r.memory_limit * 1e3:.4f}",
+                    f"{r.over_limit:.3f}",
+                    f"{r.bandwidth / 1e9:.3f}",
+                    f"{r.peak_bytes / 2**20:.1f}",
+                ]
+            )
 
 
 def read_totals(path: Path) -> dict | None:
@@ -220,8 +291,11 @@ def read_totals(path: Path) -> dict | None:
     if not path.is_file():
         return None
     with open(path, newline="") as f:
-        return {(r["op"], tuple(int(v) for v in r["shape"].split("x")), r["dtype"], r["provider"]):
-                float(r["total_ms"]) / 1e3 for r in csv.DictReader(f)}
+        return {
+            (r["op"], tuple(int(v) for v in r["shape"].split("x")), r["dtype"], r["provider"]): float(r["total_ms"])
+            / 1e3
+            for r in csv.DictReader(f)
+        }
 
 
 def measure(args, device: torch.device, dtypes: list[str], measured: Measured, check: Callable[[], None]) -> None:
@@ -251,17 +325,28 @@ def measure(args, device: torch.device, dtypes: list[str], measured: Measured, c
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__.splitlines()[0])
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
-    parser.add_argument("--dtype", nargs="+", default=None, choices=["float32", "bfloat16"],
-                        help="default: float32 on CPU, float32 and bfloat16 on GPU")
-    parser.add_argument("--sizes", nargs="+", default=["full"], choices=["tiny", *cases.SIZE_NAMES, "full"],
-                        help="size sets to run (default: full, that is paper, medium and large)")
+    parser.add_argument(
+        "--dtype",
+        nargs="+",
+        default=None,
+        choices=["float32", "bfloat16"],
+        help="default: float32 on CPU, float32 and bfloat16 on GPU",
+    )
+    parser.add_argument(
+        "--sizes",
+        nargs="+",
+        default=["full"],
+        choices=["tiny", *cases.SIZE_NAMES, "full"],
+        help="size sets to run (default: full, that is paper, medium and large)",
+    )
     parser.add_argument("--rounds", type=int, default=7, help="interleaved rounds per op case and training step")
     parser.add_argument("--warmup", type=int, default=2)
     parser.add_argument("--call-rounds", type=int, default=15, help="rounds of the per-call overhead's loops")
     parser.add_argument("--ops", nargs="+", default=list(cases.OPS), choices=cases.OPS)
     parser.add_argument("--load", action="store_true", help="run beside one busy process")
-    parser.add_argument("--out", type=Path, default=None,
-                        help="default: benchmarks/results/<device>, or <device>-loaded with --load")
+    parser.add_argument(
+        "--out", type=Path, default=None, help="default: benchmarks/results/<device>, or <device>-loaded with --load"
+    )
     args = parser.parse_args(argv)
     if min(args.rounds, args.call_rounds) < 1 or args.warmup < 0:
         parser.error("--rounds and --call-rounds take 1 or more, --warmup 0 or more")
@@ -285,15 +370,25 @@ def main(argv=None) -> None:
                 signal.signal(s, handler)
     stopped = stop.name
     text = header(device, args, started, os.getloadavg(), busy, stopped, measured)
-    outcomes = targets.check(device.type, measured.rows, measured.calls, measured.steps, args.load,
-                             read_totals(RESULTS / name / "results.csv") if args.load else None)
+    outcomes = targets.check(
+        device.type,
+        measured.rows,
+        measured.calls,
+        measured.steps,
+        args.load,
+        read_totals(RESULTS / name / "results.csv") if args.load else None,
+    )
     write_csv(measured.rows, out / "results.csv")
     overhead.write_csv(measured.calls, out / "overhead.csv")
     figures = report.plots(measured.rows, measured.steps, out)
-    (out / "results.md").write_text(report.markdown(text, measured.rows, measured.calls, measured.steps, outcomes,
-                                                    figures))
-    print(f"wrote {out / 'results.md'}, {out / 'results.csv'}, {out / 'overhead.csv'} and {len(figures)} figures"
-          + (f" (partial: stopped by {stopped})" if stopped else ""), flush=True)
+    (out / "results.md").write_text(
+        report.markdown(text, measured.rows, measured.calls, measured.steps, outcomes, figures)
+    )
+    print(
+        f"wrote {out / 'results.md'}, {out / 'results.csv'}, {out / 'overhead.csv'} and {len(figures)} figures"
+        + (f" (partial: stopped by {stopped})" if stopped else ""),
+        flush=True,
+    )
     if stop.signum is not None:
         sys.exit(128 + stop.signum)
 

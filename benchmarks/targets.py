@@ -56,8 +56,9 @@ LOADED_SLOWDOWN = 2.0  # under load: every op at the paper's size over its unloa
 
 def _first(rows, provider=None):
     """The row of `provider`, or aevb_fast's (the first fused backend) without one."""
-    return next((r for r in rows if (r.provider == provider if provider else r.provider.startswith("aevb_fast["))),
-                None)
+    return next(
+        (r for r in rows if (r.provider == provider if provider else r.provider.startswith("aevb_fast["))), None
+    )
 
 
 def _name(op: str, shape, dtype) -> str:
@@ -90,34 +91,64 @@ def check(device_type: str, rows, calls, steps, loaded: bool = False, unloaded: 
     out = []
     for device, op, shape, dtype, provider, bound in SPEEDUPS:
         for d in each(device, dtype):
-            out.append(_outcome(f"{_name(op, shape, d)}: >= {bound}x faster than {provider}",
-                                _speedup(case(op, shape, d), provider), bound, True))
+            out.append(
+                _outcome(
+                    f"{_name(op, shape, d)}: >= {bound}x faster than {provider}",
+                    _speedup(case(op, shape, d), provider),
+                    bound,
+                    True,
+                )
+            )
     for device, op, shape, dtype, bound in LIMITS:
         for d in each(device, dtype):
             fused = _first(case(op, shape, d))
-            out.append(_outcome(f"{_name(op, shape, d)}: <= {bound}x the memory limit",
-                                fused.over_limit if fused else None, bound, False))
+            out.append(
+                _outcome(
+                    f"{_name(op, shape, d)}: <= {bound}x the memory limit",
+                    fused.over_limit if fused else None,
+                    bound,
+                    False,
+                )
+            )
     for device, op, shape, dtype, bound in MEMORY:
         for d in each(device, dtype):
             fused, eager = _first(case(op, shape, d)), _first(case(op, shape, d), "eager")
             value = fused.peak_bytes / eager.peak_bytes if fused and eager and eager.peak_bytes else None
-            out.append(_outcome(f"{_name(op, shape, d)}: peak memory <= {bound:.0%} of eager's", value, bound, False,
-                                "{:.1%}"))
+            out.append(
+                _outcome(f"{_name(op, shape, d)}: peak memory <= {bound:.0%} of eager's", value, bound, False, "{:.1%}")
+            )
     out += _call_targets(calls)
     for dtype, batches in steps.items():
         for batch, rates in batches.items():
             fused = next((v for k, v in rates.items() if k.startswith("aevb_fast")), None)
-            out.append(_outcome(f"training step, batch {batch}, {dtype}: >= {TRAIN_STEP}x the reference's samples/s",
-                                fused / rates["reference"] if fused else None, TRAIN_STEP, True))
+            out.append(
+                _outcome(
+                    f"training step, batch {batch}, {dtype}: >= {TRAIN_STEP}x the reference's samples/s",
+                    fused / rates["reference"] if fused else None,
+                    TRAIN_STEP,
+                    True,
+                )
+            )
     if loaded:
         for op in cases.OPS:
             shape = cases.SIZES[op]["paper"]
             for d in dtypes:
                 here = case(op, shape, d)
-                out.append(_outcome(f"{_name(op, shape, d)} under load: >= {LOADED_SPEEDUP}x faster than eager",
-                                    _speedup(here, "eager"), LOADED_SPEEDUP, True))
-                out.append(_against_unloaded(f"{_name(op, shape, d)} under load: <= {LOADED_SLOWDOWN}x its unloaded "
-                                             "time", _first(here), unloaded))
+                out.append(
+                    _outcome(
+                        f"{_name(op, shape, d)} under load: >= {LOADED_SPEEDUP}x faster than eager",
+                        _speedup(here, "eager"),
+                        LOADED_SPEEDUP,
+                        True,
+                    )
+                )
+                out.append(
+                    _against_unloaded(
+                        f"{_name(op, shape, d)} under load: <= {LOADED_SLOWDOWN}x its unloaded time",
+                        _first(here),
+                        unloaded,
+                    )
+                )
     return out
 
 
@@ -130,11 +161,19 @@ def _call_targets(calls) -> list[Outcome]:
             fused = _first(one)
             where = f"{function}, one element" + (f", {d}" if d else "")
             for provider, bound, whose in [("eager", CALL_OVER_EAGER, "eager's")] + (
-                    [("pytorch example", CALL_OVER_EXAMPLE, "the PyTorch VAE example's loss_function")]
-                    if function == "vae_loss" else []):
+                [("pytorch example", CALL_OVER_EXAMPLE, "the PyTorch VAE example's loss_function")]
+                if function == "vae_loss"
+                else []
+            ):
                 other = _first(one, provider)
-                out.append(_outcome(f"{where}: time per call <= {bound}x {whose}",
-                                    fused.time.median / other.time.median if fused and other else None, bound, False))
+                out.append(
+                    _outcome(
+                        f"{where}: time per call <= {bound}x {whose}",
+                        fused.time.median / other.time.median if fused and other else None,
+                        bound,
+                        False,
+                    )
+                )
     return out
 
 

@@ -70,8 +70,9 @@ def calls_per_sample(fn: Callable, device: torch.device, seconds: float) -> int:
 COPY_REPEATS = 3
 
 
-def warm_copy(source: torch.Tensor, device: torch.device, calls: int = 1,
-              repeats: int = COPY_REPEATS) -> Callable[[], dict[str, float]]:
+def warm_copy(
+    source: torch.Tensor, device: torch.device, calls: int = 1, repeats: int = COPY_REPEATS
+) -> Callable[[], dict[str, float]]:
     """The memory yardstick as a function for interleaved(): seconds of a copy of `source` into a
     buffer allocated and written beforehand, the best of `repeats`. Into fresh memory a copy would
     time the page faults too, on a CPU as long as the copy itself; the best is the bandwidth the
@@ -81,8 +82,9 @@ def warm_copy(source: torch.Tensor, device: torch.device, calls: int = 1,
     return lambda: {"copy": min(clock(lambda: destination.copy_(source), device, calls)[0] for _ in range(repeats))}
 
 
-def interleaved(functions: dict[str, Callable[[], dict[str, float]]], rounds: int,
-                warmup: int) -> dict[str, dict[str, Timing]]:
+def interleaved(
+    functions: dict[str, Callable[[], dict[str, float]]], rounds: int, warmup: int
+) -> dict[str, dict[str, Timing]]:
     """Runs each function once per round, in turn, for warmup + rounds rounds; each returns the
     seconds of its phases ({"forward": ..., "backward": ...}). Keeps the measured rounds:
     {name: {phase: Timing}}."""

@@ -83,23 +83,37 @@ class PlainLoop:
                 start = time.perf_counter()
             if position + batch > n:
                 permutation, position = torch.randperm(n, device=self.device), 0
-            self.step(self.rows[permutation[position:position + batch]])
+            self.step(self.rows[permutation[position : position + batch]])
             position += batch
             seen += batch
         _sync(self.device)
         return time.perf_counter() - start
 
 
-def aevb_run(dataset: str, data_path: str | None, batch: int, warmup: int, samples: int, eval_rows: int,
-             device: torch.device) -> float:
+def aevb_run(
+    dataset: str, data_path: str | None, batch: int, warmup: int, samples: int, eval_rows: int, device: torch.device
+) -> float:
     """Seconds for aevb_fast.training.train.train to train `samples` samples after `warmup`: the training
     time a run of warmup + samples records (its metrics' wall_s, read before its one evaluation, at
     the end) less that of a run of warmup samples."""
+
     def run(total):
         with tempfile.TemporaryDirectory() as out:
-            train(TrainConfig(dataset=dataset, data_path=data_path, latent_dim=LATENT, batch_size=batch, samples=total,
-                              eval_every=total, eval_rows=eval_rows, device=str(device), out=out, figures=False),
-                  progress=False)
+            train(
+                TrainConfig(
+                    dataset=dataset,
+                    data_path=data_path,
+                    latent_dim=LATENT,
+                    batch_size=batch,
+                    samples=total,
+                    eval_every=total,
+                    eval_rows=eval_rows,
+                    device=str(device),
+                    out=out,
+                    figures=False,
+                ),
+                progress=False,
+            )
             return json.loads((Path(out) / "metrics.json").read_text())[-1]["wall_s"]
 
     return run(warmup + samples) - run(warmup)
@@ -110,27 +124,46 @@ def _sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def measure(dataset: str, data_path: str | None, batches: list[int], samples: int, warmup: int, rounds: int,
-            eval_rows: int, compiled: bool, device: torch.device) -> list[dict]:
+def measure(
+    dataset: str,
+    data_path: str | None,
+    batches: list[int],
+    samples: int,
+    warmup: int,
+    rounds: int,
+    eval_rows: int,
+    compiled: bool,
+    device: torch.device,
+) -> list[dict]:
     held = datasets.load(dataset, data_path)
     train_rows = datasets.to_unit(held.train).to(device)
     rows = []
     for batch in batches:
-        loops = {"plain PyTorch": PlainLoop(train_rows, False, False, device),
-                 "plain PyTorch + prior": PlainLoop(train_rows, True, False, device)}
+        loops = {
+            "plain PyTorch": PlainLoop(train_rows, False, False, device),
+            "plain PyTorch + prior": PlainLoop(train_rows, True, False, device),
+        }
         if compiled:
             loops["torch.compile (+ prior)"] = PlainLoop(train_rows, True, True, device)
-        runs: dict[str, Callable[[], float]] = {name: lambda loop=loop: loop(batch, warmup, samples)
-                                                for name, loop in loops.items()}
-        runs["aevb-fast train (+ prior)"] = lambda: aevb_run(dataset, data_path, batch, warmup, samples, eval_rows,
-                                                             device)
+        runs: dict[str, Callable[[], float]] = {
+            name: lambda loop=loop: loop(batch, warmup, samples) for name, loop in loops.items()
+        }
+        runs["aevb-fast train (+ prior)"] = lambda: aevb_run(
+            dataset, data_path, batch, warmup, samples, eval_rows, device
+        )
         times: dict[str, list[float]] = {name: [] for name in runs}
         for _ in range(rounds):
             for name, run in runs.items():
                 times[name].append(run())
         for name, seconds in times.items():
-            rows.append({"batch": batch, "provider": name, "samples_per_s": samples / statistics.median(seconds),
-                         "rounds": len(seconds)})
+            rows.append(
+                {
+                    "batch": batch,
+                    "provider": name,
+                    "samples_per_s": samples / statistics.median(seconds),
+                    "rounds": len(seconds),
+                }
+            )
     return rows
 
 
@@ -139,8 +172,9 @@ def table(rows: list[dict]) -> str:
     lines = ["| M | provider | samples/s | x plain PyTorch |", "|---|---|---|---|"]
     for row in rows:
         base = next(r["samples_per_s"] for r in rows if r["batch"] == row["batch"] and r["provider"] == peer)
-        lines.append(f"| {row['batch']} | {row['provider']} | {row['samples_per_s']:,.0f} | "
-                     f"{row['samples_per_s'] / base:.2f}x |")
+        lines.append(
+            f"| {row['batch']} | {row['provider']} | {row['samples_per_s']:,.0f} | {row['samples_per_s'] / base:.2f}x |"
+        )
     return "\n".join(lines)
 
 
@@ -158,19 +192,30 @@ def main(argv=None) -> None:
     args = parser.parse_args(argv)
     device = torch.device(args.device)
     dataset = "mnist5k" if args.data_path is None else "mnist"
-    rows = measure(dataset, args.data_path, args.batch_size, int(args.samples), int(args.warmup), args.rounds,
-                   args.eval_rows, args.compile, device)
+    rows = measure(
+        dataset,
+        args.data_path,
+        args.batch_size,
+        int(args.samples),
+        int(args.warmup),
+        args.rounds,
+        args.eval_rows,
+        args.compile,
+        device,
+    )
     out = args.out or Path(__file__).parent / "results" / machine(device)
     out.mkdir(parents=True, exist_ok=True)
     with open(out / "training.csv", "w", newline="") as f:
         writer = csv.DictWriter(f, fieldnames=list(rows[0]))
         writer.writeheader()
         writer.writerows(rows)
-    text = (f"# Training runs: {dataset}, the paper's model 784-{HIDDEN}-{LATENT}, Adagrad {LR}\n\n"
-            f"{machine(device)}, torch {torch.__version__}, {torch.get_num_threads()} threads, "
-            f"{int(args.samples):,} samples per run timed after {int(args.warmup):,}, median of {args.rounds} "
-            f"interleaved rounds, "
-            f"{time.strftime('%Y-%m-%d')}.\n\n{table(rows)}\n")
+    text = (
+        f"# Training runs: {dataset}, the paper's model 784-{HIDDEN}-{LATENT}, Adagrad {LR}\n\n"
+        f"{machine(device)}, torch {torch.__version__}, {torch.get_num_threads()} threads, "
+        f"{int(args.samples):,} samples per run timed after {int(args.warmup):,}, median of {args.rounds} "
+        f"interleaved rounds, "
+        f"{time.strftime('%Y-%m-%d')}.\n\n{table(rows)}\n"
+    )
     (out / "training.md").write_text(text)
     print(text)
 

@@ -1,10 +1,11 @@
 // aevb_fast._C: binds the torch-free kernels. Buffers travel as integer addresses (a tensor's
-// data_ptr()), dtypes as the codes of csrc/cpu/dtype.h; the GIL is released while a kernel runs.
+// data_ptr()), dtypes as the codes of csrc/common/dtype.h (dtype_codes); the GIL is released while a kernel runs.
 #include <pybind11/pybind11.h>
 #include <pybind11/stl.h>
 
 #include <cstdint>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "cpu/huge_pages.h"
@@ -20,79 +21,68 @@ using aevb::DType;
 
 namespace {
 
-template <typename T>
-T* ptr(uintptr_t address) {
-  return reinterpret_cast<T*>(address);
+// A code outside the enum would send a kernel down no branch of its dtype dispatch.
+DType dtype(int code) {
+  if (code < 0 || code > static_cast<int>(DType::b8)) {
+    throw py::value_error("aevb_fast._C: dtype code " + std::to_string(code) + " is not one of csrc/common/dtype.h's");
+  }
+  return static_cast<DType>(code);
 }
 
-DType dtype(int code) { return static_cast<DType>(code); }
+// How each C++ parameter type crosses from Python: pointers as integer addresses, dtypes as their
+// codes (checked), sizes as int64 (checked >= 0: every size and count of every kernel is), the rest
+// as they are.
+template <typename T>
+struct Arg {
+  using type = T;
+  static T from(T value, const char*, size_t) { return value; }
+};
+template <typename T>
+struct Arg<T*> {
+  using type = uintptr_t;
+  static T* from(uintptr_t address, const char*, size_t) { return reinterpret_cast<T*>(address); }
+};
+template <>
+struct Arg<DType> {
+  using type = int;
+  static DType from(int code, const char*, size_t) { return dtype(code); }
+};
+template <>
+struct Arg<int64_t> {
+  using type = int64_t;
+  static int64_t from(int64_t size, const char* kernel, size_t index) {
+    if (size < 0) {
+      throw py::value_error(std::string("aevb_fast._C.") + kernel + ": argument " + std::to_string(index) +
+                            " is a size or count, got " + std::to_string(size) + " (see its docstring)");
+    }
+    return size;
+  }
+};
+
+template <typename R, typename... A, size_t... I>
+void bind(py::module_& m, const char* name, R (*kernel)(A...), const char* signature, std::index_sequence<I...>) {
+  m.def(
+      name, [kernel, name](typename Arg<A>::type... args) -> R { return kernel(Arg<A>::from(args, name, I)...); },
+      signature, py::call_guard<py::gil_scoped_release>());
+}
+
+// Binds `kernel` as `name`, its arguments converted and checked by Arg, its C++ parameters its
+// docstring; the GIL released while it runs.
+template <typename R, typename... A>
+void bind(py::module_& m, const char* name, R (*kernel)(A...), const char* signature) {
+  bind(m, name, kernel, signature, std::index_sequence_for<A...>{});
+}
 
 #ifdef AEVB_FAST_WITH_CUDA
 // The CUDA kernels take the CPU kernels' arguments with the buffers' device and the stream to
 // launch on (a cudaStream_t as an integer) in place of the thread count.
 void bind_cuda(py::module_ m) {
-  const auto nogil = py::call_guard<py::gil_scoped_release>();
-  auto stream = [](uintptr_t s) { return reinterpret_cast<void*>(s); };
   m.def("device_count", &aevb::cuda::device_count);
   m.def("unavailable_reason", &aevb::cuda::unavailable_reason);
-  m.def(
-      "philox_words",
-      [](uint64_t seed, uint64_t offset, int64_t n, uintptr_t out) {
-        aevb::cuda::philox_words(seed, offset, n, ptr<uint32_t>(out));
-      },
-      nogil);
-  m.def(
-      "reparameterize_forward",
-      [=](int t, uintptr_t mu, uintptr_t logvar, uintptr_t seed, uintptr_t z, uintptr_t kl, int64_t B, int64_t Z,
-          int64_t L, bool mc, int device, uintptr_t s) {
-        aevb::cuda::reparameterize_forward(dtype(t), ptr<const void>(mu), ptr<const void>(logvar),
-                                           ptr<const int64_t>(seed), ptr<void>(z), ptr<void>(kl), B, Z, L, mc, device,
-                                           stream(s));
-      },
-      nogil);
-  m.def(
-      "reparameterize_backward",
-      [=](int t, uintptr_t grad_z, uintptr_t grad_kl, uintptr_t mu, uintptr_t logvar, uintptr_t seed,
-          uintptr_t grad_mu, uintptr_t grad_logvar, int64_t B, int64_t Z, int64_t L, bool mc, int device, uintptr_t s) {
-        aevb::cuda::reparameterize_backward(dtype(t), ptr<const void>(grad_z), ptr<const void>(grad_kl),
-                                            ptr<const void>(mu), ptr<const void>(logvar), ptr<const int64_t>(seed),
-                                            ptr<void>(grad_mu), ptr<void>(grad_logvar), B, Z, L, mc, device,
-                                            stream(s));
-      },
-      nogil);
-  m.def(
-      "bernoulli_forward",
-      [=](int t, int tx, uintptr_t logits, uintptr_t x, uintptr_t log_prob, int64_t N, int64_t Nx, int64_t D,
-          int device, uintptr_t s) {
-        aevb::cuda::bernoulli_forward(dtype(t), dtype(tx), ptr<const void>(logits), ptr<const void>(x),
-                                      ptr<void>(log_prob), N, Nx, D, device, stream(s));
-      },
-      nogil);
-  m.def(
-      "bernoulli_backward",
-      [=](int t, int tx, uintptr_t grad_log_prob, uintptr_t logits, uintptr_t x, uintptr_t grad, int64_t N,
-          int64_t Nx, int64_t D, int device, uintptr_t s) {
-        aevb::cuda::bernoulli_backward(dtype(t), dtype(tx), ptr<const void>(grad_log_prob), ptr<const void>(logits),
-                                       ptr<const void>(x), ptr<void>(grad), N, Nx, D, device, stream(s));
-      },
-      nogil);
-  m.def(
-      "gaussian_forward",
-      [=](int t, int tx, uintptr_t x, uintptr_t mean, uintptr_t logvar, uintptr_t log_prob, int64_t N, int64_t Nx,
-          int64_t D, int device, uintptr_t s) {
-        aevb::cuda::gaussian_forward(dtype(t), dtype(tx), ptr<const void>(x), ptr<const void>(mean),
-                                     ptr<const void>(logvar), ptr<void>(log_prob), N, Nx, D, device, stream(s));
-      },
-      nogil);
-  m.def(
-      "gaussian_backward",
-      [=](int t, int tx, uintptr_t grad_log_prob, uintptr_t x, uintptr_t mean, uintptr_t logvar, uintptr_t grad_mean,
-          uintptr_t grad_logvar, int64_t N, int64_t Nx, int64_t D, int device, uintptr_t s) {
-        aevb::cuda::gaussian_backward(dtype(t), dtype(tx), ptr<const void>(grad_log_prob), ptr<const void>(x),
-                                      ptr<const void>(mean), ptr<const void>(logvar), ptr<void>(grad_mean),
-                                      ptr<void>(grad_logvar), N, Nx, D, device, stream(s));
-      },
-      nogil);
+  bind(m, "philox_words", &aevb::cuda::philox_words, "(uint64_t seed, uint64_t offset, int64_t n, uint32_t* out)");
+#define AEVB_KERNEL(ret, name, ...) bind(m, #name, &aevb::cuda::name, "(" #__VA_ARGS__ ", int device, void* stream)");
+#include "common/kernel_list.h"
+#undef AEVB_KERNEL
 }
 #endif
 
@@ -102,76 +92,14 @@ PYBIND11_MODULE(_C, m) {
   m.doc() = "aevb_fast native kernels (CPU; CUDA when built with nvcc)";
   const auto nogil = py::call_guard<py::gil_scoped_release>();
 
-  m.def(
-      "reparameterize_forward",
-      [](int t, uintptr_t mu, uintptr_t logvar, uintptr_t seed, uintptr_t z, uintptr_t kl, int64_t B, int64_t Z,
-         int64_t L, bool mc, int threads) {
-        aevb::cpu::reparameterize_forward(dtype(t), ptr<const void>(mu), ptr<const void>(logvar),
-                                          ptr<const int64_t>(seed), ptr<void>(z), ptr<void>(kl), B, Z, L, mc, threads);
-      },
-      nogil);
-  m.def(
-      "reparameterize_backward",
-      [](int t, uintptr_t grad_z, uintptr_t grad_kl, uintptr_t mu, uintptr_t logvar, uintptr_t seed, uintptr_t grad_mu,
-         uintptr_t grad_logvar, int64_t B, int64_t Z, int64_t L, bool mc, int threads) {
-        aevb::cpu::reparameterize_backward(dtype(t), ptr<const void>(grad_z), ptr<const void>(grad_kl),
-                                           ptr<const void>(mu), ptr<const void>(logvar), ptr<const int64_t>(seed),
-                                           ptr<void>(grad_mu), ptr<void>(grad_logvar), B, Z, L, mc, threads);
-      },
-      nogil);
-  m.def(
-      "bernoulli_forward",
-      [](int t, int tx, uintptr_t logits, uintptr_t x, uintptr_t log_prob, int64_t N, int64_t Nx, int64_t D,
-         int threads) {
-        return aevb::cpu::bernoulli_forward(dtype(t), dtype(tx), ptr<const void>(logits), ptr<const void>(x),
-                                            ptr<void>(log_prob), N, Nx, D, threads);
-      },
-      nogil);
-  m.def(
-      "bernoulli_backward",
-      [](int t, int tx, uintptr_t grad_log_prob, uintptr_t logits, uintptr_t x, uintptr_t grad, int64_t N, int64_t Nx,
-         int64_t D, int threads) {
-        aevb::cpu::bernoulli_backward(dtype(t), dtype(tx), ptr<const void>(grad_log_prob), ptr<const void>(logits),
-                                      ptr<const void>(x), ptr<void>(grad), N, Nx, D, threads);
-      },
-      nogil);
-  m.def(
-      "gaussian_forward",
-      [](int t, int tx, uintptr_t x, uintptr_t mean, uintptr_t logvar, uintptr_t log_prob, int64_t N, int64_t Nx,
-         int64_t D, int threads) {
-        aevb::cpu::gaussian_forward(dtype(t), dtype(tx), ptr<const void>(x), ptr<const void>(mean),
-                                    ptr<const void>(logvar), ptr<void>(log_prob), N, Nx, D, threads);
-      },
-      nogil);
-  m.def(
-      "gaussian_backward",
-      [](int t, int tx, uintptr_t grad_log_prob, uintptr_t x, uintptr_t mean, uintptr_t logvar, uintptr_t grad_mean,
-         uintptr_t grad_logvar, int64_t N, int64_t Nx, int64_t D, int threads) {
-        aevb::cpu::gaussian_backward(dtype(t), dtype(tx), ptr<const void>(grad_log_prob), ptr<const void>(x),
-                                     ptr<const void>(mean), ptr<const void>(logvar), ptr<void>(grad_mean),
-                                     ptr<void>(grad_logvar), N, Nx, D, threads);
-      },
-      nogil);
-  m.def(
-      "adagrad_step",
-      [](int t, uintptr_t param, uintptr_t grad, uintptr_t sum, int64_t n, double lr, double weight_decay, double eps,
-         int threads) {
-        aevb::cpu::adagrad_step(dtype(t), ptr<void>(param), ptr<const void>(grad), ptr<void>(sum), n, lr, weight_decay,
-                                eps, threads);
-      },
-      nogil);
-  m.def(
-      "philox_words",
-      [](uint64_t seed, uint64_t offset, int64_t n, uintptr_t out) {
-        aevb::cpu::philox_words(seed, offset, n, ptr<uint32_t>(out));
-      },
-      nogil);
-  m.def(
-      "philox_normal",
-      [](uint64_t seed, uint64_t offset, int64_t n, uintptr_t out) {
-        aevb::cpu::philox_normal(seed, offset, n, ptr<float>(out));
-      },
-      nogil);
+#define AEVB_KERNEL(ret, name, ...) bind(m, #name, &aevb::cpu::name, "(" #__VA_ARGS__ ", int threads)");
+#include "common/kernel_list.h"
+#undef AEVB_KERNEL
+  bind(m, "adagrad_step", &aevb::cpu::adagrad_step,
+       "(DType t, void* param, const void* grad, void* sum, int64_t n, double lr, double weight_decay, double eps, "
+       "int threads)");
+  bind(m, "philox_words", &aevb::cpu::philox_words, "(uint64_t seed, uint64_t offset, int64_t n, uint32_t* out)");
+  bind(m, "philox_normal", &aevb::cpu::philox_normal, "(uint64_t seed, uint64_t offset, int64_t n, float* out)");
   m.def("simd_level", &aevb::cpu::simd_level);
   m.def("pool_workers", &aevb::cpu::pool_workers, "Worker threads the CPU kernels have started");
   m.def(
@@ -211,4 +139,14 @@ PYBIND11_MODULE(_C, m) {
   build["warnings_as_errors"] = false;
 #endif
   m.attr("build") = build;
+
+  // The dtype codes under torch's names: aevb_fast.ops._native reads them from here.
+  py::dict codes;
+  codes["float32"] = static_cast<int>(DType::f32);
+  codes["float64"] = static_cast<int>(DType::f64);
+  codes["float16"] = static_cast<int>(DType::f16);
+  codes["bfloat16"] = static_cast<int>(DType::bf16);
+  codes["uint8"] = static_cast<int>(DType::u8);
+  codes["bool"] = static_cast<int>(DType::b8);
+  m.attr("dtype_codes") = codes;
 }

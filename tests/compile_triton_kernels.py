@@ -13,15 +13,22 @@ import sys
 if os.environ.get("TRITON_INTERPRET", "0") != "0":
     sys.exit("run with TRITON_INTERPRET=0: the interpreter replaces the kernels this compiles")
 
-import torch  # noqa: E402
-import triton  # noqa: E402
-from triton.backends.compiler import GPUTarget  # noqa: E402
-from triton.compiler import ASTSource  # noqa: E402
+import torch
+import triton
+from triton.backends.compiler import GPUTarget
+from triton.compiler import ASTSource
 
-from aevb_fast.kernels.triton import bernoulli, gaussian, reparameterize  # noqa: E402
+from aevb_fast.kernels.triton import bernoulli, gaussian, reparameterize
 
-TYPES = {torch.float32: "fp32", torch.float64: "fp64", torch.float16: "fp16", torch.bfloat16: "bf16",
-         torch.uint8: "u8", torch.bool: "i1", torch.int64: "i64"}
+TYPES = {
+    torch.float32: "fp32",
+    torch.float64: "fp64",
+    torch.float16: "fp16",
+    torch.bfloat16: "bf16",
+    torch.uint8: "u8",
+    torch.bool: "i1",
+    torch.int64: "i64",
+}
 
 
 class Recorder:
@@ -46,10 +53,10 @@ def compile_call(kernel, args, kwargs, target):
     compiler vectorize loads."""
     options = {k: kwargs.pop(k) for k in ("num_warps", "num_stages") if k in kwargs}
     signature = {n: _type(v) for n, v in zip(kernel.arg_names, args)} | {n: "constexpr" for n in kwargs}
-    attrs = {(i,): [["tt.divisibility", 16]] for i, v in enumerate(args)
-             if isinstance(v, torch.Tensor) or v % 16 == 0}
-    return triton.compile(ASTSource(fn=kernel, signature=signature, constexprs=dict(kwargs), attrs=attrs),
-                          target=target, options=options)
+    attrs = {(i,): [["tt.divisibility", 16]] for i, v in enumerate(args) if isinstance(v, torch.Tensor) or v % 16 == 0}
+    return triton.compile(
+        ASTSource(fn=kernel, signature=signature, constexprs=dict(kwargs), attrs=attrs), target=target, options=options
+    )
 
 
 def variants():
@@ -65,13 +72,21 @@ def variants():
 
         mu = zeros(3, 5)
         for n_samples, mc in ((1, False), (2, True), (0, False)):
-            yield reparameterize, "reparameterize_forward_kernel", lambda: reparameterize.forward(
-                mu, mu, seed, n_samples, mc, row)
-        for grad_z, grad_kl, mc in ((zeros(2, 3, 5, dtype=dtype), zeros(3, dtype=row), False),
-                                    (None, zeros(2, 3, dtype=row), True),
-                                    (zeros(2, 3, 5, dtype=dtype), None, True)):
-            yield reparameterize, "reparameterize_backward_kernel", lambda: reparameterize.backward(
-                grad_z, grad_kl, mu, mu, seed, 2, mc, row)
+            yield (
+                reparameterize,
+                "reparameterize_forward_kernel",
+                lambda: reparameterize.forward(mu, mu, seed, n_samples, mc, row),
+            )
+        for grad_z, grad_kl, mc in (
+            (zeros(2, 3, 5, dtype=dtype), zeros(3, dtype=row), False),
+            (None, zeros(2, 3, dtype=row), True),
+            (zeros(2, 3, 5, dtype=dtype), None, True),
+        ):
+            yield (
+                reparameterize,
+                "reparameterize_backward_kernel",
+                lambda: reparameterize.backward(grad_z, grad_kl, mu, mu, seed, 2, mc, row),
+            )
         # Targets as kernel_target hands them over: the values' dtype, float32 beside half precision,
         # uint8 or bool.
         for x_dtype in (torch.float32 if dtype in (torch.float16, torch.bfloat16) else dtype, torch.uint8, torch.bool):
@@ -82,12 +97,23 @@ def variants():
             yield gaussian, "gaussian_backward_kernel", lambda: gaussian.backward(g, x, mu, mu)
     # The benchmark sizes, whose tiles fill 8 warps.
     for dtype in (torch.float32, torch.bfloat16):
-        latent, data = torch.zeros(65536, 256, dtype=dtype, device="meta"), torch.zeros(4096, 12288, dtype=dtype, device="meta")
+        latent, data = (
+            torch.zeros(65536, 256, dtype=dtype, device="meta"),
+            torch.zeros(4096, 12288, dtype=dtype, device="meta"),
+        )
         rows = torch.zeros(4096, device="meta")
-        yield reparameterize, "reparameterize_forward_kernel", lambda: reparameterize.forward(
-            latent, latent, seed, 1, False, torch.float32)
-        yield reparameterize, "reparameterize_backward_kernel", lambda: reparameterize.backward(
-            latent[None], rows.new_zeros(65536), latent, latent, seed, 1, False, torch.float32)
+        yield (
+            reparameterize,
+            "reparameterize_forward_kernel",
+            lambda: reparameterize.forward(latent, latent, seed, 1, False, torch.float32),
+        )
+        yield (
+            reparameterize,
+            "reparameterize_backward_kernel",
+            lambda: reparameterize.backward(
+                latent[None], rows.new_zeros(65536), latent, latent, seed, 1, False, torch.float32
+            ),
+        )
         for x in (data.to(torch.uint8), data.float()):
             yield bernoulli, "bernoulli_forward_kernel", lambda: bernoulli.forward(data, x, torch.float32)
             yield bernoulli, "bernoulli_backward_kernel", lambda: bernoulli.backward(rows, data, x)
@@ -113,8 +139,10 @@ def main(archs):
             compiled.add(key)
             for target in targets:
                 binary = compile_call(kernel, args, dict(kwargs), target)
-                print(f"sm_{target.arch} {name} {' '.join(t for t in key[1] if t.startswith('*'))} "
-                      f"{dict(kwargs)}: {len(binary.asm['cubin'])} bytes")
+                print(
+                    f"sm_{target.arch} {name} {' '.join(t for t in key[1] if t.startswith('*'))} "
+                    f"{dict(kwargs)}: {len(binary.asm['cubin'])} bytes"
+                )
 
 
 if __name__ == "__main__":

@@ -1,5 +1,5 @@
-"""Shared test helpers: dtype tolerances, the (device, backend) pairs to test, and one check that
-serves every op.
+"""The tests' parametrization: the dtype fixture and the backend pairs (tests/helpers.py holds the
+shared helpers).
 
 A test that takes `backend` runs on CPU tensors with every backend usable there; one that also
 takes `device` runs on every device present (CPU, and CUDA where there is a GPU) with every backend
@@ -11,86 +11,22 @@ import os
 # Set before anything imports triton: the interpreter runs Triton kernels on CPU tensors.
 os.environ.setdefault("TRITON_INTERPRET", "1")
 
-import pytest  # noqa: E402
-import torch  # noqa: E402
-
-from aevb_fast.ops import backends  # noqa: E402
-
-# Tolerances by the dtype of the value compared against the float64 reference. Half-precision
-# values are one rounding of a float32 result (2^-8 bfloat16, 2^-11 float16, relative, plus the
-# float32 error before it); float32 terms are a few ulps off and summed in double; float64 differs
-# by libm ulps.
-TOLERANCES = {
-    torch.float64: dict(rtol=1e-10, atol=1e-10),
-    torch.float32: dict(rtol=1e-5, atol=1e-5),
-    torch.float16: dict(rtol=2e-3, atol=2e-3),
-    torch.bfloat16: dict(rtol=1.6e-2, atol=1.6e-2),
-}
-DTYPES = [torch.float32, torch.float64, torch.float16, torch.bfloat16]
-DEVICES = ["cpu", *(["cuda"] if torch.cuda.is_available() else [])]
-
-
-def backends_for(device: str) -> list[str]:
-    """The kernel backends usable on `device`, then the reference."""
-    return [*backends.usable(device), "torch"]
-
-
-CPU_BACKENDS = backends_for("cpu")
-DEVICE_BACKENDS = [(device, backend) for device in DEVICES for backend in backends_for(device)]
-KERNEL_BACKENDS = [(device, backend) for device, backend in DEVICE_BACKENDS if backend != "torch"]
+import pytest
+from helpers import CPU_BACKENDS, DEVICE_BACKENDS, DTYPES
 
 
 def pytest_generate_tests(metafunc):
-    explicit = {name.strip() for mark in metafunc.definition.iter_markers("parametrize") for name in
-                (mark.args[0].split(",") if isinstance(mark.args[0], str) else mark.args[0])}
+    explicit = {
+        name.strip()
+        for mark in metafunc.definition.iter_markers("parametrize")
+        for name in (mark.args[0].split(",") if isinstance(mark.args[0], str) else mark.args[0])
+    }
     if "backend" not in metafunc.fixturenames or "backend" in explicit:
         return
     if "device" in metafunc.fixturenames:
         metafunc.parametrize("device, backend", DEVICE_BACKENDS, ids=[f"{d}-{b}" for d, b in DEVICE_BACKENDS])
     else:
         metafunc.parametrize("backend", CPU_BACKENDS)
-
-
-def assert_close(actual: torch.Tensor, expected: torch.Tensor, what: str = "", tolerance: dict | None = None) -> None:
-    """actual (on any device) against a float64 reference rounded to actual's dtype (so a value past
-    that dtype's range is its infinity on both sides), with the tolerance of actual's dtype (or the
-    one given); NaN where the reference has NaN."""
-    expected = expected.detach().cpu().to(actual.dtype) if actual.is_floating_point() else expected.detach().cpu()
-    torch.testing.assert_close(actual.detach().cpu().double(), expected.double(),
-                               **(tolerance or TOLERANCES[actual.dtype]), equal_nan=True,
-                               msg=lambda m: f"{what}: {m}")
-
-
-def check_against_reference(fused, reference, inputs: dict, grad_names=(), seed: int = 0,
-                            tolerance: dict | None = None) -> None:
-    """Runs fused(**inputs) and reference(**inputs as float64 on the CPU), compares every output,
-    then backpropagates the same random weights through both and compares the gradients of
-    grad_names. Each comparison uses the tolerance of its tensor's dtype, or `tolerance` where given
-    (for values made from intermediates rounded to the inputs' dtype, such as a matmul's)."""
-    fused_in = {k: v.detach().clone().requires_grad_(k in grad_names) if isinstance(v, torch.Tensor) else v
-                for k, v in inputs.items()}
-    ref_in = {k: (v.detach().cpu().double() if v.is_floating_point() else v.detach().cpu()).requires_grad_(k in grad_names)
-              if isinstance(v, torch.Tensor) else v for k, v in inputs.items()}
-    out, expected = fused(**fused_in), reference(**ref_in)
-    out = out if isinstance(out, tuple) else (out,)
-    expected = expected if isinstance(expected, tuple) else (expected,)
-    assert len(out) == len(expected)
-    for i, (o, e) in enumerate(zip(out, expected)):
-        assert o.shape == e.shape, f"output {i}: shape {tuple(o.shape)} != reference {tuple(e.shape)}"
-        assert_close(o, e, f"output {i}", tolerance)
-    if not grad_names:
-        return
-    generator = torch.Generator().manual_seed(seed)
-    # Weights that each output's dtype holds exactly: a half-precision output's gradient is rounded
-    # to its dtype, and the reference must see the same upstream gradient.
-    weights = [torch.randn(o.shape, generator=generator, dtype=torch.float64).to(o.dtype).double() for o in out]
-    loss = sum((o.double() * w.to(o.device)).sum() for o, w in zip(out, weights))
-    ref_loss = sum((e * w).sum() for e, w in zip(expected, weights))
-    grads = torch.autograd.grad(loss, [fused_in[k] for k in grad_names])
-    ref_grads = torch.autograd.grad(ref_loss, [ref_in[k] for k in grad_names])
-    for name, g, r in zip(grad_names, grads, ref_grads):
-        assert g.dtype == fused_in[name].dtype, f"grad of {name}: dtype {g.dtype}"
-        assert_close(g, r, f"grad of {name}", tolerance)
 
 
 @pytest.fixture(params=DTYPES, ids=lambda d: str(d).removeprefix("torch."))

@@ -74,7 +74,10 @@ def test_slices_of_a_batch_draw_the_whole_batchs_noise(backend, estimator):
     # batch of 5 (as [1, 2] and [3] leading shapes) get the z, KL terms and gradients one call on the
     # whole batch gets, for L = 3 samples.
     g = torch.Generator().manual_seed(0)
-    mu, logvar = torch.randn(5, 4, generator=g, dtype=torch.float64), torch.randn(5, 4, generator=g, dtype=torch.float64)
+    mu, logvar = (
+        torch.randn(5, 4, generator=g, dtype=torch.float64),
+        torch.randn(5, 4, generator=g, dtype=torch.float64),
+    )
     weights = torch.randn(3, 5, 4, generator=g, dtype=torch.float64)
 
     def run(m, v, w, **kwargs):
@@ -84,11 +87,18 @@ def test_slices_of_a_batch_draw_the_whole_batchs_noise(backend, estimator):
         return z.flatten(1, -2), kl.flatten(-len(m.shape[:-1])), m.grad.flatten(0, -2), v.grad.flatten(0, -2)
 
     whole = run(mu, logvar, weights)
-    parts = [run(mu[:2].view(1, 2, 4), logvar[:2].view(1, 2, 4), weights[:, :2].reshape(3, 1, 2, 4), batch_rows=(0, 5)),
-             run(mu[2:], logvar[2:], weights[:, 2:], batch_rows=(2, 5))]
+    parts = [
+        run(mu[:2].view(1, 2, 4), logvar[:2].view(1, 2, 4), weights[:, :2].reshape(3, 1, 2, 4), batch_rows=(0, 5)),
+        run(mu[2:], logvar[2:], weights[:, 2:], batch_rows=(2, 5)),
+    ]
     for name, a, b0, b1 in zip(("z", "kl", "grad mu", "grad logvar"), whole, *parts):
-        torch.testing.assert_close(torch.cat([b0, b1], dim=-2 if name == "z" else (-1 if name == "kl" else 0)), a,
-                                   rtol=1e-12, atol=1e-12, msg=name)
+        torch.testing.assert_close(
+            torch.cat([b0, b1], dim=-2 if name == "z" else (-1 if name == "kl" else 0)),
+            a,
+            rtol=1e-12,
+            atol=1e-12,
+            msg=name,
+        )
 
 
 def test_reductions(backend):
@@ -108,7 +118,9 @@ def test_reductions(backend):
 def test_vae_loss_beta_and_gaussian_likelihood(backend):
     x, mu, logvar = torch.rand(5, 8), _rand(5, 3, seed=1), _rand(5, 3, seed=2)
     mean, dec_logvar = _rand(5, 8, seed=3), _rand(8, seed=4)
-    loss = aevb_fast.vae_loss((mean, dec_logvar), x, mu, logvar, "none", beta=0.25, likelihood="gaussian", backend=backend)
+    loss = aevb_fast.vae_loss(
+        (mean, dec_logvar), x, mu, logvar, "none", beta=0.25, likelihood="gaussian", backend=backend
+    )
     expected = -(R.gaussian_log_prob(x, mean, dec_logvar.expand(5, 8)) - 0.25 * R.gaussian_kl(mu, logvar))
     torch.testing.assert_close(loss, expected)
 
@@ -125,8 +137,10 @@ class _Decoder(torch.nn.Module):
         return (torch.sigmoid(out), self.logvar) if self.logvar is not None else out
 
 
-@pytest.mark.parametrize("estimator, iwae, beta", [("analytic", False, 1.0), ("analytic", False, 0.5),
-                                                   ("mc", False, 1.0), ("mc", False, 2.0), ("mc", True, 1.0)])
+@pytest.mark.parametrize(
+    "estimator, iwae, beta",
+    [("analytic", False, 1.0), ("analytic", False, 0.5), ("mc", False, 1.0), ("mc", False, 2.0), ("mc", True, 1.0)],
+)
 @pytest.mark.parametrize("likelihood", ["bernoulli", "gaussian"])
 def test_elbo_loss_against_the_reference(backend, estimator, iwae, beta, likelihood):
     decoder = _Decoder(gaussian=likelihood == "gaussian")
@@ -139,17 +153,50 @@ def test_elbo_loss_against_the_reference(backend, estimator, iwae, beta, likelih
     log_px = R.gaussian_log_prob(x, out[0], out[1]) if likelihood == "gaussian" else R.bernoulli_log_prob(out, x)
     kl = R.log_ratio(z, eps, logvar) if estimator == "mc" else R.gaussian_kl(mu, logvar)
     expected = -(R.iwae_bound(log_px, kl) if iwae else R.elbo(log_px, kl, beta))
-    loss = aevb_fast.elbo_loss(decoder, x, mu, logvar, n_samples=L, estimator=estimator, iwae=iwae, beta=beta,
-                               likelihood=likelihood, reduction="none", seed=8, backend=backend)
+    loss = aevb_fast.elbo_loss(
+        decoder,
+        x,
+        mu,
+        logvar,
+        n_samples=L,
+        estimator=estimator,
+        iwae=iwae,
+        beta=beta,
+        likelihood=likelihood,
+        reduction="none",
+        seed=8,
+        backend=backend,
+    )
     torch.testing.assert_close(loss, expected, rtol=1e-5, atol=1e-4)
-    module = aevb_fast.ELBOLoss(decoder, n_samples=L, estimator=estimator, iwae=iwae, beta=beta,
-                                likelihood=likelihood, reduction="sum", backend=backend)
+    module = aevb_fast.ELBOLoss(
+        decoder,
+        n_samples=L,
+        estimator=estimator,
+        iwae=iwae,
+        beta=beta,
+        likelihood=likelihood,
+        reduction="sum",
+        backend=backend,
+    )
     torch.manual_seed(0)
     total = module(x, mu, logvar)
     torch.manual_seed(0)
-    torch.testing.assert_close(total, aevb_fast.elbo_loss(decoder, x, mu, logvar, n_samples=L, estimator=estimator,
-                                                          iwae=iwae, beta=beta, likelihood=likelihood,
-                                                          reduction="sum", backend=backend))
+    torch.testing.assert_close(
+        total,
+        aevb_fast.elbo_loss(
+            decoder,
+            x,
+            mu,
+            logvar,
+            n_samples=L,
+            estimator=estimator,
+            iwae=iwae,
+            beta=beta,
+            likelihood=likelihood,
+            reduction="sum",
+            backend=backend,
+        ),
+    )
     total.backward()
     assert decoder.weight.grad is not None and torch.isfinite(decoder.weight.grad).all()
 
@@ -157,8 +204,10 @@ def test_elbo_loss_against_the_reference(backend, estimator, iwae, beta, likelih
 def test_iwae_with_one_sample_is_estimator_a(backend):
     decoder, x, mu, logvar = _Decoder(), torch.rand(6, 10), _rand(6, 3, seed=1), _rand(6, 3, seed=2)
     kwargs = dict(n_samples=1, estimator="mc", reduction="none", seed=4, backend=backend)
-    torch.testing.assert_close(aevb_fast.elbo_loss(decoder, x, mu, logvar, iwae=True, **kwargs),
-                               aevb_fast.elbo_loss(decoder, x, mu, logvar, **kwargs))
+    torch.testing.assert_close(
+        aevb_fast.elbo_loss(decoder, x, mu, logvar, iwae=True, **kwargs),
+        aevb_fast.elbo_loss(decoder, x, mu, logvar, **kwargs),
+    )
 
 
 def test_modules_match_the_functions(backend):
@@ -196,7 +245,9 @@ def test_backend_selection(monkeypatch):
     assert not [c for c in log.calls if c[0].startswith("aevb_fast")]
     assert backends.resolve("auto", mu.device) == expected  # the argument wins over the environment
     monkeypatch.setenv(backends.ENV_VAR, "fast")
-    with pytest.raises(ValueError, match=r"AEVB_FAST_BACKEND='fast' is not a backend; expected one of auto, triton, cuda, cpu, torch"):
+    with pytest.raises(
+        ValueError, match=r"AEVB_FAST_BACKEND='fast' is not a backend; expected one of auto, triton, cuda, cpu, torch"
+    ):
         aevb_fast.gaussian_kl(mu, mu)
 
 
@@ -224,7 +275,11 @@ def test_auto_falls_back_to_torch_where_no_kernel_is_built(monkeypatch):
     monkeypatch.setattr(backends, "_USABLE", {})
     monkeypatch.setattr(backends, "_RESOLVED", {})
     assert backends.resolve("auto", torch.device("cpu")) == "torch"
-    with pytest.raises(RuntimeError, match=r"backend='cpu' cannot serve cpu tensors here: the compiled extension aevb_fast._C is not built \(ImportError: no _C\)"):
+    with pytest.raises(
+        RuntimeError,
+        match=r"backend='cpu' cannot serve cpu tensors here: the compiled extension aevb_fast._C is not built "
+        r"\(ImportError: no _C\)",
+    ):
         backends.resolve("cpu", torch.device("cpu"))
 
 
@@ -236,79 +291,189 @@ def test_auto_never_picks_the_triton_interpreter(monkeypatch):
 
 
 def test_explicit_backend_that_cannot_serve_raises():
-    with pytest.raises(RuntimeError, match=r"backend='cuda' cannot serve cpu tensors here: the cuda backend runs on CUDA tensors, not cpu tensors"):
+    with pytest.raises(
+        RuntimeError,
+        match=r"backend='cuda' cannot serve cpu tensors here: the cuda backend runs on CUDA tensors, not cpu tensors",
+    ):
         aevb_fast.reparameterize(torch.zeros(2, 3), torch.zeros(2, 3), backend="cuda")
-    with pytest.raises(RuntimeError, match=r"backend='triton' cannot serve meta tensors here: the triton backend runs on CUDA tensors \(and CPU tensors under TRITON_INTERPRET=1\), not meta tensors"):
+    with pytest.raises(
+        RuntimeError,
+        match=r"backend='triton' cannot serve meta tensors here: the triton backend runs on CUDA tensors "
+        r"\(and CPU tensors under TRITON_INTERPRET=1\), not meta tensors",
+    ):
         aevb_fast.reparameterize(torch.zeros(2, 3, device="meta"), torch.zeros(2, 3, device="meta"), backend="triton")
-    with pytest.raises(RuntimeError, match=r"backend='cpu' cannot serve meta tensors here: the cpu backend runs on CPU tensors, not meta tensors"):
+    with pytest.raises(
+        RuntimeError,
+        match=r"backend='cpu' cannot serve meta tensors here: the cpu backend runs on CPU tensors, not meta tensors",
+    ):
         aevb_fast.gaussian_kl(torch.zeros(2, 3, device="meta"), torch.zeros(2, 3, device="meta"), backend="cpu")
 
 
 ERRORS = [
-    (lambda: aevb_fast.reparameterize(torch.zeros(2, 3), torch.zeros(2, 3), batch_rows=(4, 5)), ValueError,
-     r"batch_rows=\(4, 5\) cannot hold these 2 rows: need 0 <= first and first \+ 2 <= total"),
-    (lambda: aevb_fast.reparameterize(torch.zeros(2, 3), torch.zeros(2, 3), batch_rows=4), TypeError,
-     r"batch_rows must be a pair of ints \(first, total\), got 4"),
-    (lambda: aevb_fast.reparameterize(torch.zeros(2, 3), torch.zeros(2, 4)), ValueError,
-     r"mu and logvar must have the same shape, got mu \[2, 3\] and logvar \[2, 4\]"),
-    (lambda: aevb_fast.reparameterize(torch.zeros(2, 3), torch.zeros(2, 3, device="meta")), ValueError,
-     r"expected tensors on one device, got mu on cpu, logvar on meta"),
-    (lambda: aevb_fast.reparameterize(torch.zeros(2, 3, dtype=torch.int64), torch.zeros(2, 3)), TypeError,
-     r"mu must be a floating tensor \(float32, float64, float16 or bfloat16\), got \[2, 3\] torch.int64 on cpu"),
+    (
+        lambda: aevb_fast.reparameterize(torch.zeros(2, 3), torch.zeros(2, 3), batch_rows=(4, 5)),
+        ValueError,
+        r"batch_rows=\(4, 5\) cannot hold these 2 rows: need 0 <= first and first \+ 2 <= total",
+    ),
+    (
+        lambda: aevb_fast.reparameterize(torch.zeros(2, 3), torch.zeros(2, 3), batch_rows=4),
+        TypeError,
+        r"batch_rows must be a pair of ints \(first, total\), got 4",
+    ),
+    (
+        lambda: aevb_fast.reparameterize(torch.zeros(2, 3), torch.zeros(2, 4)),
+        ValueError,
+        r"mu and logvar must have the same shape, got mu \[2, 3\] and logvar \[2, 4\]",
+    ),
+    (
+        lambda: aevb_fast.reparameterize(torch.zeros(2, 3), torch.zeros(2, 3, device="meta")),
+        ValueError,
+        r"expected tensors on one device, got mu on cpu, logvar on meta",
+    ),
+    (
+        lambda: aevb_fast.reparameterize(torch.zeros(2, 3, dtype=torch.int64), torch.zeros(2, 3)),
+        TypeError,
+        r"mu must be a floating tensor \(float32, float64, float16 or bfloat16\), got \[2, 3\] torch.int64 on cpu",
+    ),
     (lambda: aevb_fast.reparameterize([0.0], torch.zeros(1)), TypeError, r"mu must be a torch.Tensor, got list"),
-    (lambda: aevb_fast.reparameterize(torch.tensor(0.0), torch.tensor(0.0)), ValueError,
-     r"mu and logvar must have a latent dimension \[..., Z\] with Z >= 1, got \[\]"),
-    (lambda: aevb_fast.gaussian_kl(torch.zeros(3, 0), torch.zeros(3, 0)), ValueError,
-     r"mu and logvar must have a latent dimension \[..., Z\] with Z >= 1, got \[3, 0\]"),
-    (lambda: aevb_fast.reparameterize(torch.zeros(2), torch.zeros(2), 0), ValueError,
-     r"n_samples must be a positive int or None, got 0"),
-    (lambda: aevb_fast.reparameterize(torch.zeros(2), torch.zeros(2), -3), ValueError,
-     r"n_samples must be a positive int or None, got -3"),
-    (lambda: aevb_fast.reparameterize(torch.zeros(2), torch.zeros(2), True), ValueError,
-     r"n_samples must be a positive int or None, got True"),
-    (lambda: aevb_fast.gaussian_kl(torch.zeros(2, 3, dtype=torch.bool), torch.zeros(2, 3)), TypeError,
-     r"mu must be a floating tensor \(float32, float64, float16 or bfloat16\), got \[2, 3\] torch.bool on cpu"),
-    (lambda: aevb_fast.gaussian_log_prob(torch.zeros(2, 3), torch.zeros(2, 3), torch.zeros(2, 3, device="meta")),
-     ValueError, r"expected tensors on one device, got x on cpu, mean on cpu, logvar on meta"),
-    (lambda: aevb_fast.bernoulli_log_prob(torch.zeros(2, 3), torch.zeros(2, 3), event_dims=True), ValueError,
-     r"event_dims must be an int in \[1, 2\] for inputs of shape \[2, 3\], got True"),
-    (lambda: aevb_fast.reparameterize(torch.zeros(2), torch.zeros(2), seed=-1), ValueError,
-     r"seed must lie in \[0, 2\*\*63\), got -1"),
-    (lambda: aevb_fast.reparameterize(torch.zeros(2), torch.zeros(2), seed=1.5), TypeError,
-     r"seed must be an int or None, got float"),
-    (lambda: aevb_fast.reparameterize_kl(torch.zeros(2), torch.zeros(2), estimator="b"), ValueError,
-     r"estimator='b' is not supported; expected one of 'analytic', 'mc'"),
-    (lambda: aevb_fast.reparameterize(torch.zeros(2), torch.zeros(2), backend="gpu"), ValueError,
-     r"backend='gpu' is not a backend; expected one of auto, triton, cuda, cpu, torch"),
-    (lambda: aevb_fast.bernoulli_log_prob(torch.zeros(2, 3, dtype=torch.int32), torch.zeros(2, 3)), TypeError,
-     r"logits must be a floating tensor \(float32, float64, float16 or bfloat16\), got \[2, 3\] torch.int32 on cpu"),
-    (lambda: aevb_fast.bernoulli_log_prob(torch.zeros(2, 3), torch.zeros(2, 3, dtype=torch.int64)), TypeError,
-     r"x must be a floating, uint8 or bool tensor, got \[2, 3\] torch.int64 on cpu; the floating dtypes are float32, "
-     r"float64, float16 and bfloat16"),
-    (lambda: aevb_fast.bernoulli_log_prob(torch.zeros(2, 3), torch.zeros(2, 4)), ValueError,
-     r"shapes do not broadcast: logits \[2, 3\], x \[2, 4\]"),
-    (lambda: aevb_fast.bernoulli_log_prob(torch.zeros(2, 3), torch.zeros(2, 3), reduction="avg"), ValueError,
-     r"reduction='avg' is not supported; expected one of 'none', 'sum', 'mean'"),
-    (lambda: aevb_fast.bernoulli_log_prob(torch.zeros(2, 3), torch.zeros(2, 3), event_dims=3), ValueError,
-     r"event_dims must be an int in \[1, 2\] for inputs of shape \[2, 3\], got 3"),
-    (lambda: aevb_fast.gaussian_log_prob(torch.zeros(2, 3), torch.zeros(2, 3), torch.zeros(3, 3)), ValueError,
-     r"shapes do not broadcast: mean \[2, 3\], logvar \[3, 3\], x \[2, 3\]"),
-    (lambda: aevb_fast.vae_loss(torch.zeros(3, 5), torch.zeros(3, 5), torch.zeros(2, 4), torch.zeros(2, 4)), ValueError,
-     r"the decoder output \[3, 5\] must be \[2, D...\]: the batch dims of mu \[2\] followed by the data dims"),
-    (lambda: aevb_fast.vae_loss(torch.zeros(2, 5), torch.zeros(2, 5), torch.zeros(2, 4), torch.zeros(2, 4),
-                                likelihood="gaussian"), TypeError,
-     r"likelihood='gaussian' needs the decoder output as a \(mean, logvar\) pair, got Tensor"),
-    (lambda: aevb_fast.vae_loss(torch.zeros(2, 5), torch.zeros(2, 5), torch.zeros(2, 4), torch.zeros(2, 4),
-                                beta=-1), ValueError, r"beta must be a finite number >= 0, got -1"),
-    (lambda: aevb_fast.elbo_loss(lambda z: z, torch.zeros(2, 4), torch.zeros(2, 4), torch.zeros(2, 4), iwae=True),
-     ValueError, r"iwae=True needs estimator='mc' \(per-sample log q\(z\|x\) - log p\(z\)\), got estimator='analytic'"),
-    (lambda: aevb_fast.elbo_loss(lambda z: z, torch.zeros(2, 4), torch.zeros(2, 4), torch.zeros(2, 4), iwae=True,
-                                 estimator="mc", beta=0.5), ValueError, r"iwae=True is the bound for beta=1, got beta=0.5"),
-    (lambda: aevb_fast.elbo_loss(lambda z: z, torch.zeros(2, 4), torch.zeros(2, 4), torch.zeros(2, 4), n_samples=None),
-     ValueError, r"n_samples must be a positive int, got None"),
-    (lambda: aevb_fast.ELBOLoss("decoder"), TypeError, r"decoder must be callable \(an nn.Module or function\), got str"),
-    (lambda: aevb_fast.VAELoss(likelihood="poisson"), ValueError,
-     r"likelihood='poisson' is not supported; expected one of 'bernoulli', 'gaussian'"),
+    (
+        lambda: aevb_fast.reparameterize(torch.tensor(0.0), torch.tensor(0.0)),
+        ValueError,
+        r"mu and logvar must have a latent dimension \[..., Z\] with Z >= 1, got \[\]",
+    ),
+    (
+        lambda: aevb_fast.gaussian_kl(torch.zeros(3, 0), torch.zeros(3, 0)),
+        ValueError,
+        r"mu and logvar must have a latent dimension \[..., Z\] with Z >= 1, got \[3, 0\]",
+    ),
+    (
+        lambda: aevb_fast.reparameterize(torch.zeros(2), torch.zeros(2), 0),
+        ValueError,
+        r"n_samples must be a positive int or None, got 0",
+    ),
+    (
+        lambda: aevb_fast.reparameterize(torch.zeros(2), torch.zeros(2), -3),
+        ValueError,
+        r"n_samples must be a positive int or None, got -3",
+    ),
+    (
+        lambda: aevb_fast.reparameterize(torch.zeros(2), torch.zeros(2), True),
+        ValueError,
+        r"n_samples must be a positive int or None, got True",
+    ),
+    (
+        lambda: aevb_fast.gaussian_kl(torch.zeros(2, 3, dtype=torch.bool), torch.zeros(2, 3)),
+        TypeError,
+        r"mu must be a floating tensor \(float32, float64, float16 or bfloat16\), got \[2, 3\] torch.bool on cpu",
+    ),
+    (
+        lambda: aevb_fast.gaussian_log_prob(torch.zeros(2, 3), torch.zeros(2, 3), torch.zeros(2, 3, device="meta")),
+        ValueError,
+        r"expected tensors on one device, got x on cpu, mean on cpu, logvar on meta",
+    ),
+    (
+        lambda: aevb_fast.bernoulli_log_prob(torch.zeros(2, 3), torch.zeros(2, 3), event_dims=True),
+        ValueError,
+        r"event_dims must be an int in \[1, 2\] for inputs of shape \[2, 3\], got True",
+    ),
+    (
+        lambda: aevb_fast.reparameterize(torch.zeros(2), torch.zeros(2), seed=-1),
+        ValueError,
+        r"seed must lie in \[0, 2\*\*63\), got -1",
+    ),
+    (
+        lambda: aevb_fast.reparameterize(torch.zeros(2), torch.zeros(2), seed=1.5),
+        TypeError,
+        r"seed must be an int or None, got float",
+    ),
+    (
+        lambda: aevb_fast.reparameterize_kl(torch.zeros(2), torch.zeros(2), estimator="b"),
+        ValueError,
+        r"estimator='b' is not supported; expected one of 'analytic', 'mc'",
+    ),
+    (
+        lambda: aevb_fast.reparameterize(torch.zeros(2), torch.zeros(2), backend="gpu"),
+        ValueError,
+        r"backend='gpu' is not a backend; expected one of auto, triton, cuda, cpu, torch",
+    ),
+    (
+        lambda: aevb_fast.bernoulli_log_prob(torch.zeros(2, 3, dtype=torch.int32), torch.zeros(2, 3)),
+        TypeError,
+        r"logits must be a floating tensor \(float32, float64, float16 or bfloat16\), got \[2, 3\] torch.int32 on cpu",
+    ),
+    (
+        lambda: aevb_fast.bernoulli_log_prob(torch.zeros(2, 3), torch.zeros(2, 3, dtype=torch.int64)),
+        TypeError,
+        r"x must be a floating, uint8 or bool tensor, got \[2, 3\] torch.int64 on cpu; "
+        r"the floating dtypes are float32, "
+        r"float64, float16 and bfloat16",
+    ),
+    (
+        lambda: aevb_fast.bernoulli_log_prob(torch.zeros(2, 3), torch.zeros(2, 4)),
+        ValueError,
+        r"shapes do not broadcast: logits \[2, 3\], x \[2, 4\]",
+    ),
+    (
+        lambda: aevb_fast.bernoulli_log_prob(torch.zeros(2, 3), torch.zeros(2, 3), reduction="avg"),
+        ValueError,
+        r"reduction='avg' is not supported; expected one of 'none', 'sum', 'mean'",
+    ),
+    (
+        lambda: aevb_fast.bernoulli_log_prob(torch.zeros(2, 3), torch.zeros(2, 3), event_dims=3),
+        ValueError,
+        r"event_dims must be an int in \[1, 2\] for inputs of shape \[2, 3\], got 3",
+    ),
+    (
+        lambda: aevb_fast.gaussian_log_prob(torch.zeros(2, 3), torch.zeros(2, 3), torch.zeros(3, 3)),
+        ValueError,
+        r"shapes do not broadcast: mean \[2, 3\], logvar \[3, 3\], x \[2, 3\]",
+    ),
+    (
+        lambda: aevb_fast.vae_loss(torch.zeros(3, 5), torch.zeros(3, 5), torch.zeros(2, 4), torch.zeros(2, 4)),
+        ValueError,
+        r"the decoder output \[3, 5\] must be \[2, D...\]: the batch dims of mu \[2\] followed by the data dims",
+    ),
+    (
+        lambda: aevb_fast.vae_loss(
+            torch.zeros(2, 5), torch.zeros(2, 5), torch.zeros(2, 4), torch.zeros(2, 4), likelihood="gaussian"
+        ),
+        TypeError,
+        r"likelihood='gaussian' needs the decoder output as a \(mean, logvar\) pair, got Tensor",
+    ),
+    (
+        lambda: aevb_fast.vae_loss(torch.zeros(2, 5), torch.zeros(2, 5), torch.zeros(2, 4), torch.zeros(2, 4), beta=-1),
+        ValueError,
+        r"beta must be a finite number >= 0, got -1",
+    ),
+    (
+        lambda: aevb_fast.elbo_loss(lambda z: z, torch.zeros(2, 4), torch.zeros(2, 4), torch.zeros(2, 4), iwae=True),
+        ValueError,
+        r"iwae=True needs estimator='mc' \(per-sample log q\(z\|x\) - log p\(z\)\), got estimator='analytic'",
+    ),
+    (
+        lambda: aevb_fast.elbo_loss(
+            lambda z: z, torch.zeros(2, 4), torch.zeros(2, 4), torch.zeros(2, 4), iwae=True, estimator="mc", beta=0.5
+        ),
+        ValueError,
+        r"iwae=True is the bound for beta=1, got beta=0.5",
+    ),
+    (
+        lambda: aevb_fast.elbo_loss(
+            lambda z: z, torch.zeros(2, 4), torch.zeros(2, 4), torch.zeros(2, 4), n_samples=None
+        ),
+        ValueError,
+        r"n_samples must be a positive int, got None",
+    ),
+    (
+        lambda: aevb_fast.ELBOLoss("decoder"),
+        TypeError,
+        r"decoder must be callable \(an nn.Module or function\), got str",
+    ),
+    (
+        lambda: aevb_fast.VAELoss(likelihood="poisson"),
+        ValueError,
+        r"likelihood='poisson' is not supported; expected one of 'bernoulli', 'gaussian'",
+    ),
     (lambda: aevb_fast.Reparameterize(backend="tpu"), ValueError, r"backend='tpu' is not a backend"),
 ]
 
@@ -340,11 +505,26 @@ def _unsupported_float_errors(dtype):
         lambda: aevb_fast.vae_loss(t, e, t, t),
         lambda: aevb_fast.elbo_loss(lambda z: z, e, t, t),
     ]
-    return ([(call, TypeError, re.escape(f"{name} must be a floating tensor (float32, float64, float16 or bfloat16), "
-                                         f"got [4, 4] {dtype} on cpu")) for name, call in values]
-            + [(call, TypeError, re.escape(f"x must be a floating, uint8 or bool tensor, got [4, 4] {dtype} on cpu; the "
-                                           "floating dtypes are float32, float64, float16 and bfloat16"))
-               for call in targets])
+    return [
+        (
+            call,
+            TypeError,
+            re.escape(
+                f"{name} must be a floating tensor (float32, float64, float16 or bfloat16), got [4, 4] {dtype} on cpu"
+            ),
+        )
+        for name, call in values
+    ] + [
+        (
+            call,
+            TypeError,
+            re.escape(
+                f"x must be a floating, uint8 or bool tensor, got [4, 4] {dtype} on cpu; the "
+                "floating dtypes are float32, float64, float16 and bfloat16"
+            ),
+        )
+        for call in targets
+    ]
 
 
 ERRORS += _unsupported_float_errors(torch.float8_e4m3fn) + _unsupported_float_errors(torch.float8_e5m2)
@@ -366,8 +546,11 @@ def test_bernoulli_targets_outside_the_unit_interval_or_nan_are_rejected_on_cpu(
         targets.append(x)
     for x in targets:
         logits = torch.zeros(x.shape, dtype=x.dtype if x.is_floating_point() else torch.float32)
-        with pytest.raises(ValueError, match=r"x holds values outside \[0, 1\] or NaN; Bernoulli targets must be "
-                                             r"probabilities in \[0, 1\]"):
+        with pytest.raises(
+            ValueError,
+            match=r"x holds values outside \[0, 1\] or NaN; Bernoulli targets must be "
+            r"probabilities in \[0, 1\]",
+        ):
             aevb_fast.bernoulli_log_prob(logits, x, backend="cpu")
 
 
@@ -399,8 +582,11 @@ def test_import_leaves_the_compiler_unloaded():
 
 @pytest.mark.parametrize("likelihood", ["bernoulli", "gaussian"])
 @pytest.mark.parametrize("reduction", ["none", "sum", "mean"])
-@pytest.mark.parametrize("dtypes", [(torch.float32, torch.float32), (torch.bfloat16, torch.float32),
-                                    (torch.float64, torch.float32)], ids=["float32", "bf16-decoder", "f64-decoder"])
+@pytest.mark.parametrize(
+    "dtypes",
+    [(torch.float32, torch.float32), (torch.bfloat16, torch.float32), (torch.float64, torch.float32)],
+    ids=["float32", "bf16-decoder", "f64-decoder"],
+)
 def test_vae_loss_node_is_the_composition_bit_for_bit(backend, likelihood, reduction, dtypes):
     """vae_loss's one autograd node runs the kernels and the arithmetic of the composition
     -(log p(x|z) - beta KL) of the public functions, and hands the kernels the row gradients
@@ -408,8 +594,11 @@ def test_vae_loss_node_is_the_composition_bit_for_bit(backend, likelihood, reduc
     decoder_dtype, latent_dtype = dtypes
     x = torch.rand(2, 3, 7)
     mu, logvar = _rand(2, 3, 4, seed=1).to(latent_dtype), _rand(2, 3, 4, seed=2, scale=0.5).to(latent_dtype)
-    recon = ((_rand(2, 3, 7, seed=3).to(decoder_dtype),) if likelihood == "bernoulli" else
-             (_rand(2, 3, 7, seed=3).to(decoder_dtype), _rand(2, 3, 7, seed=4, scale=0.3).to(decoder_dtype)))
+    recon = (
+        (_rand(2, 3, 7, seed=3).to(decoder_dtype),)
+        if likelihood == "bernoulli"
+        else (_rand(2, 3, 7, seed=3).to(decoder_dtype), _rand(2, 3, 7, seed=4, scale=0.3).to(decoder_dtype))
+    )
     upstream = _rand(2, 3, seed=5) if reduction == "none" else torch.tensor(1.7)
 
     def run(loss_of):
@@ -419,20 +608,27 @@ def test_vae_loss_node_is_the_composition_bit_for_bit(backend, likelihood, reduc
         return [loss.detach(), *(t.grad for t in leaves)]
 
     def composition(mu, logvar, recon):
-        log_px = (aevb_fast.bernoulli_log_prob(recon, x, backend=backend) if likelihood == "bernoulli" else
-                  aevb_fast.gaussian_log_prob(x, *recon, backend=backend))
+        log_px = (
+            aevb_fast.bernoulli_log_prob(recon, x, backend=backend)
+            if likelihood == "bernoulli"
+            else aevb_fast.gaussian_log_prob(x, *recon, backend=backend)
+        )
         return R.reduce(-(log_px - 0.3 * aevb_fast.gaussian_kl(mu, logvar, backend=backend)), reduction)
 
-    fused = run(lambda mu, logvar, recon: aevb_fast.vae_loss(recon, x, mu, logvar, reduction, beta=0.3,
-                                                             likelihood=likelihood, backend=backend))
+    fused = run(
+        lambda mu, logvar, recon: aevb_fast.vae_loss(
+            recon, x, mu, logvar, reduction, beta=0.3, likelihood=likelihood, backend=backend
+        )
+    )
     for got, expected in zip(fused, run(composition)):
         assert got.dtype == expected.dtype and torch.equal(got, expected)
 
 
 def test_vae_loss_refuses_latents_and_decoder_output_on_two_devices():
     with pytest.raises(ValueError, match=r"expected tensors on one device, got decoder_output on cpu, mu on meta"):
-        aevb_fast.vae_loss(torch.zeros(2, 5), torch.zeros(2, 5), torch.zeros(2, 4, device="meta"),
-                           torch.zeros(2, 4, device="meta"))
+        aevb_fast.vae_loss(
+            torch.zeros(2, 5), torch.zeros(2, 5), torch.zeros(2, 4, device="meta"), torch.zeros(2, 4, device="meta")
+        )
 
 
 def test_vae_loss_gives_the_targets_their_gradient(backend):

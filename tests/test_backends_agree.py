@@ -7,17 +7,21 @@ column blocks. On a GPU machine run with TRITON_INTERPRET=0 to test the compiled
 
 import pytest
 import torch
-from conftest import TOLERANCES, assert_close
+from helpers import TOLERANCES, assert_close
 
 import aevb_fast
 from aevb_fast.ops import backends
 
 GPU_DEVICES = ["cuda"] if torch.cuda.is_available() else []
 # (device, backend) pairs to hold against the CPU kernels.
-PAIRS = [(d, b) for d, b in [("cpu", "triton"), *((d, b) for d in GPU_DEVICES for b in ("triton", "cuda"))]
-         if b in backends.usable(d)]
-pytestmark = pytest.mark.skipif(not PAIRS or "cpu" not in backends.usable("cpu"),
-                                reason="needs a GPU kernel backend and the C++ CPU kernels")
+PAIRS = [
+    (d, b)
+    for d, b in [("cpu", "triton"), *((d, b) for d in GPU_DEVICES for b in ("triton", "cuda"))]
+    if b in backends.usable(d)
+]
+pytestmark = pytest.mark.skipif(
+    not PAIRS or "cpu" not in backends.usable("cpu"), reason="needs a GPU kernel backend and the C++ CPU kernels"
+)
 HALF_AND_FLOAT = [torch.float32, torch.float16, torch.bfloat16]
 
 
@@ -47,8 +51,9 @@ def test_same_seed_same_eps_as_the_cpu_kernels(target, shape, n_samples):
     zeros = torch.zeros(shape)
     # A seed with both key words set and L * B * Z offsets per call.
     seed = 0x0123456789ABCDEF
-    cpu, other = _both(lambda m, v, b: aevb_fast.reparameterize(m, v, n_samples, seed=seed, backend=b), zeros, zeros,
-                       target=target)
+    cpu, other = _both(
+        lambda m, v, b: aevb_fast.reparameterize(m, v, n_samples, seed=seed, backend=b), zeros, zeros, target=target
+    )
     torch.testing.assert_close(other.cpu(), cpu, rtol=1e-6, atol=2e-6)
     assert cpu.std() > 0.5  # noise, not zeros
 
@@ -64,8 +69,9 @@ def test_reparameterize_agrees_with_the_cpu_kernels(target, dtype, estimator):
         z, kl = aevb_fast.reparameterize_kl(mu, logvar, 3, estimator=estimator, seed=5, backend=backend)
         return z, kl, *torch.autograd.grad((z, kl), (mu, logvar), (grad_z, grad_kl))
 
-    for name, cpu, other in zip(("z", "kl", "grad mu", "grad logvar"), *_both(run, mu, logvar, grad_z, grad_kl,
-                                                                             target=target)):
+    for name, cpu, other in zip(
+        ("z", "kl", "grad mu", "grad logvar"), *_both(run, mu, logvar, grad_z, grad_kl, target=target)
+    ):
         assert other.dtype == cpu.dtype
         torch.testing.assert_close(other.cpu().double(), cpu.double(), **TOLERANCES[cpu.dtype], msg=name)
 

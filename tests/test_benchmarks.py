@@ -28,9 +28,13 @@ CPU = torch.device("cpu")
 
 
 def _gpu_check(out: Path, **env) -> subprocess.CompletedProcess:
-    return subprocess.run(["bash", str(ROOT / "benchmarks" / "gpu_check.sh"), "--dry-run", str(out)],
-                          env={**os.environ, "PYTHON": sys.executable, **env}, capture_output=True, text=True,
-                          timeout=600)
+    return subprocess.run(
+        ["bash", str(ROOT / "benchmarks" / "gpu_check.sh"), "--dry-run", str(out)],
+        env={**os.environ, "PYTHON": sys.executable, **env},
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
 
 
 def test_gpu_check_dry_run(tmp_path):
@@ -41,12 +45,25 @@ def test_gpu_check_dry_run(tmp_path):
     titles = ["## Environment", "## Benchmarks", "## Tests (a sample)"]
     assert [report_.index(t) for t in titles] == sorted(report_.index(t) for t in titles)
     assert report_.count("exit status 0") == 3 and "skipped" not in report_
-    for name in ("results.md", "results.csv", "overhead.csv", "time_float32.png", "limit_float32.png",
-                 "train_step.png"):
+    for name in (
+        "results.md",
+        "results.csv",
+        "overhead.csv",
+        "time_float32.png",
+        "limit_float32.png",
+        "train_step.png",
+    ):
         assert (tmp_path / name).is_file()
     results = (tmp_path / "results.md").read_text()
-    for case in ("bernoulli [64, 300]", "gaussian [64, 300]", "reparameterize [128, 20]",
-                 "vae_loss [64, 300] + [64, 20]", "## Targets", "## Per-call overhead", "x memory limit"):
+    for case in (
+        "bernoulli [64, 300]",
+        "gaussian [64, 300]",
+        "reparameterize [128, 20]",
+        "vae_loss [64, 300] + [64, 20]",
+        "## Targets",
+        "## Per-call overhead",
+        "x memory limit",
+    ):
         assert case in results
 
 
@@ -65,8 +82,11 @@ def test_size_sets():
     assert [size for size, _ in cases.shapes("gaussian", ["full"])] == ["paper", "medium", "large"]
     assert cases.shapes("bernoulli_head", ["medium"]) == []
     assert cases.shapes("vae_loss", ["tiny"]) == [("tiny", (64, 300, 20))]
-    assert [size for size, _ in cases.shapes("reparameterize", ["large", "tiny", "paper"])] == ["tiny", "paper",
-                                                                                                 "large"]
+    assert [size for size, _ in cases.shapes("reparameterize", ["large", "tiny", "paper"])] == [
+        "tiny",
+        "paper",
+        "large",
+    ]
 
 
 def _running(pid: int) -> bool:
@@ -94,9 +114,17 @@ def test_busy_load_runs_for_the_context_only():
 
 def test_busy_load_ends_with_a_killed_runner():
     # A runner killed with SIGKILL runs no cleanup: the busy process notices it is gone.
-    runner = subprocess.Popen([sys.executable, "-c", "from benchmarks import load\nwith load.busy() as b:\n"
-                               "    print(b.pid, flush=True)\n    input()"], cwd=ROOT, stdin=subprocess.PIPE,
-                              stdout=subprocess.PIPE, text=True)
+    runner = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "from benchmarks import load\nwith load.busy() as b:\n    print(b.pid, flush=True)\n    input()",
+        ],
+        cwd=ROOT,
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
     pid = int(runner.stdout.readline())
     assert _running(pid)
     runner.kill()
@@ -106,8 +134,22 @@ def test_busy_load_ends_with_a_killed_runner():
 
 def _row(op, shape, provider, seconds, dtype="float32", kernel_bytes=0, copy_seconds=1.0, peak=0, size="paper"):
     t = Timing([seconds])
-    return run.Row(f"{op} {cases.dims(op, shape)}", op, size, shape, dtype, provider, t, t, t, Timing([copy_seconds]),
-                   0, kernel_bytes, 1_000_000, peak)
+    return run.Row(
+        f"{op} {cases.dims(op, shape)}",
+        op,
+        size,
+        shape,
+        dtype,
+        provider,
+        t,
+        t,
+        t,
+        Timing([copy_seconds]),
+        0,
+        kernel_bytes,
+        1_000_000,
+        peak,
+    )
 
 
 def _call(function, shape, provider, seconds, op=None):
@@ -117,18 +159,22 @@ def _call(function, shape, provider, seconds, op=None):
 def test_targets_met_and_not_met_from_given_rows():
     large = (4096, 12288)
     # The copy moves 1e6 bytes in 1 ms: 1e9 B/s; 8e7 bytes of kernel traffic take 80 ms at it.
-    rows = [_row("bernoulli", large, "aevb_fast[cpu]", 0.1, kernel_bytes=80_000_000, copy_seconds=1e-3),
-            _row("bernoulli", large, "torch.compile", 0.4),
-            _row("bernoulli", large, "F.bce_with_logits", 0.5),
-            _row("reparameterize", (100, 20), "aevb_fast[cpu]", 1.0),
-            _row("reparameterize", (100, 20), "eager", 1.2)]
-    calls = [_call("bernoulli_log_prob", (1, 1), "aevb_fast[cpu]", 40e-6, "bernoulli"),
-             _call("bernoulli_log_prob", (1, 1), "eager", 80e-6, "bernoulli"),
-             _call("vae_loss", (1, 1, 1), "aevb_fast[cpu]", 60e-6),
-             _call("vae_loss", (1, 1, 1), "eager", 100e-6),
-             _call("vae_loss", (1, 1, 1), "pytorch example", 100e-6),
-             _call("vae_loss", cases.EXAMPLE_SHAPE, "aevb_fast[cpu]", 1.0),
-             _call("vae_loss", cases.EXAMPLE_SHAPE, "eager", 1.0)]
+    rows = [
+        _row("bernoulli", large, "aevb_fast[cpu]", 0.1, kernel_bytes=80_000_000, copy_seconds=1e-3),
+        _row("bernoulli", large, "torch.compile", 0.4),
+        _row("bernoulli", large, "F.bce_with_logits", 0.5),
+        _row("reparameterize", (100, 20), "aevb_fast[cpu]", 1.0),
+        _row("reparameterize", (100, 20), "eager", 1.2),
+    ]
+    calls = [
+        _call("bernoulli_log_prob", (1, 1), "aevb_fast[cpu]", 40e-6, "bernoulli"),
+        _call("bernoulli_log_prob", (1, 1), "eager", 80e-6, "bernoulli"),
+        _call("vae_loss", (1, 1, 1), "aevb_fast[cpu]", 60e-6),
+        _call("vae_loss", (1, 1, 1), "eager", 100e-6),
+        _call("vae_loss", (1, 1, 1), "pytorch example", 100e-6),
+        _call("vae_loss", cases.EXAMPLE_SHAPE, "aevb_fast[cpu]", 1.0),
+        _call("vae_loss", cases.EXAMPLE_SHAPE, "eager", 1.0),
+    ]
     steps = {"float32": {100: {"aevb_fast[cpu]": 1200.0, "reference": 1000.0}}}
     outcomes = {o.target: o for o in targets.check("cpu", rows, calls, steps)}
 
@@ -181,13 +227,17 @@ def test_memory_limit_from_a_warm_copy(tmp_path):
 
 
 def test_per_call_overhead(tmp_path):
-    rows = overhead._measure("bernoulli_log_prob", cases.bernoulli((1, 1), torch.float32, CPU), rounds=2,
-                             seconds=1e-3)
-    rows += overhead._measure("vae_loss", cases.vae_loss(cases.EXAMPLE_SHAPE, torch.float32, CPU), rounds=1,
-                              seconds=1e-3)
+    rows = overhead._measure("bernoulli_log_prob", cases.bernoulli((1, 1), torch.float32, CPU), rounds=2, seconds=1e-3)
+    rows += overhead._measure(
+        "vae_loss", cases.vae_loss(cases.EXAMPLE_SHAPE, torch.float32, CPU), rounds=1, seconds=1e-3
+    )
     providers = {(r.function, r.provider) for r in rows}
-    assert {("bernoulli_log_prob", "eager"), ("bernoulli_log_prob", "F.bce_with_logits"),
-            ("vae_loss", "pytorch example"), ("vae_loss", "eager")} <= providers
+    assert {
+        ("bernoulli_log_prob", "eager"),
+        ("bernoulli_log_prob", "F.bce_with_logits"),
+        ("vae_loss", "pytorch example"),
+        ("vae_loss", "eager"),
+    } <= providers
     assert not any(p in ("torch.compile", "torch.distributions") for _, p in providers)
     assert all(r.calls >= 1 and r.time.median > 0 and len(r.time.samples) in (1, 2) for r in rows)
     table = report.calls_table(rows)
@@ -202,9 +252,31 @@ def test_per_call_overhead(tmp_path):
 
 
 def test_sigterm_writes_partial_results_and_ends_the_load(tmp_path):
-    runner = subprocess.Popen([sys.executable, "-m", "benchmarks", "--sizes", "tiny", "--rounds", "1", "--warmup",
-                               "0", "--call-rounds", "1", "--ops", "reparameterize", "gaussian", "--load", "--out",
-                               str(tmp_path)], cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    runner = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "benchmarks",
+            "--sizes",
+            "tiny",
+            "--rounds",
+            "1",
+            "--warmup",
+            "0",
+            "--call-rounds",
+            "1",
+            "--ops",
+            "reparameterize",
+            "gaussian",
+            "--load",
+            "--out",
+            str(tmp_path),
+        ],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
     lines, pid, first_case = [], None, False
     for line in runner.stdout:  # up to the first case's table, printed once the case is measured
         lines.append(line)
@@ -228,9 +300,24 @@ def test_sigterm_writes_partial_results_and_ends_the_load(tmp_path):
 
 
 def test_micro_benchmarks_run():
-    run_ = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "benchmarks",
-                           "--bench-sizes", "tiny", "--benchmark-disable"], cwd=ROOT, capture_output=True, text=True,
-                          timeout=600)
+    run_ = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pytest",
+            "-q",
+            "-p",
+            "no:cacheprovider",
+            "benchmarks",
+            "--bench-sizes",
+            "tiny",
+            "--benchmark-disable",
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert run_.returncode == 0, run_.stdout[-3000:] + run_.stderr[-3000:]
     assert " passed" in run_.stdout
 
@@ -246,8 +333,22 @@ def test_reader_benchmark_runs(tmp_path):
 def test_training_benchmark_runs(tmp_path):
     from benchmarks import training
 
-    training.main(["--samples", "3000", "--warmup", "200", "--rounds", "1", "--batch-size", "100", "--eval-rows", "100",
-                   "--out", str(tmp_path)])
+    training.main(
+        [
+            "--samples",
+            "3000",
+            "--warmup",
+            "200",
+            "--rounds",
+            "1",
+            "--batch-size",
+            "100",
+            "--eval-rows",
+            "100",
+            "--out",
+            str(tmp_path),
+        ]
+    )
     with open(tmp_path / "training.csv") as f:
         rows = list(csv.DictReader(f))
     assert [r["provider"] for r in rows] == ["plain PyTorch", "plain PyTorch + prior", "aevb-fast train (+ prior)"]

@@ -4,7 +4,7 @@ compiled function."""
 
 import pytest
 import torch
-from conftest import KERNEL_BACKENDS
+from helpers import KERNEL_BACKENDS
 
 import aevb_fast
 
@@ -18,8 +18,12 @@ class TinyVAE(torch.nn.Module):
         super().__init__()
         self.backend = backend
         torch.manual_seed(0)
-        self.encoder = torch.nn.Sequential(torch.nn.Linear(data, hidden), torch.nn.Tanh(), torch.nn.Linear(hidden, 2 * latent))
-        self.decoder = torch.nn.Sequential(torch.nn.Linear(latent, hidden), torch.nn.Tanh(), torch.nn.Linear(hidden, data))
+        self.encoder = torch.nn.Sequential(
+            torch.nn.Linear(data, hidden), torch.nn.Tanh(), torch.nn.Linear(hidden, 2 * latent)
+        )
+        self.decoder = torch.nn.Sequential(
+            torch.nn.Linear(latent, hidden), torch.nn.Tanh(), torch.nn.Linear(hidden, data)
+        )
 
     def forward(self, x, seed=None):
         mu, logvar = self.encoder(x).chunk(2, dim=-1)
@@ -50,13 +54,18 @@ def test_training_step_compiles_with_inductor(device, backend):
 def test_elbo_loss_and_likelihoods_trace_without_graph_breaks(device, backend, estimator, iwae):
     decoder = torch.nn.Linear(3, 6).to(device)
     x = torch.rand(4, 6, device=device)
-    mu, logvar = torch.randn(4, 3, device=device, requires_grad=True), torch.randn(4, 3, device=device, requires_grad=True)
+    mu, logvar = (
+        torch.randn(4, 3, device=device, requires_grad=True),
+        torch.randn(4, 3, device=device, requires_grad=True),
+    )
 
     def objective(x, mu, logvar):
-        bound = aevb_fast.elbo_loss(decoder, x, mu, logvar, n_samples=3, estimator=estimator, iwae=iwae, seed=2,
-                                    backend=backend)
-        gaussian = aevb_fast.gaussian_log_prob(x, torch.sigmoid(decoder(mu)), logvar.mean(-1, keepdim=True), "sum",
-                                               backend=backend)
+        bound = aevb_fast.elbo_loss(
+            decoder, x, mu, logvar, n_samples=3, estimator=estimator, iwae=iwae, seed=2, backend=backend
+        )
+        gaussian = aevb_fast.gaussian_log_prob(
+            x, torch.sigmoid(decoder(mu)), logvar.mean(-1, keepdim=True), "sum", backend=backend
+        )
         return bound - gaussian + aevb_fast.gaussian_kl(mu, logvar, "sum", backend=backend)
 
     expected = objective(x, mu, logvar)

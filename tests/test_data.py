@@ -39,8 +39,10 @@ def test_full_mnist_matches_the_published_files():
     d = data.load("mnist", SHARED / "mnist")
     assert d.train.shape == (60000, 784) and d.test.shape == (10000, 784) and d.train.dtype == torch.uint8
     # SHA-256 of the uncompressed IDX files (../shared/data/README.md): header + our rows.
-    for rows, digest in ((d.train, "ba891046e6505d7aadcbbe25680a0738ad16aec93bde7f9b65e87a2fc25776db"),
-                         (d.test, "0fa7898d509279e482958e8ce81c8e77db3f2f8254e26661ceb7762c4d494ce7")):
+    for rows, digest in (
+        (d.train, "ba891046e6505d7aadcbbe25680a0738ad16aec93bde7f9b65e87a2fc25776db"),
+        (d.test, "0fa7898d509279e482958e8ce81c8e77db3f2f8254e26661ceb7762c4d494ce7"),
+    ):
         header = struct.pack(">4i", 2051, rows.shape[0], 28, 28)
         assert hashlib.sha256(header + rows.numpy().tobytes()).hexdigest() == digest
 
@@ -68,8 +70,11 @@ def _idx(path: Path, magic=2051, n=60000, pixels=None, compress=True):
 
 
 def test_mnist_errors(tmp_path):
-    with pytest.raises(ValueError, match=r"train-images-idx3-ubyte.gz is missing: dataset='mnist' wants a directory "
-                                         r"holding the IDX files train-images-idx3-ubyte.gz, t10k-images-idx3-ubyte.gz"):
+    with pytest.raises(
+        ValueError,
+        match=r"train-images-idx3-ubyte.gz is missing: dataset='mnist' wants a directory "
+        r"holding the IDX files train-images-idx3-ubyte.gz, t10k-images-idx3-ubyte.gz",
+    ):
         data.load("mnist", tmp_path)
     _idx(tmp_path / "train-images-idx3-ubyte.gz", magic=2049)
     with pytest.raises(ValueError, match=r"is not an IDX3 file of 60000 28 x 28 images: header magic 2049"):
@@ -101,9 +106,13 @@ def test_frey_errors(tmp_path):
 
 
 def test_argument_errors():
-    with pytest.raises(ValueError, match=r"dataset='cifar' is not supported; expected one of 'mnist5k', 'mnist', 'frey'"):
+    with pytest.raises(
+        ValueError, match=r"dataset='cifar' is not supported; expected one of 'mnist5k', 'mnist', 'frey'"
+    ):
         data.load("cifar")
-    with pytest.raises(ValueError, match=r"dataset='mnist' needs a path: a directory holding train-images-idx3-ubyte.gz"):
+    with pytest.raises(
+        ValueError, match=r"dataset='mnist' needs a path: a directory holding train-images-idx3-ubyte.gz"
+    ):
         data.load("mnist")
     with pytest.raises(ValueError, match=r"dataset='frey' needs a path: the file frey_rawface.mat"):
         data.load("frey")
@@ -136,12 +145,20 @@ def test_idx_header_is_checked_before_the_pixels_are_read(tmp_path):
     (tmp_path / "t10k-images-idx3-ubyte.gz").write_bytes(b"never read")
     # A header claiming 2**31 - 1 images, then 256 MiB of zeros: refused at the header.
     _gzip_then_zeros(train, struct.pack(">4i", 2051, 2**31 - 1, 28, 28), 256)
-    _raises_within(8 * MIB, r"train-images-idx3-ubyte.gz is not an IDX3 file of 60000 28 x 28 images: header magic "
-                            r"2051, sizes 2147483647 x 28 x 28", lambda: data.load("mnist", tmp_path))
+    _raises_within(
+        8 * MIB,
+        r"train-images-idx3-ubyte.gz is not an IDX3 file of 60000 28 x 28 images: header magic "
+        r"2051, sizes 2147483647 x 28 x 28",
+        lambda: data.load("mnist", tmp_path),
+    )
     # The right header and images, then 384 MiB of zeros: refused one byte past the images.
     _gzip_then_zeros(train, struct.pack(">4i", 2051, 60000, 28, 28) + bytes(60000 * 784), 384)
-    _raises_within(192 * MIB, r"train-images-idx3-ubyte.gz holds more than the 47040000 pixel bytes its header "
-                              r"names \(trailing data\)", lambda: data.load("mnist", tmp_path))
+    _raises_within(
+        192 * MIB,
+        r"train-images-idx3-ubyte.gz holds more than the 47040000 pixel bytes its header "
+        r"names \(trailing data\)",
+        lambda: data.load("mnist", tmp_path),
+    )
 
 
 def test_damaged_gzip_and_special_files_are_named(tmp_path):
@@ -176,8 +193,10 @@ def _mat(variables: dict, claims: dict) -> bytes:
     raw = buffer.getvalue()
     for name, (dims, data_bytes) in claims.items():
         shape = variables[name].shape
-        for real, claimed in ((struct.pack("<2i", *shape), struct.pack("<2i", *dims)),
-                              (struct.pack("<2I", 2, shape[0] * shape[1]), struct.pack("<2I", 2, data_bytes))):
+        for real, claimed in (
+            (struct.pack("<2i", *shape), struct.pack("<2i", *dims)),
+            (struct.pack("<2I", 2, shape[0] * shape[1]), struct.pack("<2I", 2, data_bytes)),
+        ):
             assert raw.count(real) == 1
             raw = raw.replace(real, claimed)
     return raw
@@ -187,8 +206,9 @@ def test_frey_reads_only_ff_and_only_once_its_header_fits(tmp_path):
     pytest.importorskip("scipy")
     faces = np.arange(560 * 1965, dtype=np.uint32).astype(np.uint8).reshape(560, 1965)
     # Another variable whose data element claims 4 GiB is never read.
-    (tmp_path / "extra.mat").write_bytes(_mat({"junk": np.zeros((560, 10), np.uint8), "ff": faces},
-                                              {"junk": ((560, 10), 2**32 - 8)}))
+    (tmp_path / "extra.mat").write_bytes(
+        _mat({"junk": np.zeros((560, 10), np.uint8), "ff": faces}, {"junk": ((560, 10), 2**32 - 8)})
+    )
     tracemalloc.start()
     try:
         loaded = data.load("frey", tmp_path / "extra.mat")
@@ -198,10 +218,14 @@ def test_frey_reads_only_ff_and_only_once_its_header_fits(tmp_path):
     assert peak < 64 * MIB and loaded.train.shape == (1769, 560)
     assert sorted(map(bytes, torch.cat([loaded.train, loaded.test]).numpy())) == sorted(map(bytes, faces.T.copy()))
     # An "ff" whose header claims 2**31 - 1 columns is refused at its header.
-    (tmp_path / "huge.mat").write_bytes(_mat({"ff": np.zeros((560, 10), np.uint8)},
-                                             {"ff": ((560, 2**31 - 1), 2**32 - 8)}))
-    _raises_within(8 * MIB, r"huge.mat: expected 'ff' as uint8 560 x 1965, found uint8 \(560, 2147483647\)",
-                   lambda: data.load("frey", tmp_path / "huge.mat"))
+    (tmp_path / "huge.mat").write_bytes(
+        _mat({"ff": np.zeros((560, 10), np.uint8)}, {"ff": ((560, 2**31 - 1), 2**32 - 8)})
+    )
+    _raises_within(
+        8 * MIB,
+        r"huge.mat: expected 'ff' as uint8 560 x 1965, found uint8 \(560, 2147483647\)",
+        lambda: data.load("frey", tmp_path / "huge.mat"),
+    )
 
 
 def _write_bytes_at(file: Path, offset: int, value: bytes) -> None:
@@ -228,7 +252,7 @@ def test_fingerprint_reads_the_ends_of_the_files_and_ignores_the_path_spelling(t
     for offset in (10, 300_000 - 10):  # the first and the last 64 KiB
         _write_bytes_at(train, offset, b"\xff\xff")
         assert data.fingerprint("mnist", mnist) != first
-        _write_bytes_at(train, offset, content[offset:offset + 2])
+        _write_bytes_at(train, offset, content[offset : offset + 2])
     assert data.fingerprint("mnist", mnist) == first
     train.write_bytes(content + b"\0")
     assert data.fingerprint("mnist", mnist) != first

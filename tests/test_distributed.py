@@ -41,8 +41,19 @@ def _arguments(settings: dict) -> list[str]:
 
 
 def _torchrun(settings: dict, *extra: str, nproc: int = 2, restarts: int = 0) -> subprocess.Popen:
-    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={nproc}",
-               f"--max-restarts={restarts}", "-m", "aevb_fast", "train", *_arguments(settings), *extra]
+    command = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        f"--nproc_per_node={nproc}",
+        f"--max-restarts={restarts}",
+        "-m",
+        "aevb_fast",
+        "train",
+        *_arguments(settings),
+        *extra,
+    ]
     # One thread per process: two ranks on a 2-core machine.
     environment = {**os.environ, "OMP_NUM_THREADS": "1", "TORCH_DISABLE_SHARE_RDZV_TCP_STORE": "1"}
     return subprocess.Popen(command, env=environment, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
@@ -79,8 +90,13 @@ def _assert_gradients_close(actual: dict, expected: dict, fraction: float) -> No
     """Each gradient within `fraction` of its tensor's largest entry: an entry's rounding error is
     a fraction of the terms it sums, not of the entry itself, which those terms can cancel to 0."""
     for name, gradient in expected.items():
-        torch.testing.assert_close(actual[name], gradient, rtol=0, atol=fraction * gradient.abs().max().item(),
-                                   msg=lambda m: f"gradient of {name}: {m}")
+        torch.testing.assert_close(
+            actual[name],
+            gradient,
+            rtol=0,
+            atol=fraction * gradient.abs().max().item(),
+            msg=lambda m: f"gradient of {name}: {m}",
+        )
 
 
 def test_two_processes_train_as_one_on_the_same_global_batch(tmp_path):
@@ -132,8 +148,9 @@ def test_a_rank_killed_mid_run_resumes_to_the_same_parameters(tmp_path, digits_a
     # torchrun --max-restarts restarts the ranks itself, which resume from the checkpoint. (Its
     # rendezvous store must not be shared with the ranks' process group, which would otherwise read
     # the killed round's addresses: TORCH_DISABLE_SHARE_RDZV_TCP_STORE=1.)
-    settings = dict(**TINY, dataset="shards", data_path=digits_as_shards, samples=12_000, eval_every=1_000,
-                    eval_rows=200)
+    settings = dict(
+        **TINY, dataset="shards", data_path=digits_as_shards, samples=12_000, eval_every=1_000, eval_rows=200
+    )
     _finish(_torchrun({**settings, "out": tmp_path / "whole"}))
     cut = tmp_path / "cut"
     elastic = restart == "elastic"
@@ -161,15 +178,24 @@ def test_a_rank_killed_mid_run_resumes_to_the_same_parameters(tmp_path, digits_a
 def test_resume_needs_the_same_number_of_processes(tmp_path, digits_as_shards):
     settings = dict(**TINY, dataset="shards", data_path=digits_as_shards, samples=100, eval_every=100, eval_rows=100)
     _finish(_torchrun({**settings, "out": tmp_path}))
-    with pytest.raises(ValueError, match=r"--resume: .*checkpoint.pt was written by 2 process\(es\), this run has 1: "
-                                         r"resume with as many"):
+    with pytest.raises(
+        ValueError,
+        match=r"--resume: .*checkpoint.pt was written by 2 process\(es\), this run has 1: "
+        r"resume with as many",
+    ):
         # Paths as pathlib.Path: kept as strings, so the checkpoint's settings compare equal.
         train(TrainConfig(**{**settings, "samples": 200}, out=tmp_path), resume=True, progress=False)
 
 
 def test_training_streams_shards(tmp_path, digits_as_shards):
-    settings = {**TINY, "lr": 0.1, "dataset": "shards", "data_path": str(digits_as_shards), "eval_every": 1_000,
-                "eval_rows": 500}
+    settings = {
+        **TINY,
+        "lr": 0.1,
+        "dataset": "shards",
+        "data_path": str(digits_as_shards),
+        "eval_every": 1_000,
+        "eval_rows": 500,
+    }
     train(TrainConfig(**settings, samples=3_000, out=str(tmp_path)), progress=False)
     rows = _metrics(tmp_path)
     assert [r["samples"] for r in rows] == [1000, 2000, 3000]
@@ -197,8 +223,10 @@ def test_bfloat16_autocast_and_compile(tmp_path):
     # a sum over 784 pixels, within a nat.
     in_bfloat16 = _gradients(tmp_path / "bfloat16")
     _assert_gradients_close(in_bfloat16, gradients, 0.05)
-    assert any(not torch.allclose(in_bfloat16[name], g, rtol=0, atol=1e-3 * g.abs().max().item())
-               for name, g in gradients.items())
+    assert any(
+        not torch.allclose(in_bfloat16[name], g, rtol=0, atol=1e-3 * g.abs().max().item())
+        for name, g in gradients.items()
+    )
     assert _metrics(tmp_path / "bfloat16")[0]["test_bound"] == pytest.approx(expected, abs=1.0)
     # The compiled model computes what the eager one does, up to the order of float operations.
     train(TrainConfig(**settings, compile=True, out=str(tmp_path / "compiled")), progress=False)
@@ -208,11 +236,11 @@ def test_bfloat16_autocast_and_compile(tmp_path):
 
 def test_a_process_group_of_the_callers_own_is_used_and_left_to_it(tmp_path, monkeypatch):
     monkeypatch.setenv("TORCHELASTIC_RUN_ID", "test")  # as under torchrun
-    torch.distributed.init_process_group("gloo", store=torch.distributed.FileStore(str(tmp_path / "store"), 1),
-                                         rank=0, world_size=1)
+    torch.distributed.init_process_group(
+        "gloo", store=torch.distributed.FileStore(str(tmp_path / "store"), 1), rank=0, world_size=1
+    )
     try:
-        train(TrainConfig(**TINY, samples=50, eval_every=50, eval_rows=100, out=str(tmp_path / "run")),
-              progress=False)
+        train(TrainConfig(**TINY, samples=50, eval_every=50, eval_rows=100, out=str(tmp_path / "run")), progress=False)
         assert torch.distributed.is_initialized()
     finally:
         torch.distributed.destroy_process_group()
@@ -226,11 +254,18 @@ def test_bad_distributed_settings_are_rejected(tmp_path):
         TrainConfig(eval_rows=0).check()
     with pytest.raises(ValueError, match=r"dataset='shards' needs a path: the directory aevb-fast convert wrote"):
         train(TrainConfig(dataset="shards", out=str(tmp_path)), progress=False)
-    cases = [({"batch_size": 25}, r"batch_size 25 must be a multiple of the 2 processes: .*"),
-             ({"batch_size": 5000}, r"batch_size 5000 is larger than the 4,000 training rows of mnist5k: .*")]
+    cases = [
+        ({"batch_size": 25}, r"batch_size 25 must be a multiple of the 2 processes: .*"),
+        ({"batch_size": 5000}, r"batch_size 5000 is larger than the 4,000 training rows of mnist5k: .*"),
+    ]
     if not torch.cuda.is_available():
-        cases.append(({"device": "cuda"}, r"device='cuda' under torchrun \(LOCAL_RANK=[01]\) asks for a GPU, but this "
-                                          r"torch is a CPU build: give --device cpu"))
+        cases.append(
+            (
+                {"device": "cuda"},
+                r"device='cuda' under torchrun \(LOCAL_RANK=[01]\) asks for a GPU, but this "
+                r"torch is a CPU build: give --device cpu",
+            )
+        )
     for settings, message in cases:
         run = _torchrun({**TINY, "samples": 100, **settings, "out": tmp_path / "run"})
         output, _ = run.communicate(timeout=300)

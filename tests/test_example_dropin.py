@@ -123,8 +123,13 @@ def assert_same_step(example, dropin, x, seed):
     torch.testing.assert_close(z_dropin, z, rtol=1e-5, atol=1e-6)
     torch.testing.assert_close(dropin_loss, example_loss, rtol=1e-5, atol=0)
     for name, (g_example, g_dropin) in grads.items():
-        torch.testing.assert_close(g_dropin, g_example, rtol=1e-4, atol=1e-5 * g_example.abs().max().item(),
-                                   msg=lambda m: f"grad of {name}: {m}")
+        torch.testing.assert_close(
+            g_dropin,
+            g_example,
+            rtol=1e-4,
+            atol=1e-5 * g_example.abs().max().item(),
+            msg=lambda m: f"grad of {name}: {m}",
+        )
     return example_loss.item()
 
 
@@ -143,7 +148,7 @@ def test_same_z_gives_the_examples_loss_and_gradients():
 def test_trained_from_one_seed_the_drop_in_reaches_the_examples_loss():
     data = binaryish_data()
     order = torch.randperm(len(data), generator=torch.Generator().manual_seed(1))
-    batches = [data[order[(i * BATCH) % len(data):][:BATCH]] for i in range(STEPS)]
+    batches = [data[order[(i * BATCH) % len(data) :][:BATCH]] for i in range(STEPS)]
     example, dropin = twins()
     curves = {}
     for name, model, loss_fn in [("example", example, loss_function), ("drop-in", dropin, dropin_loss_function)]:

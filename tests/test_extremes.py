@@ -12,7 +12,7 @@ import math
 
 import pytest
 import torch
-from conftest import check_against_reference
+from helpers import check_against_reference
 
 import aevb_fast
 from aevb_fast import reference as R
@@ -67,8 +67,12 @@ def test_bernoulli_logits_and_targets_table(device, backend, dtype, target):
     for (a, t), value in zip(pairs, R.bernoulli_log_prob(logits.double(), x).tolist()):
         if math.isinf(a):
             assert value == (0.0 if float(t) == float(a > 0) else -math.inf), f"reference at logit {a}, target {t}"
-    check_against_reference(lambda logits, x: aevb_fast.bernoulli_log_prob(logits, x, backend=backend),
-                            R.bernoulli_log_prob, dict(logits=logits.to(device), x=x.to(device)), grad_names=("logits",))
+    check_against_reference(
+        lambda logits, x: aevb_fast.bernoulli_log_prob(logits, x, backend=backend),
+        R.bernoulli_log_prob,
+        dict(logits=logits.to(device), x=x.to(device)),
+        grad_names=("logits",),
+    )
 
 
 def test_bernoulli_nan_targets_are_refused_or_propagate(device, backend):
@@ -86,8 +90,7 @@ def test_bernoulli_nan_targets_are_refused_or_propagate(device, backend):
 
 # (logvar, x - mean): the variance within float32, past exp(-logvar)'s range, past exp(-logvar/2)'s,
 # and tiny; residuals 0, small and 1.
-GAUSSIAN_CASES = list(itertools.product([80.0, -80.0, 100.0, -100.0, 200.0, -200.0, 1e4, -1e4, 0.0],
-                                        [0.0, 1e-3, 1.0]))
+GAUSSIAN_CASES = list(itertools.product([80.0, -80.0, 100.0, -100.0, 200.0, -200.0, 1e4, -1e4, 0.0], [0.0, 1e-3, 1.0]))
 
 
 def test_gaussian_extreme_logvar(device, backend):

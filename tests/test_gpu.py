@@ -18,8 +18,14 @@ from aevb_fast.ops._native import native
 GPU_BACKENDS = [b for b in ("triton", "cuda") if torch.cuda.is_available() and b in backends.usable("cuda")]
 ON_GPU = pytest.mark.parametrize("backend", GPU_BACKENDS or [pytest.param(None, marks=pytest.mark.skip("needs a GPU"))])
 CUDA_KERNELS = pytest.mark.skipif("cuda" not in GPU_BACKENDS, reason="needs a GPU and the CUDA kernels")
-KERNELS = ("reparameterize_forward", "reparameterize_backward", "bernoulli_forward", "bernoulli_backward",
-           "gaussian_forward", "gaussian_backward")
+KERNELS = (
+    "reparameterize_forward",
+    "reparameterize_backward",
+    "bernoulli_forward",
+    "bernoulli_backward",
+    "gaussian_forward",
+    "gaussian_backward",
+)
 
 
 @pytest.mark.skipif(shutil.which("nvcc") is None or native is None, reason="needs nvcc and the built extension")
@@ -31,13 +37,20 @@ def test_the_build_compiles_the_cuda_kernels_for_sm80_and_sm90():
         assert native.build["warnings_as_errors"]
 
 
-@pytest.mark.parametrize("build, count, reason", [
-    ({"cuda": 0}, 0, r"aevb_fast._C was built without its CUDA kernels \(nvcc was not found at build time\)"),
-    ({"cuda": 13000}, 0, r"the CUDA kernels see no usable device \(no CUDA-capable device is detected\)"),
-])
+@pytest.mark.parametrize(
+    "build, count, reason",
+    [
+        ({"cuda": 0}, 0, r"aevb_fast._C was built without its CUDA kernels \(nvcc was not found at build time\)"),
+        ({"cuda": 13000}, 0, r"the CUDA kernels see no usable device \(no CUDA-capable device is detected\)"),
+    ],
+)
 def test_cuda_backend_says_why_it_cannot_serve(monkeypatch, build, count, reason):
-    fake = types.SimpleNamespace(build=build, cuda=types.SimpleNamespace(
-        device_count=lambda: count, unavailable_reason=lambda: "no CUDA-capable device is detected"))
+    fake = types.SimpleNamespace(
+        build=build,
+        cuda=types.SimpleNamespace(
+            device_count=lambda: count, unavailable_reason=lambda: "no CUDA-capable device is detected"
+        ),
+    )
     monkeypatch.setattr(backends, "native", fake)
     monkeypatch.setattr(backends, "_USABLE", {})
     monkeypatch.setattr(backends, "_RESOLVED", {})
@@ -57,8 +70,9 @@ def _training_step(backend):
     def step():
         z, kl = torch.ops.aevb_fast.reparameterize(mu, logvar, seed, 2, True, backend)
         bernoulli = torch.ops.aevb_fast.bernoulli_log_prob(logits.view(16, 6) + z.sum(), x, backend)
-        gaussian = torch.ops.aevb_fast.gaussian_log_prob(x, logits[0], logvar.mean(1, keepdim=True).expand(8, 6),
-                                                         backend)
+        gaussian = torch.ops.aevb_fast.gaussian_log_prob(
+            x, logits[0], logvar.mean(1, keepdim=True).expand(8, 6), backend
+        )
         loss = bernoulli.sum() + gaussian.sum() + kl.sum() + aevb_fast.gaussian_kl(mu, logvar, "sum", backend=backend)
         return z, (loss, *torch.autograd.grad(loss, (mu, logvar, logits)))
 
@@ -77,8 +91,9 @@ def test_no_host_device_sync(backend):
         logvar = torch.randn(8, 4, device="cuda", requires_grad=True)
         z = aevb_fast.reparameterize(mu, logvar, backend=backend)
         loss = aevb_fast.vae_loss(decoder(z), x, mu, logvar, backend=backend)
-        loss = loss + aevb_fast.elbo_loss(decoder, x, mu, logvar, n_samples=3, estimator="mc", iwae=True,
-                                          backend=backend)
+        loss = loss + aevb_fast.elbo_loss(
+            decoder, x, mu, logvar, n_samples=3, estimator="mc", iwae=True, backend=backend
+        )
         loss.backward()
 
     step(), api_step()  # compiles the Triton kernels
@@ -140,9 +155,13 @@ def test_cuda_row_sums_repeat_and_ignore_alignment(dtype):
     shifted = torch.empty(64 * 4096 + 1, dtype=dtype, device="cuda")[1:].view(64, 4096)
     shifted.copy_(aligned)
     assert aligned.data_ptr() % 16 == 0 and shifted.data_ptr() % 16 != 0
-    results = [(aevb_fast.bernoulli_log_prob(a, x.cuda(), backend="cuda"),
-                aevb_fast.gaussian_log_prob(x.cuda(), a, a, backend="cuda"))
-               for a in (aligned, shifted, aligned)]
+    results = [
+        (
+            aevb_fast.bernoulli_log_prob(a, x.cuda(), backend="cuda"),
+            aevb_fast.gaussian_log_prob(x.cuda(), a, a, backend="cuda"),
+        )
+        for a in (aligned, shifted, aligned)
+    ]
     for other in results[1:]:
         for expected, actual in zip(results[0], other):
             assert torch.equal(actual, expected)

@@ -7,14 +7,16 @@ import math
 
 import pytest
 import torch
-from conftest import KERNEL_BACKENDS
+from helpers import KERNEL_BACKENDS
 
 import aevb_fast
 from aevb_fast.ops._native import native
 
 COMPILED = [(d, b) for d, b in KERNEL_BACKENDS if (d, b) != ("cpu", "triton")]
-pytestmark = [pytest.mark.skipif(native is None, reason="the compiled extension is not built"),
-              pytest.mark.parametrize("device, backend", COMPILED, ids=[f"{d}-{b}" for d, b in COMPILED])]
+pytestmark = [
+    pytest.mark.skipif(native is None, reason="the compiled extension is not built"),
+    pytest.mark.parametrize("device, backend", COMPILED, ids=[f"{d}-{b}" for d, b in COMPILED]),
+]
 
 BIG = 2**31 + 2**20
 
@@ -25,8 +27,9 @@ def test_reparameterize_past_int32_elements(device, backend):
     L = BIG // Z
     mu, logvar = torch.zeros(1, Z, dtype=torch.bfloat16), torch.zeros(1, Z, dtype=torch.bfloat16)
     mu[0, -1] = 3.0
-    z, log_ratio = aevb_fast.reparameterize_kl(mu.to(device), logvar.to(device), L, estimator="mc", seed=17,
-                                               backend=backend)
+    z, log_ratio = aevb_fast.reparameterize_kl(
+        mu.to(device), logvar.to(device), L, estimator="mc", seed=17, backend=backend
+    )
     assert z.numel() > 2**31
     last = torch.empty(Z, dtype=torch.float32)
     native.philox_normal(17, (L - 1) * Z, Z, last.data_ptr())
@@ -35,12 +38,16 @@ def test_reparameterize_past_int32_elements(device, backend):
     # Bit-identical on the CPU; elsewhere libm's log and cos may differ by an ulp, which can move
     # the bfloat16 rounding by one step.
     exact = device == "cpu"
-    torch.testing.assert_close(z[-1, 0].float().cpu(), expected.bfloat16().float(), rtol=0 if exact else 2**-7,
-                               atol=0 if exact else 1e-5)
+    torch.testing.assert_close(
+        z[-1, 0].float().cpu(), expected.bfloat16().float(), rtol=0 if exact else 2**-7, atol=0 if exact else 1e-5
+    )
     # log q - log p = 1/2 sum(z^2 - eps^2 - logvar), in float32 from the unrounded z.
-    torch.testing.assert_close(log_ratio[-1, 0].cpu(),
-                               0.5 * (expected.double().square() - last.double().square()).sum().float(),
-                               rtol=1e-5, atol=1e-3)
+    torch.testing.assert_close(
+        log_ratio[-1, 0].cpu(),
+        0.5 * (expected.double().square() - last.double().square()).sum().float(),
+        rtol=1e-5,
+        atol=1e-3,
+    )
 
 
 def test_bernoulli_past_int32_elements(device, backend):

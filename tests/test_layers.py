@@ -47,8 +47,12 @@ def application_imports_of_the_library() -> dict[str, list[str]]:
 
 
 def test_the_library_never_imports_the_application():
-    offenders = [f"{p.relative_to(PACKAGE.parent)} imports {module}" for p in _library_files()
-                 for module, _ in _imports(p) if module.startswith("aevb_fast.training")]
+    offenders = [
+        f"{p.relative_to(PACKAGE.parent)} imports {module}"
+        for p in _library_files()
+        for module, _ in _imports(p)
+        if module.startswith("aevb_fast.training")
+    ]
     assert not offenders, offenders
     assert len(_library_files()) > 10  # the walk found the library
 

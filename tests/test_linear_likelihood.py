@@ -5,8 +5,8 @@ gradcheck, opcheck, torch.compile, autocast, the modules and the argument checks
 
 import pytest
 import torch
+from helpers import CPU_BACKENDS, KERNEL_BACKENDS, TOLERANCES, check_against_reference
 from torch.utils._python_dispatch import TorchDispatchMode
-from conftest import CPU_BACKENDS, KERNEL_BACKENDS, TOLERANCES, check_against_reference
 
 import aevb_fast
 from aevb_fast import reference as R
@@ -55,6 +55,7 @@ def _bernoulli_reference(reduction, dtype=torch.float64):
     def reference(h, w0, b0, x):
         logits = _rounded(torch.nn.functional.linear(h, w0, b0), dtype)
         return R.reduce(R.bernoulli_log_prob(logits, x), reduction)
+
     return reference
 
 
@@ -64,6 +65,7 @@ def _gaussian_reference(reduction, sigmoid, dtype=torch.float64):
         mean = _rounded(torch.sigmoid(mean), dtype) if sigmoid else mean
         logvar = _rounded(torch.nn.functional.linear(h, w1, b1), dtype)
         return R.reduce(R.gaussian_log_prob(x, mean, logvar), reduction)
+
     return reference
 
 
@@ -74,8 +76,13 @@ def test_bernoulli_head(device, backend, dtype, shape, reduction, chunk_rows):
     def fused(h, w0, b0, x):
         return aevb_fast.linear_bernoulli_log_prob(h, w0, b0, x, reduction, chunk_rows=chunk_rows, backend=backend)
 
-    check_against_reference(fused, _bernoulli_reference(reduction, dtype), _head_inputs(shape, dtype, device, 1),
-                            grad_names=("h", "w0", "b0"), tolerance=_tolerance(dtype))
+    check_against_reference(
+        fused,
+        _bernoulli_reference(reduction, dtype),
+        _head_inputs(shape, dtype, device, 1),
+        grad_names=("h", "w0", "b0"),
+        tolerance=_tolerance(dtype),
+    )
 
 
 @pytest.mark.parametrize("target", ["uint8", "bool"])
@@ -83,7 +90,11 @@ def test_bernoulli_head_binary_targets(device, backend, target):
     inputs = _head_inputs(((3, 7), 5, 11, (7,)), torch.float32, device, 1, target)
     check_against_reference(
         lambda h, w0, b0, x: aevb_fast.linear_bernoulli_log_prob(h, w0, b0, x, "sum", chunk_rows=5, backend=backend),
-        _bernoulli_reference("sum"), inputs, grad_names=("h", "w0", "b0"), tolerance=_tolerance(torch.float32))
+        _bernoulli_reference("sum"),
+        inputs,
+        grad_names=("h", "w0", "b0"),
+        tolerance=_tolerance(torch.float32),
+    )
 
 
 @pytest.mark.parametrize("shape", SHAPES, ids=str)
@@ -92,12 +103,17 @@ def test_bernoulli_head_binary_targets(device, backend, target):
 @pytest.mark.parametrize("chunk_rows", [None, 5])
 def test_gaussian_head(device, backend, dtype, shape, reduction, activation, chunk_rows):
     def fused(h, w0, b0, w1, b1, x):
-        return aevb_fast.linear_gaussian_log_prob(h, w0, b0, w1, b1, x, reduction, mean_activation=activation,
-                                                  chunk_rows=chunk_rows, backend=backend)
+        return aevb_fast.linear_gaussian_log_prob(
+            h, w0, b0, w1, b1, x, reduction, mean_activation=activation, chunk_rows=chunk_rows, backend=backend
+        )
 
-    check_against_reference(fused, _gaussian_reference(reduction, activation == "sigmoid", dtype),
-                            _head_inputs(shape, dtype, device, 2), grad_names=("h", "w0", "b0", "w1", "b1"),
-                            tolerance=_tolerance(dtype))
+    check_against_reference(
+        fused,
+        _gaussian_reference(reduction, activation == "sigmoid", dtype),
+        _head_inputs(shape, dtype, device, 2),
+        grad_names=("h", "w0", "b0", "w1", "b1"),
+        tolerance=_tolerance(dtype),
+    )
 
 
 def test_heads_without_bias(device, backend):
@@ -105,15 +121,23 @@ def test_heads_without_bias(device, backend):
     inputs["b0"] = inputs["b1"] = None
     for reduction in ("none", "sum"):
         check_against_reference(
-            lambda h, w0, b0, w1, b1, x: aevb_fast.linear_gaussian_log_prob(h, w0, b0, w1, b1, x, reduction,
-                                                                            chunk_rows=5, backend=backend),
-            _gaussian_reference(reduction, False), inputs, grad_names=("h", "w0", "w1"),
-            tolerance=_tolerance(torch.float32))
+            lambda h, w0, b0, w1, b1, x: aevb_fast.linear_gaussian_log_prob(
+                h, w0, b0, w1, b1, x, reduction, chunk_rows=5, backend=backend
+            ),
+            _gaussian_reference(reduction, False),
+            inputs,
+            grad_names=("h", "w0", "w1"),
+            tolerance=_tolerance(torch.float32),
+        )
         check_against_reference(
-            lambda h, w0, b0, x: aevb_fast.linear_bernoulli_log_prob(h, w0, b0, x, reduction, chunk_rows=5,
-                                                                     backend=backend),
-            _bernoulli_reference(reduction), {k: inputs[k] for k in ("h", "w0", "b0", "x")}, grad_names=("h", "w0"),
-            tolerance=_tolerance(torch.float32))
+            lambda h, w0, b0, x: aevb_fast.linear_bernoulli_log_prob(
+                h, w0, b0, x, reduction, chunk_rows=5, backend=backend
+            ),
+            _bernoulli_reference(reduction),
+            {k: inputs[k] for k in ("h", "w0", "b0", "x")},
+            grad_names=("h", "w0"),
+            tolerance=_tolerance(torch.float32),
+        )
 
 
 @ON_KERNELS
@@ -124,12 +148,14 @@ def test_gradcheck_heads(device, backend, reduction):
     h, w0, b0, w1, b1, x = inputs.values()
     assert torch.autograd.gradcheck(
         lambda h, w, b: aevb_fast.linear_bernoulli_log_prob(h, w, b, x, reduction, chunk_rows=2, backend=backend),
-        (h, w0, b0))
+        (h, w0, b0),
+    )
     assert torch.autograd.gradcheck(
-        lambda h, w0, b0, w1, b1: aevb_fast.linear_gaussian_log_prob(h, w0, b0, w1, b1, x, reduction,
-                                                                     mean_activation="sigmoid", chunk_rows=4,
-                                                                     backend=backend),
-        (h, w0, b0, w1, b1))
+        lambda h, w0, b0, w1, b1: aevb_fast.linear_gaussian_log_prob(
+            h, w0, b0, w1, b1, x, reduction, mean_activation="sigmoid", chunk_rows=4, backend=backend
+        ),
+        (h, w0, b0, w1, b1),
+    )
 
 
 def _op_samples():
@@ -142,12 +168,17 @@ def _op_samples():
             yield ops.linear_gaussian_log_prob.default, (h, w0, b0, w1, None, x, True, reduce, reduce, 4, backend)
         g = torch.randn(6, device=device)
         yield ops.linear_bernoulli_log_prob_backward.default, (g, h.detach(), w0.detach(), b0.detach(), x, 2, backend)
-        yield ops.linear_gaussian_log_prob_backward.default, (g, h.detach(), w0.detach(), None, w1.detach(),
-                                                              b1.detach(), x, False, 3, backend)
+        yield (
+            ops.linear_gaussian_log_prob_backward.default,
+            (g, h.detach(), w0.detach(), None, w1.detach(), b1.detach(), x, False, 3, backend),
+        )
 
 
-@pytest.mark.parametrize("op, args", list(_op_samples()),
-                         ids=lambda v: str(v) if isinstance(v, torch._ops.OpOverload) else f"{v[0].device.type}-{v[-1]}")
+@pytest.mark.parametrize(
+    "op, args",
+    list(_op_samples()),
+    ids=lambda v: str(v) if isinstance(v, torch._ops.OpOverload) else f"{v[0].device.type}-{v[-1]}",
+)
 def test_opcheck(op, args):
     torch.library.opcheck(op, args)
 
@@ -169,8 +200,9 @@ def test_heads_compile_without_graph_breaks(device, backend, compile_backend):
             p.grad = None
         value = fn(z, x)
         value.backward()
-        return value.detach(), [p.grad.clone() for p in (*decoder.parameters(), *head.parameters(),
-                                                         *gaussian.parameters())]
+        return value.detach(), [
+            p.grad.clone() for p in (*decoder.parameters(), *head.parameters(), *gaussian.parameters())
+        ]
 
     expected, expected_grads = step(loss)
     value, grads = step(torch.compile(loss, fullgraph=True, backend=compile_backend))
@@ -203,8 +235,9 @@ def test_half_precision_sums_do_not_overflow(backend):
     h = torch.ones(70_000, 4, dtype=torch.float16, requires_grad=True)
     w = torch.zeros(3, 4, dtype=torch.float16, requires_grad=True)
     b = torch.zeros(3, dtype=torch.float16, requires_grad=True)
-    out = aevb_fast.linear_bernoulli_log_prob(h, w, b, torch.ones(70_000, 3, dtype=torch.float16), "mean",
-                                              chunk_rows=30_000, backend=backend)
+    out = aevb_fast.linear_bernoulli_log_prob(
+        h, w, b, torch.ones(70_000, 3, dtype=torch.float16), "mean", chunk_rows=30_000, backend=backend
+    )
     grad_w, grad_b = torch.autograd.grad(out, (w, b))
     # d/db = mean of (x - sigmoid(0)) = 1/2, d/dW = that times h = 1/2
     torch.testing.assert_close(grad_w, torch.full((3, 4), 0.5, dtype=torch.float16), rtol=1e-3, atol=1e-3)
@@ -238,12 +271,16 @@ class _AevbOps(TorchDispatchMode):
 
 
 @pytest.mark.skipif("cpu" not in CPU_BACKENDS, reason="the cpu kernels are not built")
-@pytest.mark.parametrize("dtype, chunk_rows, op", [
-    (torch.float32, None, "bernoulli_log_prob"),  # one chunk: the Linear and the likelihood op
-    (torch.float64, 6, "bernoulli_log_prob"),
-    (torch.float32, 5, "linear_bernoulli_log_prob"),  # two chunks
-    (torch.bfloat16, None, "linear_bernoulli_log_prob"),  # half precision: the op's float32 gradient sums
-], ids=str)
+@pytest.mark.parametrize(
+    "dtype, chunk_rows, op",
+    [
+        (torch.float32, None, "bernoulli_log_prob"),  # one chunk: the Linear and the likelihood op
+        (torch.float64, 6, "bernoulli_log_prob"),
+        (torch.float32, 5, "linear_bernoulli_log_prob"),  # two chunks
+        (torch.bfloat16, None, "linear_bernoulli_log_prob"),  # half precision: the op's float32 gradient sums
+    ],
+    ids=str,
+)
 def test_heads_of_one_chunk_run_the_linear_and_the_likelihood(dtype, chunk_rows, op):
     inputs = _head_inputs(((6,), 5, 11, (6,)), dtype, "cpu", 1)
     with _AevbOps() as log:
@@ -266,8 +303,9 @@ def test_modules():
     assert isinstance(head, torch.nn.Linear)
     assert head.state_dict().keys() == torch.nn.Linear(5, 7).state_dict().keys()
     h, x = torch.randn(4, 5), torch.rand(4, 7)
-    torch.testing.assert_close(head(h, x), aevb_fast.bernoulli_log_prob(torch.nn.functional.linear(h, head.weight,
-                                                                                                   head.bias), x, "sum"))
+    torch.testing.assert_close(
+        head(h, x), aevb_fast.bernoulli_log_prob(torch.nn.functional.linear(h, head.weight, head.bias), x, "sum")
+    )
     gaussian = aevb_fast.FusedLinearGaussian(5, 7, bias=False, mean_activation="sigmoid")
     assert set(gaussian.state_dict()) == {"mean.weight", "logvar.weight"}
     expected = aevb_fast.gaussian_log_prob(x, torch.sigmoid(gaussian.mean(h)), gaussian.logvar(h))
@@ -275,14 +313,22 @@ def test_modules():
     assert "reduction='sum', chunk_rows=3" in repr(head)
 
 
-@pytest.mark.parametrize("make, message", [
-    (lambda: aevb_fast.FusedLinearBernoulli(0, 3), r"in_features must be a positive int, got 0"),
-    (lambda: aevb_fast.FusedLinearBernoulli(2, 3, reduction="avg"), r"reduction='avg' is not supported"),
-    (lambda: aevb_fast.FusedLinearBernoulli(2, 3, chunk_rows=0), r"chunk_rows must be a positive int or None, got 0"),
-    (lambda: aevb_fast.FusedLinearGaussian(2, 3, mean_activation="tanh"),
-     r"mean_activation='tanh' is not supported; expected one of 'identity', 'sigmoid'"),
-    (lambda: aevb_fast.FusedLinearGaussian(2, 3, backend="gpu"), r"backend='gpu' is not a backend"),
-])
+@pytest.mark.parametrize(
+    "make, message",
+    [
+        (lambda: aevb_fast.FusedLinearBernoulli(0, 3), r"in_features must be a positive int, got 0"),
+        (lambda: aevb_fast.FusedLinearBernoulli(2, 3, reduction="avg"), r"reduction='avg' is not supported"),
+        (
+            lambda: aevb_fast.FusedLinearBernoulli(2, 3, chunk_rows=0),
+            r"chunk_rows must be a positive int or None, got 0",
+        ),
+        (
+            lambda: aevb_fast.FusedLinearGaussian(2, 3, mean_activation="tanh"),
+            r"mean_activation='tanh' is not supported; expected one of 'identity', 'sigmoid'",
+        ),
+        (lambda: aevb_fast.FusedLinearGaussian(2, 3, backend="gpu"), r"backend='gpu' is not a backend"),
+    ],
+)
 def test_module_settings_are_checked(make, message):
     with pytest.raises(ValueError, match=message):
         make()
@@ -293,14 +339,19 @@ def test_arguments_are_checked():
     f = aevb_fast.linear_bernoulli_log_prob
     with pytest.raises(ValueError, match=r"h must be \[\.\.\., 5\] for weights \[7, 5\], got \[4, 6\]"):
         f(torch.randn(4, 6), w, b, x)
-    with pytest.raises(ValueError, match=r"bias must be \[7, 5\] \(weights\) or \[7\] \(biases\) like the first weight, got \[6\]"):
+    with pytest.raises(
+        ValueError, match=r"bias must be \[7, 5\] \(weights\) or \[7\] \(biases\) like the first weight, got \[6\]"
+    ):
         f(h, w, torch.randn(6), x)
     with pytest.raises(ValueError, match=r"x must be \[\.\.\., 7\] with its leading dims the last ones of h's \[4\]"):
         f(h, w, b, torch.rand(3, 7))
     with pytest.raises(ValueError, match=r"x requires grad, but the fused head gives no gradient for the targets"):
         f(h, w, b, x.clone().requires_grad_())
-    with pytest.raises(TypeError, match=r"h, weights and biases must share one dtype \(as for nn.Linear\), got h "
-                                        r"torch.float64, weight torch.float32, bias torch.float32"):
+    with pytest.raises(
+        TypeError,
+        match=r"h, weights and biases must share one dtype \(as for nn.Linear\), got h "
+        r"torch.float64, weight torch.float32, bias torch.float32",
+    ):
         f(h.double(), w, b, x)
     with pytest.raises(ValueError, match=r"chunk_rows must be a positive int or None, got -1"):
         f(h, w, b, torch.rand(4, 7), chunk_rows=-1)
@@ -322,5 +373,7 @@ def test_op_checks_and_forward_without_gradients():
         ops.linear_bernoulli_log_prob(h, w, b, x, True, True, 0, "cpu")
     h.requires_grad_()
     out = ops.linear_bernoulli_log_prob(h, w, b, x, True, False, 2, "cpu")[0]
-    with pytest.raises(RuntimeError, match=r"the forward ran with with_grads=False, so there is nothing to backpropagate"):
+    with pytest.raises(
+        RuntimeError, match=r"the forward ran with with_grads=False, so there is nothing to backpropagate"
+    ):
         out.backward()

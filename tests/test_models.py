@@ -35,13 +35,15 @@ def test_loss_is_the_negative_bound(likelihood):
     seed = int(torch.randint(2**63 - 1, (1,)).item())
     eps = aevb_fast.reparameterize(torch.zeros_like(mu), torch.zeros_like(mu), 2, seed=seed, backend="cpu")
     recon = model.decoder(R.reparameterize(mu, logvar, eps))
-    log_px = (R.bernoulli_log_prob(recon, x) if likelihood == "bernoulli" else R.gaussian_log_prob(x, *recon))
+    log_px = R.bernoulli_log_prob(recon, x) if likelihood == "bernoulli" else R.gaussian_log_prob(x, *recon)
     torch.testing.assert_close(pinned, -R.elbo(log_px, R.gaussian_kl(mu, logvar)))
 
 
 @pytest.mark.parametrize("likelihood", ["bernoulli", "gaussian"])
-@pytest.mark.parametrize("estimator, iwae, reduction", [("analytic", False, "mean"), ("mc", False, "sum"),
-                                                        ("mc", True, "mean"), ("analytic", False, "none")])
+@pytest.mark.parametrize(
+    "estimator, iwae, reduction",
+    [("analytic", False, "mean"), ("mc", False, "sum"), ("mc", True, "mean"), ("analytic", False, "none")],
+)
 def test_fused_head_gives_the_same_bound_and_gradients(likelihood, estimator, iwae, reduction):
     torch.manual_seed(1)
     model = VAE(data_dim=12, hidden_dim=8, latent_dim=3, likelihood=likelihood, init_std=0.3)
@@ -59,8 +61,9 @@ def test_fused_head_gives_the_same_bound_and_gradients(likelihood, estimator, iw
 
 def test_fused_head_by_default_where_it_saves_memory(monkeypatch):
     calls = []
-    monkeypatch.setattr(VAE, "_log_likelihood", lambda self, h, x, reduction, backend: calls.append(h.shape) or
-                        h.new_zeros(()))
+    monkeypatch.setattr(
+        VAE, "_log_likelihood", lambda self, h, x, reduction, backend: calls.append(h.shape) or h.new_zeros(())
+    )
     small, wide = VAE(data_dim=784, hidden_dim=500, latent_dim=2), VAE(data_dim=4096, hidden_dim=8, latent_dim=2)
     small(torch.rand(100, 784))  # the paper's minibatch: its logits fit one chunk
     wide(torch.rand(1200, 4096))  # 1200 x 4096 logits > 2^22 elements: chunked

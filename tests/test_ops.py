@@ -8,10 +8,11 @@ import sys
 
 import pytest
 import torch
-from conftest import CPU_BACKENDS, KERNEL_BACKENDS, assert_close, check_against_reference
+from helpers import CPU_BACKENDS, KERNEL_BACKENDS, assert_close, check_against_reference
 
 import aevb_fast
 from aevb_fast import reference as R
+from aevb_fast.ops._native import DTYPE_CODES, native
 
 # [batch..., features]: one element, odd sizes, rows longer than a kernel chunk (1024), leading
 # dims, and an empty batch.
@@ -49,9 +50,12 @@ def test_reparameterize_kl(device, backend, dtype, shape, estimator, n_samples):
 
 @pytest.mark.parametrize("shape", SHAPES)
 def test_gaussian_kl(device, backend, dtype, shape):
-    check_against_reference(lambda mu, logvar: aevb_fast.gaussian_kl(mu, logvar, backend=backend), R.gaussian_kl,
-                            dict(mu=_rand(shape, dtype, 1, device=device), logvar=_rand(shape, dtype, 2, device=device)),
-                            grad_names=("mu", "logvar"))
+    check_against_reference(
+        lambda mu, logvar: aevb_fast.gaussian_kl(mu, logvar, backend=backend),
+        R.gaussian_kl,
+        dict(mu=_rand(shape, dtype, 1, device=device), logvar=_rand(shape, dtype, 2, device=device)),
+        grad_names=("mu", "logvar"),
+    )
 
 
 @pytest.mark.parametrize("shape", SHAPES)
@@ -59,17 +63,27 @@ def test_gaussian_kl(device, backend, dtype, shape):
 def test_bernoulli_log_prob(device, backend, dtype, shape, target):
     x = torch.rand(shape, generator=torch.Generator().manual_seed(3))
     x = {"float": x.to(dtype), "uint8": (x > 0.5).to(torch.uint8), "bool": x > 0.5}[target].to(device)
-    check_against_reference(lambda logits, x: aevb_fast.bernoulli_log_prob(logits, x, backend=backend),
-                            R.bernoulli_log_prob, dict(logits=_rand(shape, dtype, 1, 3.0, device), x=x),
-                            grad_names=("logits", "x") if target == "float" else ("logits",))
+    check_against_reference(
+        lambda logits, x: aevb_fast.bernoulli_log_prob(logits, x, backend=backend),
+        R.bernoulli_log_prob,
+        dict(logits=_rand(shape, dtype, 1, 3.0, device), x=x),
+        grad_names=("logits", "x") if target == "float" else ("logits",),
+    )
 
 
 @pytest.mark.parametrize("shape", SHAPES)
 def test_gaussian_log_prob(device, backend, dtype, shape):
-    inputs = dict(x=_rand(shape, dtype, 1, device=device), mean=_rand(shape, dtype, 2, device=device),
-                  logvar=_rand(shape, dtype, 3, 0.5, device))
-    check_against_reference(lambda x, mean, logvar: aevb_fast.gaussian_log_prob(x, mean, logvar, backend=backend),
-                            R.gaussian_log_prob, inputs, grad_names=("x", "mean", "logvar"))
+    inputs = dict(
+        x=_rand(shape, dtype, 1, device=device),
+        mean=_rand(shape, dtype, 2, device=device),
+        logvar=_rand(shape, dtype, 3, 0.5, device),
+    )
+    check_against_reference(
+        lambda x, mean, logvar: aevb_fast.gaussian_log_prob(x, mean, logvar, backend=backend),
+        R.gaussian_log_prob,
+        inputs,
+        grad_names=("x", "mean", "logvar"),
+    )
 
 
 # Row lengths on either side of the CPU likelihood kernels' boundaries: prefetch blocks of 64
@@ -80,11 +94,19 @@ def test_gaussian_log_prob(device, backend, dtype, shape):
 def test_cpu_likelihoods_across_block_boundaries(D):
     logits = _rand((3, D), torch.float32, 1, 3.0)
     x = torch.rand(3, D, generator=torch.Generator().manual_seed(3))
-    check_against_reference(lambda logits, x: aevb_fast.bernoulli_log_prob(logits, x, backend="cpu"),
-                            R.bernoulli_log_prob, dict(logits=logits, x=x), grad_names=("logits", "x"))
+    check_against_reference(
+        lambda logits, x: aevb_fast.bernoulli_log_prob(logits, x, backend="cpu"),
+        R.bernoulli_log_prob,
+        dict(logits=logits, x=x),
+        grad_names=("logits", "x"),
+    )
     inputs = dict(x=x, mean=_rand((3, D), torch.float32, 2), logvar=_rand((3, D), torch.float32, 3, 0.5))
-    check_against_reference(lambda x, mean, logvar: aevb_fast.gaussian_log_prob(x, mean, logvar, backend="cpu"),
-                            R.gaussian_log_prob, inputs, grad_names=("x", "mean", "logvar"))
+    check_against_reference(
+        lambda x, mean, logvar: aevb_fast.gaussian_log_prob(x, mean, logvar, backend="cpu"),
+        R.gaussian_log_prob,
+        inputs,
+        grad_names=("x", "mean", "logvar"),
+    )
     x[-1, -1] = 1.5  # the last element of the last sub-chunk and block
     with pytest.raises(ValueError, match=r"x holds values outside \[0, 1\]"):
         aevb_fast.bernoulli_log_prob(logits, x, backend="cpu")
@@ -94,13 +116,19 @@ def test_targets_shared_across_samples(device, backend, dtype):
     # x [B, D] serves logits [L, B, D]: the kernels read it L times instead of a copy.
     logits = _rand((4, 3, 10), dtype, 1, 2.0, device)
     x = torch.rand(3, 10, generator=torch.Generator().manual_seed(2)).to(device, dtype)
-    check_against_reference(lambda logits, x: aevb_fast.bernoulli_log_prob(logits, x, backend=backend),
-                            lambda logits, x: R.bernoulli_log_prob(logits, x.expand(4, 3, 10)),
-                            dict(logits=logits, x=x), grad_names=("logits", "x"))
+    check_against_reference(
+        lambda logits, x: aevb_fast.bernoulli_log_prob(logits, x, backend=backend),
+        lambda logits, x: R.bernoulli_log_prob(logits, x.expand(4, 3, 10)),
+        dict(logits=logits, x=x),
+        grad_names=("logits", "x"),
+    )
     mean, logvar = _rand((4, 3, 10), dtype, 3, device=device), _rand((10,), dtype, 4, device=device)
-    check_against_reference(lambda x, mean, logvar: aevb_fast.gaussian_log_prob(x, mean, logvar, backend=backend),
-                            lambda x, mean, logvar: R.gaussian_log_prob(x.expand(4, 3, 10), mean, logvar.expand(4, 3, 10)),
-                            dict(x=x, mean=mean, logvar=logvar), grad_names=("x", "mean", "logvar"))
+    check_against_reference(
+        lambda x, mean, logvar: aevb_fast.gaussian_log_prob(x, mean, logvar, backend=backend),
+        lambda x, mean, logvar: R.gaussian_log_prob(x.expand(4, 3, 10), mean, logvar.expand(4, 3, 10)),
+        dict(x=x, mean=mean, logvar=logvar),
+        grad_names=("x", "mean", "logvar"),
+    )
 
 
 def test_event_dims(device, backend):
@@ -119,10 +147,13 @@ def test_non_contiguous_inputs(device, backend):
     assert_close(z, R.reparameterize(mu.double(), logvar.double(), eps), "z")  # z is float32: float32's tolerance
     torch.testing.assert_close(kl.cpu(), R.gaussian_kl(mu, logvar))
     logits, x = _rand((6, 8), torch.float32, 3).t(), torch.rand(16, 6)[::2]
-    torch.testing.assert_close(aevb_fast.bernoulli_log_prob(logits.to(device), x.to(device), backend=backend).cpu(),
-                               R.bernoulli_log_prob(logits, x))
-    out = aevb_fast.gaussian_log_prob(x.to(device), logits.to(device), logits.t().contiguous().t().to(device),
-                                      backend=backend)
+    torch.testing.assert_close(
+        aevb_fast.bernoulli_log_prob(logits.to(device), x.to(device), backend=backend).cpu(),
+        R.bernoulli_log_prob(logits, x),
+    )
+    out = aevb_fast.gaussian_log_prob(
+        x.to(device), logits.to(device), logits.t().contiguous().t().to(device), backend=backend
+    )
     torch.testing.assert_close(out.cpu(), R.gaussian_log_prob(x, logits, logits))
 
 
@@ -133,7 +164,8 @@ def test_gradcheck_reparameterize(device, backend, estimator):
     logvar = _rand((3, 4), torch.float64, 2, device=device).requires_grad_()
     assert torch.autograd.gradcheck(
         lambda mu, logvar: aevb_fast.reparameterize_kl(mu, logvar, 2, estimator=estimator, seed=3, backend=backend),
-        (mu, logvar))
+        (mu, logvar),
+    )
     assert torch.autograd.gradcheck(lambda mu, logvar: aevb_fast.gaussian_kl(mu, logvar, backend=backend), (mu, logvar))
 
 
@@ -144,7 +176,9 @@ def test_gradcheck_likelihoods(device, backend):
     assert torch.autograd.gradcheck(lambda a, x: aevb_fast.bernoulli_log_prob(a, x, backend=backend), (logits, x))
     mean = _rand((2, 3, 5), torch.float64, 3, device=device).requires_grad_()
     logvar = _rand((5,), torch.float64, 4, device=device).requires_grad_()
-    assert torch.autograd.gradcheck(lambda x, m, s: aevb_fast.gaussian_log_prob(x, m, s, backend=backend), (x, mean, logvar))
+    assert torch.autograd.gradcheck(
+        lambda x, m, s: aevb_fast.gaussian_log_prob(x, m, s, backend=backend), (x, mean, logvar)
+    )
 
 
 # The Triton interpreter computes with numpy, which warns on arithmetic with NaN and Inf.
@@ -152,8 +186,11 @@ def test_gradcheck_likelihoods(device, backend):
 def test_nonfinite_values_propagate_like_the_reference(device, backend):
     logits = torch.tensor([[float("nan"), 0.0], [float("inf"), 1.0], [-float("inf"), 1.0]])
     x = torch.tensor([[1.0, 0.0], [1.0, 0.0], [0.0, 1.0]])
-    torch.testing.assert_close(aevb_fast.bernoulli_log_prob(logits.to(device), x.to(device), backend=backend).cpu(),
-                               R.bernoulli_log_prob(logits, x), equal_nan=True)
+    torch.testing.assert_close(
+        aevb_fast.bernoulli_log_prob(logits.to(device), x.to(device), backend=backend).cpu(),
+        R.bernoulli_log_prob(logits, x),
+        equal_nan=True,
+    )
     mean, logvar = torch.tensor([[float("nan"), 0.0], [0.0, 0.0]]), torch.tensor([[0.0, 0.0], [float("inf"), 0.0]])
     out = aevb_fast.gaussian_log_prob(x[:2].to(device), mean.to(device), logvar.to(device), backend=backend)
     torch.testing.assert_close(out.cpu(), R.gaussian_log_prob(x[:2], mean, logvar), equal_nan=True)
@@ -165,6 +202,7 @@ def _op_samples():
     for device, backend in KERNEL_BACKENDS:
         seed = torch.tensor([123, 0, 4], dtype=torch.int64, device=device)
         for dtype in (torch.float32, torch.bfloat16):
+
             def rand(*shape):
                 return torch.randn(*shape, generator=g).to(device, dtype)
 
@@ -175,16 +213,28 @@ def _op_samples():
             # Leading dims [2, 2] of 4 rows, one sample without a sample dimension: z [2, 2, 5].
             yield ops.reparameterize.default, (mu.view(2, 2, 5), logvar.view(2, 2, 5), seed, None, False, backend)
             grad_kl = torch.randn(4, generator=g).to(device)
-            yield ops.reparameterize_backward.default, (rand(2, 4, 5), grad_kl, mu.detach(), logvar.detach(), seed, 2,
-                                                       False, backend)
-            yield ops.reparameterize_backward.default, (None, rand(2, 4).float(), mu.detach(), logvar.detach(), seed, 2,
-                                                       True, backend)
+            yield (
+                ops.reparameterize_backward.default,
+                (rand(2, 4, 5), grad_kl, mu.detach(), logvar.detach(), seed, 2, False, backend),
+            )
+            yield (
+                ops.reparameterize_backward.default,
+                (None, rand(2, 4).float(), mu.detach(), logvar.detach(), seed, 2, True, backend),
+            )
             yield ops.bernoulli_log_prob.default, (logits, x.to(dtype).detach().requires_grad_(), backend)
             yield ops.bernoulli_log_prob.default, (logits, x > 0.5, backend)
-            yield ops.bernoulli_log_prob_backward.default, (grad_kl[:3].repeat(2), logits.detach(), x.to(torch.uint8), backend)
-            yield ops.gaussian_log_prob.default, (x.to(dtype).detach().requires_grad_(), logits, logits.detach(), backend)
-            yield ops.gaussian_log_prob_backward.default, (grad_kl[:3].repeat(2), x.detach(), logits.detach(),
-                                                          logits.detach(), backend)
+            yield (
+                ops.bernoulli_log_prob_backward.default,
+                (grad_kl[:3].repeat(2), logits.detach(), x.to(torch.uint8), backend),
+            )
+            yield (
+                ops.gaussian_log_prob.default,
+                (x.to(dtype).detach().requires_grad_(), logits, logits.detach(), backend),
+            )
+            yield (
+                ops.gaussian_log_prob_backward.default,
+                (grad_kl[:3].repeat(2), x.detach(), logits.detach(), logits.detach(), backend),
+            )
 
 
 def _op_id(value):
@@ -201,19 +251,36 @@ def test_opcheck(op, args):
 @pytest.mark.skipif("cpu" not in CPU_BACKENDS, reason="the cpu kernels are not built")
 def test_op_arguments_are_checked():
     ops, seed = torch.ops.aevb_fast, torch.tensor([1, 0, 2])
-    with pytest.raises(ValueError, match=r"mu and logvar must be \[\.\.\., Z\] of one shape and dtype, got \(2, 3\) torch.float32 and \(2, 4\)"):
+    with pytest.raises(
+        ValueError,
+        match=r"mu and logvar must be \[\.\.\., Z\] of one shape and dtype, got \(2, 3\) torch.float32 and \(2, 4\)",
+    ):
         ops.reparameterize(torch.zeros(2, 3), torch.zeros(2, 4), seed, 1, False, "cpu")
-    with pytest.raises(ValueError, match=r"seed must be int64 \[3\] \(key, first row, rows\) on cpu, got \(3,\) torch.float32"):
+    with pytest.raises(
+        ValueError, match=r"seed must be int64 \[3\] \(key, first row, rows\) on cpu, got \(3,\) torch.float32"
+    ):
         ops.reparameterize(torch.zeros(2, 3), torch.zeros(2, 3), torch.zeros(3), 1, False, "cpu")
-    with pytest.raises(ValueError, match=r"seed must be int64 \[3\] \(key, first row, rows\) on cpu, got \(1,\) torch.int64"):
+    with pytest.raises(
+        ValueError, match=r"seed must be int64 \[3\] \(key, first row, rows\) on cpu, got \(1,\) torch.int64"
+    ):
         ops.reparameterize(torch.zeros(2, 3), torch.zeros(2, 3), torch.tensor([1]), 1, False, "cpu")
     with pytest.raises(ValueError, match=r"N a multiple of Nx, got \(5, 3\) and \(2, 3\)"):
         ops.bernoulli_log_prob(torch.zeros(5, 3), torch.zeros(2, 3), "cpu")
-    with pytest.raises(ValueError, match=r"grad must be \[N\] torch.float32 beside logits \(2, 3\), got \(2,\) torch.float64"):
-        ops.bernoulli_log_prob_backward(torch.zeros(2, dtype=torch.float64), torch.zeros(2, 3), torch.zeros(2, 3), "cpu")
-    with pytest.raises(RuntimeError, match=r"cannot run with backend='cuda' on cpu tensors: the cuda backend runs on CUDA tensors, not cpu tensors"):
+    with pytest.raises(
+        ValueError, match=r"grad must be \[N\] torch.float32 beside logits \(2, 3\), got \(2,\) torch.float64"
+    ):
+        ops.bernoulli_log_prob_backward(
+            torch.zeros(2, dtype=torch.float64), torch.zeros(2, 3), torch.zeros(2, 3), "cpu"
+        )
+    with pytest.raises(
+        RuntimeError,
+        match=r"cannot run with backend='cuda' on cpu tensors: the cuda backend runs on CUDA tensors, not cpu tensors",
+    ):
         ops.gaussian_log_prob(torch.zeros(2, 3), torch.zeros(2, 3), torch.zeros(2, 3), "cuda")
-    with pytest.raises(RuntimeError, match=r"cannot run with backend='torch' on cpu tensors: no 'torch' kernel; kernels: cpu, cuda, triton"):
+    with pytest.raises(
+        RuntimeError,
+        match=r"cannot run with backend='torch' on cpu tensors: no 'torch' kernel; kernels: cpu, cuda, triton",
+    ):
         ops.gaussian_log_prob(torch.zeros(2, 3), torch.zeros(2, 3), torch.zeros(2, 3), "torch")
 
 
@@ -224,11 +291,19 @@ def test_ops_refuse_tensors_on_different_devices():
     from aevb_fast.ops import bernoulli, gaussian, reparameterize
 
     cpu, meta, seed = torch.zeros(2, 3), torch.zeros(2, 3, device="meta"), torch.tensor([1, 0, 2])
-    with pytest.raises(ValueError, match=r"aevb_fast::reparameterize: expected tensors on one device, got mu on cpu, logvar on meta"):
+    with pytest.raises(
+        ValueError, match=r"aevb_fast::reparameterize: expected tensors on one device, got mu on cpu, logvar on meta"
+    ):
         reparameterize.reparameterize(cpu, meta, seed, 1, False, "cpu")
-    with pytest.raises(ValueError, match=r"aevb_fast::bernoulli_log_prob: expected tensors on one device, got logits on cpu, x on meta"):
+    with pytest.raises(
+        ValueError, match=r"aevb_fast::bernoulli_log_prob: expected tensors on one device, got logits on cpu, x on meta"
+    ):
         bernoulli.bernoulli_log_prob(cpu, meta, "cpu")
-    with pytest.raises(ValueError, match=r"aevb_fast::gaussian_log_prob_backward: expected tensors on one device, got x on cpu, mean on cpu, logvar on meta, grad on cpu"):
+    with pytest.raises(
+        ValueError,
+        match=r"aevb_fast::gaussian_log_prob_backward: expected tensors on one device, "
+        r"got x on cpu, mean on cpu, logvar on meta, grad on cpu",
+    ):
         gaussian.gaussian_log_prob_backward(torch.zeros(2), cpu, cpu, meta, "cpu")
 
 
@@ -267,10 +342,29 @@ def test_large_outputs_are_reused_and_released(dtype):
 
 @pytest.mark.skipif("cpu" not in CPU_BACKENDS, reason="the cpu kernels are not built")
 def test_output_cache_size_comes_from_the_environment():
-    script = ("import torch, aevb_fast; from aevb_fast.ops._native import empty, native; "
-              "empty((64, 1 << 20), torch.float32, torch.empty(0)); print(native.cached_bytes())")
+    script = (
+        "import torch, aevb_fast; from aevb_fast.ops._native import empty, native; "
+        "empty((64, 1 << 20), torch.float32, torch.empty(0)); print(native.cached_bytes())"
+    )
     for mib, expected in (("0", 0), ("512", 256 << 20)):
-        run = subprocess.run([sys.executable, "-c", script], env={**os.environ, "AEVB_FAST_CPU_CACHE_MB": mib},
-                             capture_output=True, text=True, timeout=120)
+        run = subprocess.run(
+            [sys.executable, "-c", script],
+            env={**os.environ, "AEVB_FAST_CPU_CACHE_MB": mib},
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
         assert run.returncode == 0, run.stderr
         assert int(run.stdout) == expected
+
+
+@pytest.mark.skipif(native is None, reason="needs the compiled extension")
+def test_the_binding_refuses_dtype_codes_and_sizes_no_kernel_takes():
+    # Both are refused before the kernel runs, so the null pointers here are never read.
+    with pytest.raises(ValueError, match="dtype code 9 is not one of csrc/common/dtype.h's"):
+        native.bernoulli_forward(9, 0, 0, 0, 0, 1, 1, 1, 1)
+    with pytest.raises(ValueError, match="bernoulli_forward: argument 5 is a size or count, got -1"):
+        native.bernoulli_forward(0, 0, 0, 0, 0, -1, 1, 1, 1)
+    # The kernel list's C++ parameters are each binding's docstring.
+    assert "int64_t N, int64_t Nx, int64_t D, int threads" in native.bernoulli_forward.__doc__
+    assert {torch.float32, torch.float64, torch.float16, torch.bfloat16, torch.uint8, torch.bool} == set(DTYPE_CODES)

@@ -15,8 +15,12 @@ def _parameters(dtype, layout):
     torch.manual_seed(0)
     shapes = [(300, 70), (5000,), (3,)]
     if layout == "strided":  # not contiguous: torch's foreach ops instead of the fused native step
-        return [torch.randn(*reversed(shape), dtype=dtype).T if len(shape) == 2 else torch.randn(2 * shape[0], dtype=dtype)[::2]
-                for shape in shapes]
+        return [
+            torch.randn(*reversed(shape), dtype=dtype).T
+            if len(shape) == 2
+            else torch.randn(2 * shape[0], dtype=dtype)[::2]
+            for shape in shapes
+        ]
     return [torch.randn(*shape, dtype=dtype) for shape in shapes]
 
 
@@ -88,8 +92,10 @@ def test_the_fused_step_flushes_denormals_to_zero():
     # as torch's do.
     values = torch.tensor([1e-39, -1e-40, 1e-30, 0.5])
     ours, theirs = values.clone().requires_grad_(), values.clone().requires_grad_()
-    for p, optimizer in ((ours, Adagrad([ours], lr=0.1, weight_decay=0.5)),
-                         (theirs, torch.optim.Adagrad([theirs], lr=0.1, weight_decay=0.5))):
+    for p, optimizer in (
+        (ours, Adagrad([ours], lr=0.1, weight_decay=0.5)),
+        (theirs, torch.optim.Adagrad([theirs], lr=0.1, weight_decay=0.5)),
+    ):
         optimizer.state[p]["sum"].fill_(1.0)
         p.grad = torch.zeros(4)
         optimizer.step()

@@ -50,8 +50,10 @@ def triton_generator():
     elif torch.cuda.is_available():
         device = "cuda"
     else:
-        pytest.skip("Triton runs compiled here (TRITON_INTERPRET is not 1) and needs a CUDA device, but none is "
-                    "available: set TRITON_INTERPRET=1 to run it under the interpreter")
+        pytest.skip(
+            "Triton runs compiled here (TRITON_INTERPRET is not 1) and needs a CUDA device, but none is "
+            "available: set TRITON_INTERPRET=1 to run it under the interpreter"
+        )
 
     @triton.jit
     def philox_kernel(seed_ptr, words_ptr, normals_ptr, offset, n, BLOCK: tl.constexpr):
@@ -70,8 +72,9 @@ def triton_generator():
         words = torch.empty(n, 4, dtype=torch.int32, device=device)
         normals = torch.empty(n, dtype=torch.float32, device=device)
         block = 1 << max(n - 1, 1).bit_length()
-        philox_kernel[(1,)](torch.tensor([seed], dtype=torch.int64, device=device), words, normals, offset, n,
-                            BLOCK=block)
+        philox_kernel[(1,)](
+            torch.tensor([seed], dtype=torch.int64, device=device), words, normals, offset, n, BLOCK=block
+        )
         return words.cpu(), normals.cpu()
 
     return generate
@@ -86,8 +89,10 @@ def test_matches_triton(triton_generator, seed, offset):
     torch.testing.assert_close(_native_normals(seed, offset, n), normals, rtol=1e-6, atol=2e-6)
 
 
-@pytest.mark.skipif(not (native is not None and native.build["cuda"] and native.cuda.device_count()),
-                    reason="needs the CUDA half of the extension and a CUDA device")
+@pytest.mark.skipif(
+    not (native is not None and native.build["cuda"] and native.cuda.device_count()),
+    reason="needs the CUDA half of the extension and a CUDA device",
+)
 def test_cuda_generator_matches_the_cpu_one():
     seed, offset, n = 0x0123456789ABCDEF, 2**32 - 300, 1000
     words = torch.empty(n, 4, dtype=torch.int32)
@@ -96,7 +101,8 @@ def test_cuda_generator_matches_the_cpu_one():
 
 
 def test_kernel_noise_is_the_generator_stream():
-    # reparameterize(0, 0) returns eps itself; eps[l, b, j] is randn(seed, (l*B + b)*Z + j).
+    # reparameterize(0, 0) returns eps itself; eps[l, b, j] is randn(seed, (l*rows + first + b)*Z + j), here
+    # with first = 0 and rows = B (the whole batch).
     seed, shape = 42, (3, 5, 7)
     eps = aevb_fast.reparameterize(torch.zeros(shape[1:]), torch.zeros(shape[1:]), shape[0], seed=seed, backend="cpu")
     assert torch.equal(eps.flatten(), _native_normals(seed, 0, math.prod(shape)))
@@ -117,10 +123,10 @@ def test_same_seed_same_noise_and_fresh_seeds_otherwise():
     z1 = aevb_fast.reparameterize(mu, logvar, seed=3, backend="cpu")
     assert torch.equal(z1, aevb_fast.reparameterize(mu, logvar, seed=3, backend="cpu"))
     assert not torch.equal(z1, aevb_fast.reparameterize(mu, logvar, seed=4, backend="cpu"))
-    assert not torch.equal(aevb_fast.reparameterize(mu, logvar, backend="cpu"),
-                           aevb_fast.reparameterize(mu, logvar, backend="cpu"))
+    assert not torch.equal(
+        aevb_fast.reparameterize(mu, logvar, backend="cpu"), aevb_fast.reparameterize(mu, logvar, backend="cpu")
+    )
     torch.manual_seed(11)
     z2 = aevb_fast.reparameterize(mu, logvar, backend="cpu")
     torch.manual_seed(11)
     assert torch.equal(z2, aevb_fast.reparameterize(mu, logvar, backend="cpu"))
-

@@ -1,13 +1,14 @@
 """Property-based tests (hypothesis): every op, the fused decoder heads included, on every CPU
 backend (the C++ kernels, Triton under the interpreter, the reference) for random shapes (sizes 1
 and odd ones, leading dims), dtypes, memory layouts (contiguous, strided, transposed) and value
-scales, against the float64 reference, gradients included. The number of examples is bounded for CI; HYPOTHESIS_PROFILE=long runs more."""
+scales, against the float64 reference, gradients included. The number of examples is bounded for CI;
+HYPOTHESIS_PROFILE=long runs more."""
 
 import os
 
 import pytest
 import torch
-from conftest import CPU_BACKENDS, DTYPES, check_against_reference
+from helpers import CPU_BACKENDS, DTYPES, check_against_reference
 
 import aevb_fast
 from aevb_fast import reference as R
@@ -68,9 +69,13 @@ def test_reparameterize_kl(problem, data):
         return z, R.log_ratio(z, eps, logvar) if estimator == "mc" else R.gaussian_kl(mu, logvar)
 
     check_against_reference(
-        lambda mu, logvar: aevb_fast.reparameterize_kl(mu, logvar, n_samples, estimator=estimator, seed=seed,
-                                                       backend=backend),
-        reference, dict(mu=mu, logvar=logvar), grad_names=("mu", "logvar"))
+        lambda mu, logvar: aevb_fast.reparameterize_kl(
+            mu, logvar, n_samples, estimator=estimator, seed=seed, backend=backend
+        ),
+        reference,
+        dict(mu=mu, logvar=logvar),
+        grad_names=("mu", "logvar"),
+    )
 
 
 @given(problems(), st.data())
@@ -79,21 +84,31 @@ def test_bernoulli_log_prob(problem, data):
     logits = data.draw(tensors((*batch, D), dtype, -2, 2))
     kind = data.draw(st.sampled_from(["float", "uint8", "bool"]))
     # Targets of a suffix of the batch dims (shared by the leading ones), or of all of them.
-    x_batch = batch[data.draw(st.integers(0, len(batch))):]
+    x_batch = batch[data.draw(st.integers(0, len(batch))) :]
     x = torch.rand(*x_batch, D, generator=torch.Generator().manual_seed(data.draw(st.integers(0, 2**31 - 1))))
     x = {"float": x.to(dtype), "uint8": (x > 0.5).to(torch.uint8), "bool": x > 0.5}[kind]
-    check_against_reference(lambda logits, x: aevb_fast.bernoulli_log_prob(logits, x, backend=backend),
-                            R.bernoulli_log_prob, dict(logits=logits, x=x),
-                            grad_names=("logits", "x") if kind == "float" else ("logits",))
+    check_against_reference(
+        lambda logits, x: aevb_fast.bernoulli_log_prob(logits, x, backend=backend),
+        R.bernoulli_log_prob,
+        dict(logits=logits, x=x),
+        grad_names=("logits", "x") if kind == "float" else ("logits",),
+    )
 
 
 @given(problems(), st.data())
 def test_gaussian_log_prob(problem, data):
     backend, dtype, batch, D = problem
-    inputs = dict(x=data.draw(tensors((*batch, D), dtype, -1, 1)), mean=data.draw(tensors((*batch, D), dtype, -1, 1)),
-                  logvar=data.draw(tensors((*batch, D), dtype, -2, 0)))
-    check_against_reference(lambda x, mean, logvar: aevb_fast.gaussian_log_prob(x, mean, logvar, backend=backend),
-                            R.gaussian_log_prob, inputs, grad_names=("x", "mean", "logvar"))
+    inputs = dict(
+        x=data.draw(tensors((*batch, D), dtype, -1, 1)),
+        mean=data.draw(tensors((*batch, D), dtype, -1, 1)),
+        logvar=data.draw(tensors((*batch, D), dtype, -2, 0)),
+    )
+    check_against_reference(
+        lambda x, mean, logvar: aevb_fast.gaussian_log_prob(x, mean, logvar, backend=backend),
+        R.gaussian_log_prob,
+        inputs,
+        grad_names=("x", "mean", "logvar"),
+    )
 
 
 @given(problems(), st.data())
@@ -113,18 +128,38 @@ def test_linear_heads(problem, data):
         # here (test_extremes covers the extremes).
         inputs[f"w{i}"] = data.draw(tensors((D, H), dtype, -2, -1) if gaussian else tensors((D, H), dtype, -1, 0))
         inputs[f"b{i}"] = data.draw(tensors((D,), dtype, -1, 0)) if bias else None
-    x_batch = batch[data.draw(st.integers(0, len(batch))):]
-    inputs["x"] = torch.rand(*x_batch, D, generator=torch.Generator().manual_seed(data.draw(st.integers(0, 99)))).to(dtype)
+    x_batch = batch[data.draw(st.integers(0, len(batch))) :]
+    inputs["x"] = torch.rand(*x_batch, D, generator=torch.Generator().manual_seed(data.draw(st.integers(0, 99)))).to(
+        dtype
+    )
     grads = tuple(k for k, v in inputs.items() if k != "x" and v is not None)
     if gaussian:
         sigmoid = data.draw(st.booleans())
         check_against_reference(
             lambda h, w0, b0, w1, b1, x: aevb_fast.linear_gaussian_log_prob(
-                h, w0, b0, w1, b1, x, reduction, mean_activation="sigmoid" if sigmoid else "identity",
-                chunk_rows=chunk_rows, backend=backend),
-            _gaussian_reference(reduction, sigmoid, dtype), inputs, grad_names=grads, tolerance=_tolerance(dtype))
+                h,
+                w0,
+                b0,
+                w1,
+                b1,
+                x,
+                reduction,
+                mean_activation="sigmoid" if sigmoid else "identity",
+                chunk_rows=chunk_rows,
+                backend=backend,
+            ),
+            _gaussian_reference(reduction, sigmoid, dtype),
+            inputs,
+            grad_names=grads,
+            tolerance=_tolerance(dtype),
+        )
     else:
         check_against_reference(
-            lambda h, w0, b0, x: aevb_fast.linear_bernoulli_log_prob(h, w0, b0, x, reduction, chunk_rows=chunk_rows,
-                                                                     backend=backend),
-            _bernoulli_reference(reduction, dtype), inputs, grad_names=grads, tolerance=_tolerance(dtype))
+            lambda h, w0, b0, x: aevb_fast.linear_bernoulli_log_prob(
+                h, w0, b0, x, reduction, chunk_rows=chunk_rows, backend=backend
+            ),
+            _bernoulli_reference(reduction, dtype),
+            inputs,
+            grad_names=grads,
+            tolerance=_tolerance(dtype),
+        )

@@ -72,7 +72,9 @@ def test_bernoulli_log_prob_is_stable_at_extreme_logits():
 def test_bernoulli_log_prob_accepts_integer_targets():
     logits = _rand(3, 7)
     x = torch.randint(0, 2, (3, 7), generator=torch.Generator().manual_seed(1))
-    torch.testing.assert_close(R.bernoulli_log_prob(logits, x.to(torch.uint8)), R.bernoulli_log_prob(logits, x.double()))
+    torch.testing.assert_close(
+        R.bernoulli_log_prob(logits, x.to(torch.uint8)), R.bernoulli_log_prob(logits, x.double())
+    )
     torch.testing.assert_close(R.bernoulli_log_prob(logits, x.bool()), R.bernoulli_log_prob(logits, x.double()))
 
 

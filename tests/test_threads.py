@@ -22,9 +22,13 @@ def _outputs(seed: int = 0) -> list[torch.Tensor]:
     mu, logvar, logits = (torch.randn(300, 2500, generator=generator).requires_grad_() for _ in range(3))
     x = torch.rand(300, 2500, generator=generator)
     z, kl = aevb_fast.reparameterize_kl(mu, logvar, 2, estimator="mc", seed=5, backend="cpu")
-    outputs = [z, kl, aevb_fast.gaussian_kl(mu, logvar, backend="cpu"),
-               aevb_fast.bernoulli_log_prob(logits, x, backend="cpu"),
-               aevb_fast.gaussian_log_prob(x, logits, mu, backend="cpu")]
+    outputs = [
+        z,
+        kl,
+        aevb_fast.gaussian_kl(mu, logvar, backend="cpu"),
+        aevb_fast.bernoulli_log_prob(logits, x, backend="cpu"),
+        aevb_fast.gaussian_log_prob(x, logits, mu, backend="cpu"),
+    ]
     # Weights that differ by row, so that a row's gradient lands in its own place.
     loss = sum((o * torch.arange(1.0, o.shape[-1] + 1) / o.shape[-1]).sum() for o in outputs)
     return [o.detach() for o in outputs] + list(torch.autograd.grad(loss, (mu, logvar, logits)))
@@ -71,8 +75,16 @@ def test_callers_on_several_threads_at_once():
 def _bernoulli_rows(logits: torch.Tensor, x: torch.Tensor, threads: int) -> torch.Tensor:
     """The CPU kernel itself, with `threads` threads whatever torch's count."""
     rows = torch.empty(logits.shape[0])
-    native.bernoulli_forward(dtype_code(logits.dtype), dtype_code(x.dtype), logits.data_ptr(), x.data_ptr(),
-                             rows.data_ptr(), *logits.shape[:1], *x.shape, threads)
+    native.bernoulli_forward(
+        dtype_code(logits.dtype),
+        dtype_code(x.dtype),
+        logits.data_ptr(),
+        x.data_ptr(),
+        rows.data_ptr(),
+        *logits.shape[:1],
+        *x.shape,
+        threads,
+    )
     return rows
 
 

@@ -34,8 +34,15 @@ def test_training_improves_the_bound_and_writes_its_files(tmp_path):
     first, last = float(rows[0]["test_bound"]), float(rows[-1]["test_bound"])
     assert last > first > -784 * math.log(2) + 300
     assert float(rows[-1]["train_bound"]) < 0 and float(rows[-1]["samples_per_s"]) > 0
-    assert {p.name for p in tmp_path.iterdir()} == {"metrics.csv", "metrics.json", "checkpoint.pt", "checkpoint.prev.pt",
-                                                   "bound.png", "samples.png", "manifold.png"}  # Nz = 2: the manifold
+    assert {p.name for p in tmp_path.iterdir()} == {
+        "metrics.csv",
+        "metrics.json",
+        "checkpoint.pt",
+        "checkpoint.prev.pt",
+        "bound.png",
+        "samples.png",
+        "manifold.png",
+    }  # Nz = 2: the manifold
 
 
 @pytest.mark.parametrize("optimizer", ["adagrad", "adam"])
@@ -70,12 +77,11 @@ def test_the_training_loop_reaches_the_parameters_of_a_plain_loop(tmp_path):
     # aevb-fast train's loop (data gathered on the device, bounds summed there, the prior as the
     # weights' decay) is the textbook loop: the same permutation per epoch, model, noise and steps
     # give the same parameters, bit for bit. 5,000 rows at 50 a step: epoch two starts at step 101.
+    from aevb_fast.optim import Adagrad
     from aevb_fast.training import data as datasets
     from aevb_fast.training.models import VAE
-    from aevb_fast.optim import Adagrad
 
-    config = TrainConfig(**TINY, samples=5500, eval_every=5500, eval_rows=100, lr=0.1, figures=False,
-                         out=str(tmp_path))
+    config = TrainConfig(**TINY, samples=5500, eval_every=5500, eval_rows=100, lr=0.1, figures=False, out=str(tmp_path))
     trained = train(config, progress=False)
     rows = datasets.load("mnist5k").train
     n = rows.shape[0]
@@ -89,7 +95,7 @@ def test_the_training_loop_reaches_the_parameters_of_a_plain_loop(tmp_path):
     for _ in range(config.samples // config.batch_size):
         if position + config.batch_size > n:
             permutation, position = torch.randperm(n, generator=order), 0
-        x = datasets.to_unit(rows[permutation[position:position + config.batch_size]])
+        x = datasets.to_unit(rows[permutation[position : position + config.batch_size]])
         position += config.batch_size
         optimizer.zero_grad()
         plain(x).backward()
@@ -112,8 +118,9 @@ def test_checkpoints_of_one_optimizer_group_load_into_the_two():
     optimizer.load_state_dict(_regrouped(old.state_dict(), model, optimizer))
     assert [g["weight_decay"] for g in optimizer.param_groups] == [1 / 7, 0]
     for name, p in model.named_parameters():
-        torch.testing.assert_close(optimizer.state[p]["sum"], old.state[p]["sum"], rtol=0, atol=0,
-                                   msg=lambda m: f"{name}: {m}")
+        torch.testing.assert_close(
+            optimizer.state[p]["sum"], old.state[p]["sum"], rtol=0, atol=0, msg=lambda m: f"{name}: {m}"
+        )
 
 
 def test_resume_ends_where_the_uninterrupted_run_does(tmp_path):
@@ -123,14 +130,34 @@ def test_resume_ends_where_the_uninterrupted_run_does(tmp_path):
     resumed = train(TrainConfig(**settings, samples=3000, out=str(tmp_path / "cut")), resume=True, progress=False)
     for (name, a), b in zip(whole.state_dict().items(), resumed.state_dict().values()):
         assert torch.equal(a, b), name
-    whole_rows, cut_rows = ([{k: r[k] for k in ("samples", "train_bound", "test_bound")} for r in _metrics(tmp_path / run)]
-                            for run in ("whole", "cut"))
+    whole_rows, cut_rows = (
+        [{k: r[k] for k in ("samples", "train_bound", "test_bound")} for r in _metrics(tmp_path / run)]
+        for run in ("whole", "cut")
+    )
     assert whole_rows == cut_rows and len(whole_rows) == 5
 
 
 def test_cli_train(tmp_path, capsys):
-    assert cli.main(["train", "--hidden-dim", "16", "--latent-dim", "2", "--samples", "2e2", "--eval-every", "100",
-                     "--fused-head", "on", "--out", str(tmp_path)]) == 0
+    assert (
+        cli.main(
+            [
+                "train",
+                "--hidden-dim",
+                "16",
+                "--latent-dim",
+                "2",
+                "--samples",
+                "2e2",
+                "--eval-every",
+                "100",
+                "--fused-head",
+                "on",
+                "--out",
+                str(tmp_path),
+            ]
+        )
+        == 0
+    )
     assert [int(r["samples"]) for r in _metrics(tmp_path)] == [100, 200]
     assert torch.load(tmp_path / "checkpoint.pt", weights_only=True)["config"]["fused_head"] is True
     with pytest.raises(SystemExit) as exit_:
@@ -140,8 +167,21 @@ def test_cli_train(tmp_path, capsys):
 
 
 def test_cli_evaluate(tmp_path, capsys):
-    cli.main(["train", "--hidden-dim", "16", "--latent-dim", "2", "--samples", "200", "--eval-every", "200",
-              "--out", str(tmp_path)])
+    cli.main(
+        [
+            "train",
+            "--hidden-dim",
+            "16",
+            "--latent-dim",
+            "2",
+            "--samples",
+            "200",
+            "--eval-every",
+            "200",
+            "--out",
+            str(tmp_path),
+        ]
+    )
     assert cli.main(["evaluate", "--out", str(tmp_path), "--k", "20"]) == 0
     printed = capsys.readouterr().out
     result = json.loads((tmp_path / "evaluation.json").read_text())
@@ -172,13 +212,19 @@ def test_a_damaged_checkpoint_falls_back_to_the_previous_one(tmp_path, capsys):
     checkpoint.write_bytes(b"damaged")
     train(TrainConfig(**settings, samples=2400), resume=True, progress=False)
     assert torch.load(previous, weights_only=True)["samples"] == 1800
-    with pytest.raises(ValueError, match=r"--resume: .*checkpoint.pt is a run with other settings \(batch_size 50 -> 25; "
-                                         r"seed 0 -> 1\)"):
+    with pytest.raises(
+        ValueError,
+        match=r"--resume: .*checkpoint.pt is a run with other settings \(batch_size 50 -> 25; "
+        r"seed 0 -> 1\)",
+    ):
         train(TrainConfig(**{**settings, "seed": 1, "batch_size": 25}, samples=3000), resume=True, progress=False)
     checkpoint.write_bytes(b"not a checkpoint")
     previous.write_bytes(b"")
-    with pytest.raises(ValueError, match=r"no usable checkpoint in .*: .*checkpoint.pt cannot be read as a checkpoint "
-                                         r"\(.*\); .*checkpoint.prev.pt cannot be read as a checkpoint"):
+    with pytest.raises(
+        ValueError,
+        match=r"no usable checkpoint in .*: .*checkpoint.pt cannot be read as a checkpoint "
+        r"\(.*\); .*checkpoint.prev.pt cannot be read as a checkpoint",
+    ):
         load_checkpoint(tmp_path)
 
 
@@ -193,8 +239,11 @@ def test_checkpoints_load_no_code(tmp_path):
         load_checkpoint(tmp_path)
     assert not (tmp_path / "pwned").exists()
     torch.save({"model": {}}, tmp_path / "checkpoint.pt")
-    with pytest.raises(ValueError, match=r"checkpoint.pt is not a checkpoint of aevb-fast train: it lacks checksum, "
-                                         r"config, data, data_fingerprint, format, metrics, optimizer"):
+    with pytest.raises(
+        ValueError,
+        match=r"checkpoint.pt is not a checkpoint of aevb-fast train: it lacks checksum, "
+        r"config, data, data_fingerprint, format, metrics, optimizer",
+    ):
         load_checkpoint(tmp_path)
 
 
@@ -205,5 +254,7 @@ def test_bad_settings_are_rejected():
         TrainConfig(batch_size=0).check()
     with pytest.raises(ValueError, match=r"lr must be a positive number, got -1"):
         TrainConfig(lr=-1).check()
-    with pytest.raises(ValueError, match=r"fused_head must be True, False or None \(where it saves memory\), got 'yes'"):
+    with pytest.raises(
+        ValueError, match=r"fused_head must be True, False or None \(where it saves memory\), got 'yes'"
+    ):
         TrainConfig(fused_head="yes").check()

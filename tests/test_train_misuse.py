@@ -64,15 +64,34 @@ def _no_training(monkeypatch) -> None:
 
 # 1. A directory that holds a run
 
+
 def test_a_directory_holding_a_run_is_refused_unless_resumed_or_overwritten(tmp_path, data, capsys, monkeypatch):
     out = tmp_path / "run"
     train(_config(data, out), progress=False)
     files = {p.name: p.read_bytes() for p in out.iterdir()}
-    code, err = _cli(capsys, "train", "--dataset", "shards", "--data-path", str(data), "--hidden-dim", "8",
-                     "--latent-dim", "2", "--batch-size", "20", "--samples", "40", "--out", str(out))
+    code, err = _cli(
+        capsys,
+        "train",
+        "--dataset",
+        "shards",
+        "--data-path",
+        str(data),
+        "--hidden-dim",
+        "8",
+        "--latent-dim",
+        "2",
+        "--batch-size",
+        "20",
+        "--samples",
+        "40",
+        "--out",
+        str(out),
+    )
     assert code == 2 and err.count("\n") == 1
-    assert (f"{out} already holds a run at 40 samples (checkpoint.pt, checkpoint.prev.pt, metrics.csv, "
-            "metrics.json): continue it with --resume, train into another --out, or replace it with --overwrite") in err
+    assert (
+        f"{out} already holds a run at 40 samples (checkpoint.pt, checkpoint.prev.pt, metrics.csv, "
+        "metrics.json): continue it with --resume, train into another --out, or replace it with --overwrite"
+    ) in err
     assert {p.name: p.read_bytes() for p in out.iterdir()} == files  # untouched
     with pytest.raises(ValueError, match=r"--resume continues the run in --out and --overwrite replaces it: give one"):
         train(_config(data, out), resume=True, overwrite=True, progress=False)
@@ -86,12 +105,16 @@ def test_a_directory_holding_a_run_is_refused_unless_resumed_or_overwritten(tmp_
 
 # 2. One run at a time
 
+
 def test_a_second_run_into_a_directory_in_use_fails_at_once(tmp_path, data, monkeypatch):
     out = tmp_path / "run"
     with RunDirectory(out):
         _no_training(monkeypatch)
-        with pytest.raises(ValueError, match=rf"{out} is in use by another training run \(pid {os.getpid()} on host "
-                                             r".+ since .+\): wait for it to end, or train into another --out"):
+        with pytest.raises(
+            ValueError,
+            match=rf"{out} is in use by another training run \(pid {os.getpid()} on host "
+            r".+ since .+\): wait for it to end, or train into another --out",
+        ):
             train(_config(data, out), progress=False)
         assert (out / "lock").exists()
     assert not (out / "lock").exists()
@@ -99,8 +122,11 @@ def test_a_second_run_into_a_directory_in_use_fails_at_once(tmp_path, data, monk
 
 def test_the_lock_of_a_killed_run_is_taken_over(tmp_path, data, capsys):
     out = tmp_path / "run"
-    script = (f"import os, signal; from aevb_fast.training.run_files import RunDirectory; RunDirectory({str(out)!r}).__enter__(); "
-              "os.kill(os.getpid(), signal.SIGKILL)")
+    script = (
+        "import os, signal; from aevb_fast.training.run_files import RunDirectory; "
+        f"RunDirectory({str(out)!r}).__enter__(); "
+        "os.kill(os.getpid(), signal.SIGKILL)"
+    )
     assert subprocess.run([sys.executable, "-c", script]).returncode == -signal.SIGKILL
     assert "holder" in (out / "lock").read_text()
     train(_config(data, out), progress=False)
@@ -109,6 +135,7 @@ def test_the_lock_of_a_killed_run_is_taken_over(tmp_path, data, capsys):
 
 
 # 3. A directory that cannot be written
+
 
 def test_an_unwritable_out_fails_before_training(tmp_path, data, monkeypatch):
     _no_training(monkeypatch)
@@ -130,9 +157,12 @@ def test_a_full_disk_mid_run_stops_the_run_and_keeps_the_last_checkpoint(tmp_pat
     kept = (out / "checkpoint.pt").read_bytes()
     temporary = out / f"checkpoint.pt.{os.getpid()}.tmp"
     temporary.symlink_to("/dev/full")
-    with pytest.raises(RunFailed, match=rf"{out} cannot be written \(No space left on device\) at 60 samples: the last "
-                                        rf"good checkpoint, {out}/checkpoint.pt at 40 samples, is kept; make room and "
-                                        r"continue with --resume"):
+    with pytest.raises(
+        RunFailed,
+        match=rf"{out} cannot be written \(No space left on device\) at 60 samples: the last "
+        rf"good checkpoint, {out}/checkpoint.pt at 40 samples, is kept; make room and "
+        r"continue with --resume",
+    ):
         train(_config(data, out, samples=80), resume=True, progress=False)
     assert (out / "checkpoint.pt").read_bytes() == kept and not temporary.exists()
     train(_config(data, out, samples=80), resume=True, progress=False)
@@ -140,6 +170,7 @@ def test_a_full_disk_mid_run_stops_the_run_and_keeps_the_last_checkpoint(tmp_pat
 
 
 # 4. The data a run trained on
+
 
 def test_resume_and_evaluate_refuse_other_data_and_accept_the_same_under_another_path(tmp_path, monkeypatch, capsys):
     first, second = tmp_path / "first", tmp_path / "second"
@@ -151,8 +182,11 @@ def test_resume_and_evaluate_refuse_other_data_and_accept_the_same_under_another
     train(_config(Path("toy"), out, samples=20), progress=False)
     assert load_checkpoint(out)["config"].data_path == str(first / "toy")  # stored resolved
     monkeypatch.chdir(second)
-    with pytest.raises(ValueError, match=rf"--resume: {out}/checkpoint.pt trained on other data: {first}/toy "
-                                         rf"\(fingerprint \w+\) then, {second}/toy \(fingerprint \w+\) now"):
+    with pytest.raises(
+        ValueError,
+        match=rf"--resume: {out}/checkpoint.pt trained on other data: {first}/toy "
+        rf"\(fingerprint \w+\) then, {second}/toy \(fingerprint \w+\) now",
+    ):
         train(_config(Path("toy"), out, samples=40), resume=True, progress=False)
     # Another spelling of the same path, and the defaults written out, are the same run.
     train(_config(tmp_path / "link" / "." / "toy", out, samples=40, lr=0.02), resume=True, progress=False)
@@ -176,6 +210,7 @@ def test_settings_written_as_their_defaults_are_the_same_run(tmp_path, data):
 
 
 # 5. Damaged and malformed checkpoints
+
 
 def _flip_a_bit_of(tensor: torch.Tensor, file: Path) -> None:
     contents = bytearray(file.read_bytes())
@@ -211,8 +246,10 @@ def _malformed(state: dict, case: str) -> dict:
         state["model"] = {**state["model"], "decoder.logits.bias": torch.zeros(3)}
     elif case == "optimizer state":
         optimizer = state["optimizer"]
-        state["optimizer"] = {**optimizer, "state": {**optimizer["state"], 0: {**optimizer["state"][0],
-                                                                               "sum": torch.zeros(2)}}}
+        state["optimizer"] = {
+            **optimizer,
+            "state": {**optimizer["state"], 0: {**optimizer["state"][0], "sum": torch.zeros(2)}},
+        }
     elif case == "rng state":
         state["rng"] = [torch.zeros(3, dtype=torch.uint8)]
     elif case == "data stream":
@@ -222,8 +259,16 @@ def _malformed(state: dict, case: str) -> dict:
     return state
 
 
-MALFORMED = ["unknown setting", "missing setting", "invalid setting", "model shape", "optimizer state", "rng state",
-             "data stream", "not a dict"]
+MALFORMED = [
+    "unknown setting",
+    "missing setting",
+    "invalid setting",
+    "model shape",
+    "optimizer state",
+    "rng state",
+    "data stream",
+    "not a dict",
+]
 
 
 @pytest.mark.parametrize("case", MALFORMED)
@@ -243,9 +288,28 @@ def test_a_malformed_checkpoint_falls_back_or_fails_with_a_message(tmp_path, dat
     # Neither checkpoint usable: one line saying why, for each.
     (out / "checkpoint.pt").write_bytes(serialize(bad) if isinstance(bad, dict) else b"")
     (out / "checkpoint.prev.pt").write_bytes(b"")
-    code, err = _cli(capsys, "train", "--dataset", "shards", "--data-path", str(data), "--hidden-dim", "8",
-                     "--latent-dim", "2", "--batch-size", "20", "--samples", "80", "--eval-every", "20", "--no-figures",
-                     "--out", str(out), "--resume")
+    code, err = _cli(
+        capsys,
+        "train",
+        "--dataset",
+        "shards",
+        "--data-path",
+        str(data),
+        "--hidden-dim",
+        "8",
+        "--latent-dim",
+        "2",
+        "--batch-size",
+        "20",
+        "--samples",
+        "80",
+        "--eval-every",
+        "20",
+        "--no-figures",
+        "--out",
+        str(out),
+        "--resume",
+    )
     assert code == 2 and err.count("\n") == 1
     assert err.startswith(f"aevb-fast train: error: no usable checkpoint in {out}: {out}/checkpoint.pt")
 
@@ -253,16 +317,23 @@ def test_a_malformed_checkpoint_falls_back_or_fails_with_a_message(tmp_path, dat
 def test_checkpoints_of_the_earlier_format_are_refused_with_a_reason(tmp_path):
     state = {key: 0 for key in ("model", "optimizer", "data", "rng", "samples", "wall_s", "metrics", "config")}
     torch.save(state, tmp_path / "checkpoint.pt")
-    with pytest.raises(ValueError, match=r"checkpoint.pt was written by an earlier aevb-fast \(checkpoint format 1, "
-                                         r"without a checksum or a fingerprint of its data\)"):
+    with pytest.raises(
+        ValueError,
+        match=r"checkpoint.pt was written by an earlier aevb-fast \(checkpoint format 1, "
+        r"without a checksum or a fingerprint of its data\)",
+    ):
         load_checkpoint(tmp_path)
 
 
 # 6. A minibatch larger than the training set
 
+
 def test_a_batch_larger_than_the_training_rows_is_refused(tmp_path, data):
-    with pytest.raises(ValueError, match=r"batch_size 120 is larger than the 100 training rows of toy: a minibatch "
-                                         r"holds distinct rows of one epoch"):
+    with pytest.raises(
+        ValueError,
+        match=r"batch_size 120 is larger than the 100 training rows of toy: a minibatch "
+        r"holds distinct rows of one epoch",
+    ):
         train(_config(data, tmp_path / "run", batch_size=120), progress=False)
     # In memory, where each step used to take the 4,000 rows and count 5,000.
     with pytest.raises(ValueError, match=r"batch_size 5000 is larger than the 4,000 training rows of mnist5k"):
@@ -310,8 +381,12 @@ def test_devices_and_backends_that_cannot_serve_are_named_in_one_line(tmp_path, 
     code, err = _cli(capsys, *common, "--seed", str(2**64))
     assert code == 2 and "seed must be an int in [0, 2**63), got 18446744073709551616" in err
     # The Triton kernels serve CPU tensors only under the interpreter, which the tests turn on.
-    triton = subprocess.run([sys.executable, "-m", "aevb_fast", *common, "--backend", "triton"], text=True,
-                            capture_output=True, env={**os.environ, "TRITON_INTERPRET": "0"})
+    triton = subprocess.run(
+        [sys.executable, "-m", "aevb_fast", *common, "--backend", "triton"],
+        text=True,
+        capture_output=True,
+        env={**os.environ, "TRITON_INTERPRET": "0"},
+    )
     assert triton.returncode == 2 and triton.stderr.count("\n") == 1, triton.stderr
     assert "backend='triton' cannot serve cpu tensors here" in triton.stderr
     assert not (tmp_path / "run").exists()
@@ -320,22 +395,49 @@ def test_devices_and_backends_that_cannot_serve_are_named_in_one_line(tmp_path, 
 def test_messages_are_one_line_without_terminal_codes(tmp_path, capsys):
     code, err = _cli(capsys, "evaluate", "--out", str(tmp_path / "a\x1b[31mred\nrun"))
     assert code == 2 and err.count("\n") == 1 and "\x1b" not in err and "a\\x1b[31mred\\nrun" in err
-    for flag, message in (("--k", "--k must be a positive int, got 0"), ("--n-samples", "--n-samples must be a "
-                                                                                     "positive int, got 0")):
-        assert _cli(capsys, "evaluate", "--out", str(tmp_path), flag, "0") == (2, f"aevb-fast evaluate: error: "
-                                                                                 f"{message}\n")
+    for flag, message in (
+        ("--k", "--k must be a positive int, got 0"),
+        ("--n-samples", "--n-samples must be a positive int, got 0"),
+    ):
+        assert _cli(capsys, "evaluate", "--out", str(tmp_path), flag, "0") == (
+            2,
+            f"aevb-fast evaluate: error: {message}\n",
+        )
 
 
 # 8. A diverged run
 
+
 def test_a_diverged_run_stops_with_a_message_and_keeps_its_last_good_checkpoint(tmp_path, data, capsys, monkeypatch):
     out = tmp_path / "run"
-    code, err = _cli(capsys, "train", "--dataset", "shards", "--data-path", str(data), "--hidden-dim", "8",
-                     "--latent-dim", "2", "--batch-size", "20", "--samples", "200", "--eval-every", "20",
-                     "--lr", "100", "--no-figures", "--out", str(out))
+    code, err = _cli(
+        capsys,
+        "train",
+        "--dataset",
+        "shards",
+        "--data-path",
+        str(data),
+        "--hidden-dim",
+        "8",
+        "--latent-dim",
+        "2",
+        "--batch-size",
+        "20",
+        "--samples",
+        "200",
+        "--eval-every",
+        "20",
+        "--lr",
+        "100",
+        "--no-figures",
+        "--out",
+        str(out),
+    )
     assert code == 1 and err.count("\n") == 1
-    assert ("error: training diverged: the bounds at 20 samples are nan (train) and nan (test); no checkpoint was "
-            "written; train anew with a smaller --lr (into another --out, or with --overwrite)") in err
+    assert (
+        "error: training diverged: the bounds at 20 samples are nan (train) and nan (test); no checkpoint was "
+        "written; train anew with a smaller --lr (into another --out, or with --overwrite)"
+    ) in err
     assert not (out / "checkpoint.pt").exists() and not (out / "lock").exists()
     # A minibatch whose bound is not finite after two checkpoints: its loss made NaN.
     forward, steps = VAE.forward, []
@@ -346,8 +448,11 @@ def test_a_diverged_run_stops_with_a_message_and_keeps_its_last_good_checkpoint(
         return loss * math.nan if sum(steps) > 2 else loss
 
     monkeypatch.setattr(VAE, "forward", poisoned)
-    with pytest.raises(RunFailed, match=rf"training diverged: the bound of the minibatch at 60 samples is nan; the last "
-                                        rf"good checkpoint, {tmp_path}/again/checkpoint.pt at 40 samples, is kept"):
+    with pytest.raises(
+        RunFailed,
+        match=rf"training diverged: the bound of the minibatch at 60 samples is nan; the last "
+        rf"good checkpoint, {tmp_path}/again/checkpoint.pt at 40 samples, is kept",
+    ):
         train(_config(data, tmp_path / "again", samples=200), progress=False)
     assert load_checkpoint(tmp_path / "again")["samples"] == 40
 
@@ -363,22 +468,30 @@ def test_a_non_finite_bound_between_evaluations_names_the_minibatches_it_lies_in
         return loss * math.nan if sum(steps) == 2 else loss
 
     monkeypatch.setattr(VAE, "forward", poisoned)
-    with pytest.raises(RunFailed, match=r"training diverged: the bound of a minibatch between 20 and 60 samples is "
-                                        r"nan; no checkpoint was written"):
+    with pytest.raises(
+        RunFailed,
+        match=r"training diverged: the bound of a minibatch between 20 and 60 samples is "
+        r"nan; no checkpoint was written",
+    ):
         train(_config(data, tmp_path / "run", samples=200, eval_every=60), progress=False)
     assert sum(steps) == 3
 
 
 # 13. A data set without test rows
 
+
 def test_a_data_set_without_test_rows_is_refused(tmp_path):
     data = _toy(tmp_path / "toy", test=False)
-    with pytest.raises(ValueError, match=r"toy has no test rows: training needs train rows and evaluates its bound on "
-                                         r"test rows too"):
+    with pytest.raises(
+        ValueError,
+        match=r"toy has no test rows: training needs train rows and evaluates its bound on "
+        r"test rows too",
+    ):
         train(_config(data, tmp_path / "run"), progress=False)
 
 
 # 12. Evaluation in bounded memory, for any k
+
 
 def test_evaluation_runs_in_passes_of_bounded_size_and_combines_them_exactly(monkeypatch):
     torch.manual_seed(0)
@@ -395,8 +508,10 @@ def test_evaluation_runs_in_passes_of_bounded_size_and_combines_them_exactly(mon
     # Every call draws the same noise key: then 6 samples in two passes of 3 are the same 3 samples
     # twice, whose bound, combined exactly, is that of 3 samples.
     monkeypatch.setattr(torch, "randint", lambda *args, **kwargs: torch.zeros(1, dtype=torch.int64))
-    for estimate in (lambda n: evaluate.marginal_log_likelihood(model, rows, k=n, pass_samples=3),
-                     lambda n: evaluate.lower_bound(model, rows, n_samples=n, pass_samples=3)):
+    for estimate in (
+        lambda n: evaluate.marginal_log_likelihood(model, rows, k=n, pass_samples=3),
+        lambda n: evaluate.lower_bound(model, rows, n_samples=n, pass_samples=3),
+    ):
         three, six = estimate(3), estimate(6)
         assert six == pytest.approx(three, rel=1e-9)
     assert max(sizes) == 3 and sum(sizes) == 2 * (3 + 6) * 10
@@ -404,19 +519,43 @@ def test_evaluation_runs_in_passes_of_bounded_size_and_combines_them_exactly(mon
 
 # Further misuses: an interrupted run, a checkpoint that is not a file, a model too large for memory
 
+
 def test_an_interrupted_run_says_so_in_one_line_and_releases_its_directory(tmp_path, data):
     out = tmp_path / "run"
-    command = [sys.executable, "-m", "aevb_fast", "train", "--dataset", "shards", "--data-path", str(data),
-               "--hidden-dim", "8", "--latent-dim", "2", "--batch-size", "20", "--samples", "1e9", "--eval-every", "20",
-               "--no-figures", "--out", str(out)]
+    command = [
+        sys.executable,
+        "-m",
+        "aevb_fast",
+        "train",
+        "--dataset",
+        "shards",
+        "--data-path",
+        str(data),
+        "--hidden-dim",
+        "8",
+        "--latent-dim",
+        "2",
+        "--batch-size",
+        "20",
+        "--samples",
+        "1e9",
+        "--eval-every",
+        "20",
+        "--no-figures",
+        "--out",
+        str(out),
+    ]
     # SIGINT as Ctrl-C sends it (a shell starts background jobs with SIGINT ignored: undo that here).
-    run = subprocess.Popen(command, stderr=subprocess.PIPE, text=True,
-                           preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+    run = subprocess.Popen(
+        command, stderr=subprocess.PIPE, text=True, preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL)
+    )
     while not (out / "checkpoint.pt").exists():
         assert run.poll() is None, run.stderr.read()
     run.send_signal(signal.SIGINT)
     assert run.wait(timeout=60) == 130
-    assert run.stderr.read() == f"aevb-fast train: interrupted; continue from the last checkpoint in {out} with --resume\n"
+    assert (
+        run.stderr.read() == f"aevb-fast train: interrupted; continue from the last checkpoint in {out} with --resume\n"
+    )
     assert not (out / "lock").exists() and load_checkpoint(out)["samples"] >= 20
 
 
@@ -432,8 +571,18 @@ def test_a_checkpoint_that_is_not_a_regular_file_is_skipped_not_read(tmp_path, d
 def test_a_model_too_large_for_memory_is_one_line(tmp_path, data, capsys):
     # 200 PB of weights: more than a 57-bit address space holds, so the allocation fails at once
     # even where the kernel overcommits memory.
-    code, err = _cli(capsys, "train", "--dataset", "shards", "--data-path", str(data), "--latent-dim", str(10**14),
-                     "--out", str(tmp_path / "run"))
+    code, err = _cli(
+        capsys,
+        "train",
+        "--dataset",
+        "shards",
+        "--data-path",
+        str(data),
+        "--latent-dim",
+        str(10**14),
+        "--out",
+        str(tmp_path / "run"),
+    )
     assert code == 1 and err.count("\n") == 1
     assert err.startswith("aevb-fast train: error: out of memory (") and "can't allocate memory" in err
     assert not (tmp_path / "run" / "lock").exists()

@@ -13,8 +13,9 @@ import torch
 import aevb_fast
 from aevb_fast.ops import backends
 
-pytestmark = pytest.mark.skipif("triton" not in backends.usable("cpu") + backends.usable("cuda"),
-                                reason="needs the Triton kernels")
+pytestmark = pytest.mark.skipif(
+    "triton" not in backends.usable("cpu") + backends.usable("cuda"), reason="needs the Triton kernels"
+)
 
 
 def test_block_table():
@@ -45,6 +46,9 @@ def test_triton_on_cpu_tensors_needs_the_interpreter(monkeypatch):
     monkeypatch.setattr(kernels, "interpreted", False)
     monkeypatch.setattr(backends, "_USABLE", {})
     monkeypatch.setattr(backends, "_RESOLVED", {})
-    with pytest.raises(RuntimeError, match=r"backend='triton' cannot serve cpu tensors here: the Triton kernels run "
-                                           r"on CPU tensors only under Triton's interpreter: set TRITON_INTERPRET=1"):
+    with pytest.raises(
+        RuntimeError,
+        match=r"backend='triton' cannot serve cpu tensors here: the Triton kernels run "
+        r"on CPU tensors only under Triton's interpreter: set TRITON_INTERPRET=1",
+    ):
         aevb_fast.gaussian_kl(torch.zeros(2, 3), torch.zeros(2, 3), backend="triton")

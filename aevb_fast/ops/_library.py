@@ -37,8 +37,10 @@ def require_one_device(op: str, **tensors: torch.Tensor | None) -> None:
     another's pointer would read the wrong memory or fault."""
     devices = [t.device for t in tensors.values() if t is not None]
     if any(d != devices[0] for d in devices):
-        raise ValueError(f"aevb_fast::{op}: expected tensors on one device, got "
-                         + ", ".join(f"{name} on {t.device}" for name, t in tensors.items() if t is not None))
+        raise ValueError(
+            f"aevb_fast::{op}: expected tensors on one device, got "
+            + ", ".join(f"{name} on {t.device}" for name, t in tensors.items() if t is not None)
+        )
 
 
 def triton_kernels():
@@ -60,9 +62,14 @@ def _route(name: str, launchers: dict[str, Callable], check: Callable | None) ->
         device = next(a.device for a in inputs if isinstance(a, torch.Tensor))
         launcher = launchers.get(backend)
         if launcher is None or backend not in usable(device.type):
-            reason = unavailable_reason(backend, device.type) if launcher is not None else (
-                f"no {backend!r} kernel; kernels: {', '.join(sorted(launchers))}")
-            raise RuntimeError(f"aevb_fast::{name} cannot run with backend={backend!r} on {device.type} tensors: {reason}")
+            reason = (
+                unavailable_reason(backend, device.type)
+                if launcher is not None
+                else (f"no {backend!r} kernel; kernels: {', '.join(sorted(launchers))}")
+            )
+            raise RuntimeError(
+                f"aevb_fast::{name} cannot run with backend={backend!r} on {device.type} tensors: {reason}"
+            )
         return launcher(*inputs)
 
     return route
@@ -90,8 +97,15 @@ class FusedOp:
     for their device (the functional layer, and the autograd rules, whose saved inputs passed the
     forward's checks): on one-element inputs the checks cost about as much as the kernel call."""
 
-    def __init__(self, op: torch._ops.OpOverload, route: Callable, launchers: dict[str, Callable],
-                 check: Callable | None, setup_context: Callable | None, backward: Callable | None):
+    def __init__(
+        self,
+        op: torch._ops.OpOverload,
+        route: Callable,
+        launchers: dict[str, Callable],
+        check: Callable | None,
+        setup_context: Callable | None,
+        backward: Callable | None,
+    ):
         self.op, self._route, self._launchers, self._check = op, route, launchers, check
 
         # The ctx-taking form of forward: with a separate setup_context, Function.apply binds its
@@ -101,8 +115,15 @@ class FusedOp:
             setup_context(ctx, args, output)
             return output
 
-        self._function = None if backward is None else type(op.name(), (torch.autograd.Function,), {
-            "forward": staticmethod(forward), "backward": staticmethod(backward)})
+        self._function = (
+            None
+            if backward is None
+            else type(
+                op.name(),
+                (torch.autograd.Function,),
+                {"forward": staticmethod(forward), "backward": staticmethod(backward)},
+            )
+        )
 
     def __call__(self, *args):
         if traced(args):
@@ -145,9 +166,15 @@ def needs_grad(args) -> bool:
     return False
 
 
-def define(name: str, schema: str, launchers: dict[str, Callable], fake: Callable,
-           setup_context: Callable | None = None, backward: Callable | None = None,
-           check: Callable | None = None) -> FusedOp:
+def define(
+    name: str,
+    schema: str,
+    launchers: dict[str, Callable],
+    fake: Callable,
+    setup_context: Callable | None = None,
+    backward: Callable | None = None,
+    check: Callable | None = None,
+) -> FusedOp:
     """Defines aevb_fast::<name><schema>, whose last argument is the backend, routes calls on CPU and
     CUDA tensors to launchers[backend] after check(*inputs) (None: the launchers check for
     themselves), and registers its fake implementation and (with backward) its autograd rule."""

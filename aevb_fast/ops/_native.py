@@ -14,15 +14,8 @@ except ImportError as error:  # a source checkout that was never built
     native = None
     load_error = f"{type(error).__name__}: {error}"
 
-# Codes of csrc/cpu/dtype.h.
-DTYPE_CODES = {
-    torch.float32: 0,
-    torch.float64: 1,
-    torch.float16: 2,
-    torch.bfloat16: 3,
-    torch.uint8: 4,
-    torch.bool: 5,
-}
+# The extension's dtype codes (csrc/common/dtype.h), by torch dtype.
+DTYPE_CODES = {} if native is None else {getattr(torch, name): code for name, code in native.dtype_codes.items()}
 
 
 def dtype_code(dtype: torch.dtype) -> int:
@@ -35,7 +28,9 @@ def launch(kernel: str, like: torch.Tensor, *args):
     like's device and torch's current stream there (so that it is ordered with torch's work and
     captured by CUDA graphs)."""
     if like.is_cuda:
-        return getattr(native.cuda, kernel)(*args, like.device.index, torch.cuda.current_stream(like.device).cuda_stream)
+        return getattr(native.cuda, kernel)(
+            *args, like.device.index, torch.cuda.current_stream(like.device).cuda_stream
+        )
     return getattr(native, kernel)(*args, torch.get_num_threads())
 
 

@@ -47,8 +47,10 @@ def _cuda_unavailable_reason(device_type: str) -> str | None:
     if native is None:
         return f"the compiled extension aevb_fast._C is not built ({load_error})"
     if not native.build["cuda"]:
-        return ("aevb_fast._C was built without its CUDA kernels (nvcc was not found at build time): reinstall "
-                "with nvcc on the PATH, or AEVB_FAST_CUDA=1 to make the build require it")
+        return (
+            "aevb_fast._C was built without its CUDA kernels (nvcc was not found at build time): reinstall "
+            "with nvcc on the PATH, or AEVB_FAST_CUDA=1 to make the build require it"
+        )
     if not native.cuda.device_count():
         return f"the CUDA kernels see no usable device ({native.cuda.unavailable_reason()})"
     return None
@@ -56,14 +58,19 @@ def _cuda_unavailable_reason(device_type: str) -> str | None:
 
 def _triton_unavailable_reason(device_type: str) -> str | None:
     if device_type not in ("cuda", "cpu"):
-        return f"the triton backend runs on CUDA tensors (and CPU tensors under TRITON_INTERPRET=1), not {device_type} tensors"
+        return (
+            "the triton backend runs on CUDA tensors (and CPU tensors under TRITON_INTERPRET=1), "
+            f"not {device_type} tensors"
+        )
     from ..kernels import triton as kernels  # imports triton, which reads TRITON_INTERPRET, on first use
 
     if kernels.load_error is not None:
         return f"the Triton kernels cannot load ({kernels.load_error})"
     if device_type == "cpu" and not kernels.interpreted:
-        return ("the Triton kernels run on CPU tensors only under Triton's interpreter: set TRITON_INTERPRET=1 "
-                "before aevb_fast first uses them")
+        return (
+            "the Triton kernels run on CPU tensors only under Triton's interpreter: set TRITON_INTERPRET=1 "
+            "before aevb_fast first uses them"
+        )
     return None
 
 
@@ -113,6 +120,7 @@ def _resolve(backend: str | None, device_type: str) -> str:
                 return candidate
         return "torch"
     if name not in usable(device_type):
-        raise RuntimeError(f"backend={name!r} cannot serve {device_type} tensors here: "
-                           f"{unavailable_reason(name, device_type)}")
+        raise RuntimeError(
+            f"backend={name!r} cannot serve {device_type} tensors here: {unavailable_reason(name, device_type)}"
+        )
     return name

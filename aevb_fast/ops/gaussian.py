@@ -17,20 +17,37 @@ from ._targets import fold_rows, kernel_target
 
 
 def _check(x, mean, logvar, grad=None):
-    require(mean.dim() == 2 and mean.shape == logvar.shape and mean.dtype == logvar.dtype
-            and mean.is_floating_point(),
-            lambda: f"aevb_fast::gaussian_log_prob: mean and logvar must be [N, D] of one floating dtype, got "
-            f"{tuple(mean.shape)} {mean.dtype} and {tuple(logvar.shape)} {logvar.dtype}")
-    require(x.dim() == 2 and x.shape[1] == mean.shape[1] and (x.shape[0] > 0 or mean.shape[0] == 0)
-            and mean.shape[0] % max(x.shape[0], 1) == 0,
-            lambda: f"aevb_fast::gaussian_log_prob: x must be [Nx, D] with N a multiple of Nx, got {tuple(x.shape)} "
-            f"beside {tuple(mean.shape)}")
-    require(x.is_floating_point() or x.dtype in (torch.uint8, torch.bool),
-            lambda: f"aevb_fast::gaussian_log_prob: x must be floating, uint8 or bool, got {x.dtype}")
-    require(grad is None or (grad.shape == mean.shape[:1] and grad.dtype == row_dtype(mean.dtype)),
-            lambda: f"aevb_fast::gaussian_log_prob_backward: grad must be [N] {row_dtype(mean.dtype)} beside mean "
-            f"{tuple(mean.shape)}, got {tuple(grad.shape)} {grad.dtype}")
-    require_one_device("gaussian_log_prob" if grad is None else "gaussian_log_prob_backward", x=x, mean=mean, logvar=logvar, grad=grad)
+    require(
+        mean.dim() == 2 and mean.shape == logvar.shape and mean.dtype == logvar.dtype and mean.is_floating_point(),
+        lambda: (
+            f"aevb_fast::gaussian_log_prob: mean and logvar must be [N, D] of one floating dtype, got "
+            f"{tuple(mean.shape)} {mean.dtype} and {tuple(logvar.shape)} {logvar.dtype}"
+        ),
+    )
+    require(
+        x.dim() == 2
+        and x.shape[1] == mean.shape[1]
+        and (x.shape[0] > 0 or mean.shape[0] == 0)
+        and mean.shape[0] % max(x.shape[0], 1) == 0,
+        lambda: (
+            f"aevb_fast::gaussian_log_prob: x must be [Nx, D] with N a multiple of Nx, got {tuple(x.shape)} "
+            f"beside {tuple(mean.shape)}"
+        ),
+    )
+    require(
+        x.is_floating_point() or x.dtype in (torch.uint8, torch.bool),
+        lambda: f"aevb_fast::gaussian_log_prob: x must be floating, uint8 or bool, got {x.dtype}",
+    )
+    require(
+        grad is None or (grad.shape == mean.shape[:1] and grad.dtype == row_dtype(mean.dtype)),
+        lambda: (
+            f"aevb_fast::gaussian_log_prob_backward: grad must be [N] {row_dtype(mean.dtype)} beside mean "
+            f"{tuple(mean.shape)}, got {tuple(grad.shape)} {grad.dtype}"
+        ),
+    )
+    require_one_device(
+        "gaussian_log_prob" if grad is None else "gaussian_log_prob_backward", x=x, mean=mean, logvar=logvar, grad=grad
+    )
 
 
 def _forward_native(x, mean, logvar):
@@ -38,14 +55,26 @@ def _forward_native(x, mean, logvar):
     x = kernel_target(x, mean.dtype)
     N, D = mean.shape
     log_prob = mean.new_empty((N,), dtype=row_dtype(mean.dtype))
-    launch("gaussian_forward", mean, dtype_code(mean.dtype), dtype_code(x.dtype), x.data_ptr(), mean.data_ptr(),
-           logvar.data_ptr(), log_prob.data_ptr(), N, x.shape[0], D)
+    launch(
+        "gaussian_forward",
+        mean,
+        dtype_code(mean.dtype),
+        dtype_code(x.dtype),
+        x.data_ptr(),
+        mean.data_ptr(),
+        logvar.data_ptr(),
+        log_prob.data_ptr(),
+        N,
+        x.shape[0],
+        D,
+    )
     return log_prob
 
 
 def _forward_triton(x, mean, logvar):
-    return triton_kernels().gaussian.forward(kernel_target(x, mean.dtype), mean.contiguous(), logvar.contiguous(),
-                                             row_dtype(mean.dtype))
+    return triton_kernels().gaussian.forward(
+        kernel_target(x, mean.dtype), mean.contiguous(), logvar.contiguous(), row_dtype(mean.dtype)
+    )
 
 
 def _backward_native(grad, x, mean, logvar):
@@ -53,14 +82,28 @@ def _backward_native(grad, x, mean, logvar):
     x = kernel_target(x, mean.dtype)
     N, D = mean.shape
     grad_mean, grad_logvar = empty((N, D), mean.dtype, mean), empty((N, D), mean.dtype, mean)
-    launch("gaussian_backward", mean, dtype_code(mean.dtype), dtype_code(x.dtype), grad.data_ptr(), x.data_ptr(),
-           mean.data_ptr(), logvar.data_ptr(), grad_mean.data_ptr(), grad_logvar.data_ptr(), N, x.shape[0], D)
+    launch(
+        "gaussian_backward",
+        mean,
+        dtype_code(mean.dtype),
+        dtype_code(x.dtype),
+        grad.data_ptr(),
+        x.data_ptr(),
+        mean.data_ptr(),
+        logvar.data_ptr(),
+        grad_mean.data_ptr(),
+        grad_logvar.data_ptr(),
+        N,
+        x.shape[0],
+        D,
+    )
     return grad_mean, grad_logvar
 
 
 def _backward_triton(grad, x, mean, logvar):
-    return triton_kernels().gaussian.backward(grad.contiguous(), kernel_target(x, mean.dtype), mean.contiguous(),
-                                              logvar.contiguous())
+    return triton_kernels().gaussian.backward(
+        grad.contiguous(), kernel_target(x, mean.dtype), mean.contiguous(), logvar.contiguous()
+    )
 
 
 def _fake(x, mean, logvar, backend):
@@ -74,7 +117,8 @@ def _fake_backward(grad, x, mean, logvar, backend):
 gaussian_log_prob_backward = define(
     "gaussian_log_prob_backward",
     "(Tensor grad, Tensor x, Tensor mean, Tensor logvar, str backend) -> (Tensor, Tensor)",
-    {"cpu": _backward_native, "cuda": _backward_native, "triton": _backward_triton}, _fake_backward,
+    {"cpu": _backward_native, "cuda": _backward_native, "triton": _backward_triton},
+    _fake_backward,
     check=lambda grad, x, mean, logvar: _check(x, mean, logvar, grad),
 )
 
@@ -92,12 +136,20 @@ def _backward(ctx, grad):
     grad_mean, grad_logvar = gaussian_log_prob_backward.prechecked(grad, x, mean, logvar, ctx.backend)
     # log N is a function of x - m: d/dx = -d/dm.
     grad_x = fold_rows(-grad_mean, x) if ctx.needs_input_grad[0] else None
-    return (grad_x, grad_mean if ctx.needs_input_grad[1] else None,
-            grad_logvar if ctx.needs_input_grad[2] else None, None)
+    return (
+        grad_x,
+        grad_mean if ctx.needs_input_grad[1] else None,
+        grad_logvar if ctx.needs_input_grad[2] else None,
+        None,
+    )
 
 
 gaussian_log_prob = define(
-    "gaussian_log_prob", "(Tensor x, Tensor mean, Tensor logvar, str backend) -> Tensor",
-    {"cpu": _forward_native, "cuda": _forward_native, "triton": _forward_triton}, _fake, _setup_context, _backward,
+    "gaussian_log_prob",
+    "(Tensor x, Tensor mean, Tensor logvar, str backend) -> Tensor",
+    {"cpu": _forward_native, "cuda": _forward_native, "triton": _forward_triton},
+    _fake,
+    _setup_context,
+    _backward,
     check=_check,
 )

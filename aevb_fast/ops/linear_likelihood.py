@@ -85,8 +85,10 @@ def _walk(h, projections, x, g, chunk_rows, likelihood, with_rows, with_grads):
     widened = [w if w.dtype == accumulate else w.to(accumulate) for w, _ in projections] if with_grads else []
     # Each projection's gradient sums, in float32 (float64), made by the first chunk: no zero-fill.
     grad_w = [torch.zeros(w.shape, dtype=accumulate, device=h.device) if N == 0 else None for w, _ in projections]
-    grad_b = [torch.zeros(b.shape, dtype=accumulate, device=h.device) if N == 0 and b is not None else None
-              for _, b in projections]
+    grad_b = [
+        torch.zeros(b.shape, dtype=accumulate, device=h.device) if N == 0 and b is not None else None
+        for _, b in projections
+    ]
     for rows, x_rows in _chunks(N, x.shape[0], chunk_rows):
         h_c = h[rows]
         values = [torch.addmm(b, h_c, w.t()) if b is not None else h_c @ w.t() for w, b in projections]
@@ -96,7 +98,7 @@ def _walk(h, projections, x, g, chunk_rows, likelihood, with_rows, with_grads):
         if not with_grads:
             continue
         h_wide = h_c if h_c.dtype == accumulate else h_c.to(accumulate)
-        for i, ((w, b), grad) in enumerate(zip(projections, grads)):
+        for i, ((_, b), grad) in enumerate(zip(projections, grads)):
             grad = grad if grad.dtype == accumulate else grad.to(accumulate)
             # d/dh = grad W,  d/dW = grad^T h,  d/db = sum of grad over the rows
             if i == 0:
@@ -108,8 +110,11 @@ def _walk(h, projections, x, g, chunk_rows, likelihood, with_rows, with_grads):
             else:
                 grad_w[i].addmm_(grad.t(), h_wide)
             if b is not None:
-                grad_b[i] = grad.sum(0, dtype=accumulate) if grad_b[i] is None else grad_b[i].add_(
-                    grad.sum(0, dtype=accumulate))
+                grad_b[i] = (
+                    grad.sum(0, dtype=accumulate)
+                    if grad_b[i] is None
+                    else grad_b[i].add_(grad.sum(0, dtype=accumulate))
+                )
     if not with_grads:
         return log_prob, None, [], []
     return log_prob, grad_h, grad_w, grad_b
@@ -134,26 +139,49 @@ def _gaussian(backend, sigmoid_mean, values, x, g, with_rows):
 
 
 def _check(op, h, projections, x, chunk_rows, grad=None):
-    require(h.dim() == 2 and h.is_floating_point(),
-            lambda: f"aevb_fast::{op}: h must be a floating [N, H] tensor, got {tuple(h.shape)} {h.dtype}")
+    require(
+        h.dim() == 2 and h.is_floating_point(),
+        lambda: f"aevb_fast::{op}: h must be a floating [N, H] tensor, got {tuple(h.shape)} {h.dtype}",
+    )
     N, H = h.shape
     D = projections[0][0].shape[0]
     for w, b in projections:
-        require(w.dim() == 2 and w.shape == (D, H) and w.dtype == h.dtype
-                and (b is None or (b.shape == (D,) and b.dtype == h.dtype)),
-                lambda: f"aevb_fast::{op}: weights must be [D, H] with H = {H} and biases [D], of h's dtype {h.dtype}, "
-                f"got {tuple(w.shape)} {w.dtype} and {None if b is None else (tuple(b.shape), b.dtype)}")
-    require(x.dim() == 2 and x.shape[1] == D and (x.shape[0] > 0 or N == 0) and N % max(x.shape[0], 1) == 0,
-            lambda: f"aevb_fast::{op}: x must be [Nx, D] with N a multiple of Nx, got {tuple(x.shape)} beside h "
-            f"{tuple(h.shape)} and D = {D}")
-    require(x.is_floating_point() or x.dtype in (torch.uint8, torch.bool),
-            lambda: f"aevb_fast::{op}: x must be floating, uint8 or bool, got {x.dtype}")
+        require(
+            w.dim() == 2
+            and w.shape == (D, H)
+            and w.dtype == h.dtype
+            and (b is None or (b.shape == (D,) and b.dtype == h.dtype)),
+            lambda: (
+                f"aevb_fast::{op}: weights must be [D, H] with H = {H} and biases [D], of h's dtype {h.dtype}, "
+                f"got {tuple(w.shape)} {w.dtype} and {None if b is None else (tuple(b.shape), b.dtype)}"
+            ),
+        )
+    require(
+        x.dim() == 2 and x.shape[1] == D and (x.shape[0] > 0 or N == 0) and N % max(x.shape[0], 1) == 0,
+        lambda: (
+            f"aevb_fast::{op}: x must be [Nx, D] with N a multiple of Nx, got {tuple(x.shape)} beside h "
+            f"{tuple(h.shape)} and D = {D}"
+        ),
+    )
+    require(
+        x.is_floating_point() or x.dtype in (torch.uint8, torch.bool),
+        lambda: f"aevb_fast::{op}: x must be floating, uint8 or bool, got {x.dtype}",
+    )
     require(chunk_rows >= 1, lambda: f"aevb_fast::{op}: chunk_rows must be >= 1, got {chunk_rows}")
-    require(grad is None or (grad.shape == (N,) and grad.dtype == row_dtype(h.dtype)),
-            lambda: f"aevb_fast::{op}_backward: grad must be [N] {row_dtype(h.dtype)}, got {tuple(grad.shape)} "
-            f"{grad.dtype}")
-    require_one_device(op, h=h, x=x, grad=grad, **{f"weight{i}": w for i, (w, _) in enumerate(projections)},
-                       **{f"bias{i}": b for i, (_, b) in enumerate(projections)})
+    require(
+        grad is None or (grad.shape == (N,) and grad.dtype == row_dtype(h.dtype)),
+        lambda: (
+            f"aevb_fast::{op}_backward: grad must be [N] {row_dtype(h.dtype)}, got {tuple(grad.shape)} {grad.dtype}"
+        ),
+    )
+    require_one_device(
+        op,
+        h=h,
+        x=x,
+        grad=grad,
+        **{f"weight{i}": w for i, (w, _) in enumerate(projections)},
+        **{f"bias{i}": b for i, (_, b) in enumerate(projections)},
+    )
 
 
 def _pairs(params):
@@ -164,8 +192,10 @@ def _pairs(params):
 def _flat(h, grad_h, grad_w, grad_b):
     """The op's gradient outputs: grad_h, then each projection's (grad_W, grad_b), an empty tensor
     standing in for what is not made (a schema has no optional outputs; outputs must not alias)."""
-    return (grad_h if grad_h is not None else h.new_empty(0),
-            *(t if t is not None else h.new_empty(0) for pair in zip(grad_w, grad_b) for t in pair))
+    return (
+        grad_h if grad_h is not None else h.new_empty(0),
+        *(t if t is not None else h.new_empty(0) for pair in zip(grad_w, grad_b) for t in pair),
+    )
 
 
 def _forward(op, likelihood, h, params, x, reduce, with_grads, chunk_rows):
@@ -185,8 +215,9 @@ def _backward_walk(op, likelihood, grad, h, params, x, chunk_rows):
     projections = _pairs(params)
     _check(op, h, projections, x, chunk_rows, grad)
     with torch.no_grad(), torch.autocast(h.device.type, enabled=False):
-        _, grad_h, grad_w, grad_b = _walk(h.contiguous(), projections, x, grad.contiguous(), chunk_rows, likelihood,
-                                          False, True)
+        _, grad_h, grad_w, grad_b = _walk(
+            h.contiguous(), projections, x, grad.contiguous(), chunk_rows, likelihood, False, True
+        )
     # The final gradients, in the inputs' dtypes.
     grad_h = grad_h.to(h.dtype)
     grad_w = [gw.to(w.dtype) for gw, (w, _) in zip(grad_w, projections)]
@@ -200,8 +231,11 @@ def _fake(h, params, reduce, with_grads):
         return log_prob, *(h.new_empty(0) for _ in range(1 + len(params)))
     # The forward's gradients stay in the accumulation dtype (_walk).
     wide = row_dtype(h.dtype)
-    return log_prob, h.new_empty(h.shape, dtype=wide), *(p.new_empty(p.shape, dtype=wide) if p is not None
-                                                         else h.new_empty(0) for p in params)
+    return (
+        log_prob,
+        h.new_empty(h.shape, dtype=wide),
+        *(p.new_empty(p.shape, dtype=wide) if p is not None else h.new_empty(0) for p in params),
+    )
 
 
 def _fake_backward(h, params):
@@ -212,14 +246,16 @@ def _backward(ctx, params_needing, backward_op, grad):
     """The autograd rule of both heads: ctx.inputs (h, params..., x, the options) were saved in
     setup_context; reduce=True scales the gradients made in the forward pass, else the backward op
     walks the chunks again with the per-row gradients."""
-    needs = ctx.needs_input_grad[:1 + params_needing]
+    needs = ctx.needs_input_grad[: 1 + params_needing]
     if grad is None or not any(needs):
         return (None,) * len(ctx.needs_input_grad)
     if ctx.reduce:
         saved = ctx.saved_tensors
         if ctx.with_grads is False:
-            raise RuntimeError(f"aevb_fast::{ctx.op}: the forward ran with with_grads=False, so there is nothing to "
-                               "backpropagate; call it with with_grads=True")
+            raise RuntimeError(
+                f"aevb_fast::{ctx.op}: the forward ran with with_grads=False, so there is nothing to "
+                "backpropagate; call it with with_grads=True"
+            )
         # A sum over no rows has a zero gradient whatever the upstream one (a mean's is 0/0). The
         # sums are scaled in float32 and only then rounded to the parameters' dtypes.
         grads = [(g * grad.to(g.dtype) if ctx.rows else g).to(dtype) for g, dtype in zip(saved, ctx.dtypes)]
@@ -248,28 +284,40 @@ def _launchers(impl):
 
 # Bernoulli head: (h, weight, bias, x).
 
+
 def _bernoulli_forward(backend, h, weight, bias, x, reduce, with_grads, chunk_rows):
-    return _forward("linear_bernoulli_log_prob", functools.partial(_bernoulli, backend), h, (weight, bias), x, reduce,
-                    with_grads, chunk_rows)
+    return _forward(
+        "linear_bernoulli_log_prob",
+        functools.partial(_bernoulli, backend),
+        h,
+        (weight, bias),
+        x,
+        reduce,
+        with_grads,
+        chunk_rows,
+    )
 
 
 def _bernoulli_backward(backend, grad, h, weight, bias, x, chunk_rows):
-    return _backward_walk("linear_bernoulli_log_prob", functools.partial(_bernoulli, backend), grad, h, (weight, bias),
-                          x, chunk_rows)
+    return _backward_walk(
+        "linear_bernoulli_log_prob", functools.partial(_bernoulli, backend), grad, h, (weight, bias), x, chunk_rows
+    )
 
 
 linear_bernoulli_log_prob_backward = define(
     "linear_bernoulli_log_prob_backward",
     "(Tensor grad, Tensor h, Tensor weight, Tensor? bias, Tensor x, int chunk_rows, str backend)"
     " -> (Tensor, Tensor, Tensor)",
-    _launchers(_bernoulli_backward), lambda grad, h, weight, bias, x, chunk_rows, backend: _fake_backward(h, (weight, bias)),
+    _launchers(_bernoulli_backward),
+    lambda grad, h, weight, bias, x, chunk_rows, backend: _fake_backward(h, (weight, bias)),
 )
 
 
 def _bernoulli_setup_context(ctx, inputs, output):
     h, weight, bias, x, reduce, with_grads, chunk_rows, backend = inputs
-    _setup_context(ctx, "linear_bernoulli_log_prob", h, (weight, bias), x, (), reduce, with_grads, chunk_rows, backend,
-                   output)
+    _setup_context(
+        ctx, "linear_bernoulli_log_prob", h, (weight, bias), x, (), reduce, with_grads, chunk_rows, backend, output
+    )
 
 
 linear_bernoulli_log_prob = define(
@@ -285,16 +333,34 @@ linear_bernoulli_log_prob = define(
 
 # Gaussian head: (h, mean_weight, mean_bias, logvar_weight, logvar_bias, x, sigmoid_mean).
 
-def _gaussian_forward(backend, h, mean_weight, mean_bias, logvar_weight, logvar_bias, x, sigmoid_mean, reduce,
-                      with_grads, chunk_rows):
-    return _forward("linear_gaussian_log_prob", functools.partial(_gaussian, backend, sigmoid_mean), h,
-                    (mean_weight, mean_bias, logvar_weight, logvar_bias), x, reduce, with_grads, chunk_rows)
+
+def _gaussian_forward(
+    backend, h, mean_weight, mean_bias, logvar_weight, logvar_bias, x, sigmoid_mean, reduce, with_grads, chunk_rows
+):
+    return _forward(
+        "linear_gaussian_log_prob",
+        functools.partial(_gaussian, backend, sigmoid_mean),
+        h,
+        (mean_weight, mean_bias, logvar_weight, logvar_bias),
+        x,
+        reduce,
+        with_grads,
+        chunk_rows,
+    )
 
 
-def _gaussian_backward(backend, grad, h, mean_weight, mean_bias, logvar_weight, logvar_bias, x, sigmoid_mean,
-                       chunk_rows):
-    return _backward_walk("linear_gaussian_log_prob", functools.partial(_gaussian, backend, sigmoid_mean), grad, h,
-                          (mean_weight, mean_bias, logvar_weight, logvar_bias), x, chunk_rows)
+def _gaussian_backward(
+    backend, grad, h, mean_weight, mean_bias, logvar_weight, logvar_bias, x, sigmoid_mean, chunk_rows
+):
+    return _backward_walk(
+        "linear_gaussian_log_prob",
+        functools.partial(_gaussian, backend, sigmoid_mean),
+        grad,
+        h,
+        (mean_weight, mean_bias, logvar_weight, logvar_bias),
+        x,
+        chunk_rows,
+    )
 
 
 linear_gaussian_log_prob_backward = define(
@@ -308,8 +374,19 @@ linear_gaussian_log_prob_backward = define(
 
 def _gaussian_setup_context(ctx, inputs, output):
     h, mw, mb, vw, vb, x, sigmoid_mean, reduce, with_grads, chunk_rows, backend = inputs
-    _setup_context(ctx, "linear_gaussian_log_prob", h, (mw, mb, vw, vb), x, (sigmoid_mean,), reduce, with_grads,
-                   chunk_rows, backend, output)
+    _setup_context(
+        ctx,
+        "linear_gaussian_log_prob",
+        h,
+        (mw, mb, vw, vb),
+        x,
+        (sigmoid_mean,),
+        reduce,
+        with_grads,
+        chunk_rows,
+        backend,
+        output,
+    )
 
 
 linear_gaussian_log_prob = define(
@@ -318,8 +395,9 @@ linear_gaussian_log_prob = define(
     "bool sigmoid_mean, bool reduce, bool with_grads, int chunk_rows, str backend)"
     " -> (Tensor, Tensor, Tensor, Tensor, Tensor, Tensor)",
     _launchers(_gaussian_forward),
-    lambda h, mw, mb, vw, vb, x, sigmoid_mean, reduce, with_grads, chunk_rows, backend:
-        _fake(h, (mw, mb, vw, vb), reduce, with_grads),
+    lambda h, mw, mb, vw, vb, x, sigmoid_mean, reduce, with_grads, chunk_rows, backend: _fake(
+        h, (mw, mb, vw, vb), reduce, with_grads
+    ),
     _gaussian_setup_context,
     lambda ctx, grad, *_: _backward(ctx, 4, linear_gaussian_log_prob_backward, grad),
 )

@@ -18,7 +18,6 @@ import torch
 from ._library import define, require, require_one_device, row_dtype, traced, triton_kernels
 from ._native import dtype_code, empty, launch
 
-
 _KL_ONLY_SEEDS = {}
 
 
@@ -36,14 +35,24 @@ def kl_only_seed(*inputs: torch.Tensor) -> torch.Tensor:
 
 
 def _check(mu, logvar, seed, n_samples):
-    require(mu.dim() >= 1 and mu.shape == logvar.shape and mu.dtype == logvar.dtype,
-            lambda: f"aevb_fast::reparameterize: mu and logvar must be [..., Z] of one shape and dtype, got "
-            f"{tuple(mu.shape)} {mu.dtype} and {tuple(logvar.shape)} {logvar.dtype}")
-    require(seed.shape == (3,) and seed.dtype == torch.int64 and seed.device == mu.device,
-            lambda: f"aevb_fast::reparameterize: seed must be int64 [3] (key, first row, rows) on {mu.device}, got "
-            f"{tuple(seed.shape)} {seed.dtype} on {seed.device}")
-    require(n_samples is None or n_samples >= 0,
-            lambda: f"aevb_fast::reparameterize: n_samples must be >= 0 or None, got {n_samples}")
+    require(
+        mu.dim() >= 1 and mu.shape == logvar.shape and mu.dtype == logvar.dtype,
+        lambda: (
+            f"aevb_fast::reparameterize: mu and logvar must be [..., Z] of one shape and dtype, got "
+            f"{tuple(mu.shape)} {mu.dtype} and {tuple(logvar.shape)} {logvar.dtype}"
+        ),
+    )
+    require(
+        seed.shape == (3,) and seed.dtype == torch.int64 and seed.device == mu.device,
+        lambda: (
+            f"aevb_fast::reparameterize: seed must be int64 [3] (key, first row, rows) on {mu.device}, got "
+            f"{tuple(seed.shape)} {seed.dtype} on {seed.device}"
+        ),
+    )
+    require(
+        n_samples is None or n_samples >= 0,
+        lambda: f"aevb_fast::reparameterize: n_samples must be >= 0 or None, got {n_samples}",
+    )
     require_one_device("reparameterize", mu=mu, logvar=logvar)
 
 
@@ -64,25 +73,47 @@ def _forward_native(mu, logvar, seed, n_samples, mc):
     (B, Z), (z_shape, kl_shape) = _rows(mu), _shapes(mu, n_samples, mc)
     z = empty(z_shape, mu.dtype, mu)
     kl = mu.new_empty(kl_shape, dtype=row_dtype(mu.dtype))
-    launch("reparameterize_forward", mu, dtype_code(mu.dtype), mu.data_ptr(), logvar.data_ptr(), seed.data_ptr(),
-           z.data_ptr(), kl.data_ptr(), B, Z, 1 if n_samples is None else n_samples, mc)
+    launch(
+        "reparameterize_forward",
+        mu,
+        dtype_code(mu.dtype),
+        mu.data_ptr(),
+        logvar.data_ptr(),
+        seed.data_ptr(),
+        z.data_ptr(),
+        kl.data_ptr(),
+        B,
+        Z,
+        1 if n_samples is None else n_samples,
+        mc,
+    )
     return z, kl
 
 
 def _forward_triton(mu, logvar, seed, n_samples, mc):
     (B, Z), (z_shape, kl_shape) = _rows(mu), _shapes(mu, n_samples, mc)
-    z, kl = triton_kernels().reparameterize.forward(mu.contiguous().view(B, Z), logvar.contiguous().view(B, Z), seed,
-                                                    1 if n_samples is None else n_samples, mc, row_dtype(mu.dtype))
+    z, kl = triton_kernels().reparameterize.forward(
+        mu.contiguous().view(B, Z),
+        logvar.contiguous().view(B, Z),
+        seed,
+        1 if n_samples is None else n_samples,
+        mc,
+        row_dtype(mu.dtype),
+    )
     return z.view(z_shape), kl.view(kl_shape)
 
 
 def _check_backward(grad_z, grad_kl, mu, logvar, seed, n_samples, mc):
     _check(mu, logvar, seed, n_samples)
     z_shape, kl_shape = _shapes(mu, n_samples, mc)
-    require(grad_z is None or (grad_z.shape == z_shape and grad_z.dtype == mu.dtype),
-            lambda: f"aevb_fast::reparameterize_backward: grad_z must be {z_shape} {mu.dtype}")
-    require(grad_kl is None or (grad_kl.shape == kl_shape and grad_kl.dtype == row_dtype(mu.dtype)),
-            lambda: "aevb_fast::reparameterize_backward: grad_kl must match the kl output")
+    require(
+        grad_z is None or (grad_z.shape == z_shape and grad_z.dtype == mu.dtype),
+        lambda: f"aevb_fast::reparameterize_backward: grad_z must be {z_shape} {mu.dtype}",
+    )
+    require(
+        grad_kl is None or (grad_kl.shape == kl_shape and grad_kl.dtype == row_dtype(mu.dtype)),
+        lambda: "aevb_fast::reparameterize_backward: grad_kl must match the kl output",
+    )
     require_one_device("reparameterize_backward", grad_z=grad_z, grad_kl=grad_kl, mu=mu)
 
 
@@ -93,10 +124,22 @@ def _backward_native(grad_z, grad_kl, mu, logvar, seed, n_samples, mc):
     grad_z = grad_z.contiguous() if grad_z is not None else None
     grad_kl = grad_kl.contiguous() if grad_kl is not None else None
     grad_mu, grad_logvar = empty(mu.shape, mu.dtype, mu), empty(mu.shape, mu.dtype, mu)
-    launch("reparameterize_backward", mu, dtype_code(mu.dtype), grad_z.data_ptr() if grad_z is not None else 0,
-           grad_kl.data_ptr() if grad_kl is not None else 0, mu.data_ptr(), logvar.data_ptr(),
-           seed.data_ptr(), grad_mu.data_ptr(), grad_logvar.data_ptr(), B, Z, 1 if n_samples is None else n_samples,
-           mc)
+    launch(
+        "reparameterize_backward",
+        mu,
+        dtype_code(mu.dtype),
+        grad_z.data_ptr() if grad_z is not None else 0,
+        grad_kl.data_ptr() if grad_kl is not None else 0,
+        mu.data_ptr(),
+        logvar.data_ptr(),
+        seed.data_ptr(),
+        grad_mu.data_ptr(),
+        grad_logvar.data_ptr(),
+        B,
+        Z,
+        1 if n_samples is None else n_samples,
+        mc,
+    )
     return grad_mu, grad_logvar
 
 
@@ -106,7 +149,13 @@ def _backward_triton(grad_z, grad_kl, mu, logvar, seed, n_samples, mc):
     grad_mu, grad_logvar = triton_kernels().reparameterize.backward(
         grad_z.contiguous().view(L, B, Z) if grad_z is not None else None,
         grad_kl.contiguous().view((L, B) if mc else (B,)) if grad_kl is not None else None,
-        mu.contiguous().view(B, Z), logvar.contiguous().view(B, Z), seed, L, mc, row_dtype(mu.dtype))
+        mu.contiguous().view(B, Z),
+        logvar.contiguous().view(B, Z),
+        seed,
+        L,
+        mc,
+        row_dtype(mu.dtype),
+    )
     return grad_mu.view(mu.shape), grad_logvar.view(mu.shape)
 
 
@@ -123,7 +172,8 @@ reparameterize_backward = define(
     "reparameterize_backward",
     "(Tensor? grad_z, Tensor? grad_kl, Tensor mu, Tensor logvar, Tensor seed, int? n_samples, bool mc, str backend)"
     " -> (Tensor, Tensor)",
-    {"cpu": _backward_native, "cuda": _backward_native, "triton": _backward_triton}, _fake_backward,
+    {"cpu": _backward_native, "cuda": _backward_native, "triton": _backward_triton},
+    _fake_backward,
     check=_check_backward,
 )
 
@@ -138,14 +188,18 @@ def _setup_context(ctx, inputs, output):
 
 def _backward(ctx, grad_z, grad_kl):
     mu, logvar, seed = ctx.saved_tensors
-    grad_mu, grad_logvar = reparameterize_backward.prechecked(grad_z, grad_kl, mu, logvar, seed, ctx.n_samples, ctx.mc,
-                                                                 ctx.backend)
+    grad_mu, grad_logvar = reparameterize_backward.prechecked(
+        grad_z, grad_kl, mu, logvar, seed, ctx.n_samples, ctx.mc, ctx.backend
+    )
     return grad_mu, grad_logvar, None, None, None, None
 
 
 reparameterize = define(
     "reparameterize",
     "(Tensor mu, Tensor logvar, Tensor seed, int? n_samples, bool mc, str backend) -> (Tensor, Tensor)",
-    {"cpu": _forward_native, "cuda": _forward_native, "triton": _forward_triton}, _fake, _setup_context, _backward,
+    {"cpu": _forward_native, "cuda": _forward_native, "triton": _forward_triton},
+    _fake,
+    _setup_context,
+    _backward,
     check=lambda mu, logvar, seed, n_samples, mc: _check(mu, logvar, seed, n_samples),
 )

@@ -55,13 +55,22 @@ class _VaeLoss(torch.autograd.Function):
         grad_mu = grad_logvar = None
         if ctx.needs_input_grad[5] or ctx.needs_input_grad[6]:
             grad_kl = (rows.to(kl_dtype) * ctx.beta).contiguous()
-            grad_mu, grad_logvar = reparameterize_backward.launch(None, grad_kl, mu, logvar, seed, 0, False,
-                                                                      ctx.backend)
+            grad_mu, grad_logvar = reparameterize_backward.launch(
+                None, grad_kl, mu, logvar, seed, 0, False, ctx.backend
+            )
         return None, None, None, None, None, grad_mu, grad_logvar, *grads
 
 
-def vae_loss(likelihood, values: tuple[torch.Tensor, ...], x: torch.Tensor, mu: torch.Tensor,
-             logvar: torch.Tensor, beta: float, reduction: str, backend: str) -> torch.Tensor:
+def vae_loss(
+    likelihood,
+    values: tuple[torch.Tensor, ...],
+    x: torch.Tensor,
+    mu: torch.Tensor,
+    logvar: torch.Tensor,
+    beta: float,
+    reduction: str,
+    backend: str,
+) -> torch.Tensor:
     """The loss [N] or reduced, for arguments the functional layer has checked, on a kernel backend
     that serves their device; x takes no gradient. likelihood: its aevb_fast.likelihoods.Likelihood."""
     args = (x, mu, logvar, *values)

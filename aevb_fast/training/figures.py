@@ -27,8 +27,9 @@ def pyplot():
     try:
         import matplotlib
     except ImportError:
-        raise ValueError("figures need matplotlib: pip install matplotlib (or pip install 'aevb-fast[experiments]')") \
-            from None
+        raise ValueError(
+            "figures need matplotlib: pip install matplotlib (or pip install 'aevb-fast[experiments]')"
+        ) from None
     matplotlib.use("Agg")  # files only, no display
     import matplotlib.pyplot as plt
 

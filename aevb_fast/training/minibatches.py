@@ -39,13 +39,14 @@ class Source:
     held: object
     fingerprint: str
 
-    def minibatches(self, batch_size: int, seed: int, rank: int, world_size: int,
-                    device: torch.device | str = "cpu"):
+    def minibatches(self, batch_size: int, seed: int, rank: int, world_size: int, device: torch.device | str = "cpu"):
         """This rank's minibatches on `device`: a data set in memory is copied there once (full MNIST
         is 47 MB of uint8) and its minibatches gathered there; shards are read on the host."""
         if batch_size > self.n_train:
-            raise ValueError(f"batch_size {batch_size} is larger than the {self.n_train:,} training rows of {self.name}: "
-                             "a minibatch holds distinct rows of one epoch")
+            raise ValueError(
+                f"batch_size {batch_size} is larger than the {self.n_train:,} training rows of {self.name}: "
+                "a minibatch holds distinct rows of one epoch"
+            )
         if isinstance(self.held, Shards):
             return ShardStream(self.held.split("train", rank, world_size), batch_size // world_size, seed)
         return MemoryStream(self.held.train.to(device), batch_size, seed, rank, world_size)
@@ -57,7 +58,7 @@ class Source:
             return
         rows = getattr(self.held, split)[:limit]
         for start in range(0, rows.shape[0], EVAL_CHUNK):
-            yield rows[start:start + EVAL_CHUNK]
+            yield rows[start : start + EVAL_CHUNK]
 
 
 def open_source(dataset: str, path: str | None) -> Source:
@@ -69,13 +70,23 @@ def open_source(dataset: str, path: str | None) -> Source:
         held = Shards(path)
         for split in ("train", "test"):
             if split not in held.splits or held.split(split).rows == 0:
-                raise ValueError(f"{path} has no {split} rows: training needs train rows and evaluates its bound on "
-                                 "test rows too (aevb-fast convert holds out --test-fraction of the images)")
-        return Source(held.name, held.dim, held.image_shape, held.likelihood, held.split("train").rows, held,
-                      held.fingerprint())
+                raise ValueError(
+                    f"{path} has no {split} rows: training needs train rows and evaluates its bound on "
+                    "test rows too (aevb-fast convert holds out --test-fraction of the images)"
+                )
+        return Source(
+            held.name, held.dim, held.image_shape, held.likelihood, held.split("train").rows, held, held.fingerprint()
+        )
     data = datasets.load(dataset, path)
-    return Source(data.name, data.dim, data.image_shape, data.likelihood, data.train.shape[0], data,
-                  datasets.fingerprint(dataset, path))
+    return Source(
+        data.name,
+        data.dim,
+        data.image_shape,
+        data.likelihood,
+        data.train.shape[0],
+        data,
+        datasets.fingerprint(dataset, path),
+    )
 
 
 class MemoryStream:
@@ -96,7 +107,7 @@ class MemoryStream:
     def next(self) -> torch.Tensor:
         if self.position + self.batch_size > self.rows.shape[0]:  # a new epoch: a fresh order
             self._set_permutation(torch.randperm(self.rows.shape[0], generator=self.order), 0)
-        batch = self._on_device[self.position:self.position + self.batch_size]
+        batch = self._on_device[self.position : self.position + self.batch_size]
         self.position += self.batch_size
         return self.rows[batch[self.share]]
 
@@ -106,8 +117,12 @@ class MemoryStream:
     def load_state_dict(self, state: dict) -> None:
         """A state_dict() of a stream over as many rows; ValueError for anything else."""
         permutation, position, n = state["permutation"], state["position"], self.rows.shape[0]
-        if not (isinstance(permutation, torch.Tensor) and permutation.dtype == torch.int64 and permutation.shape == (n,)
-                and torch.equal(permutation.sort().values, torch.arange(n))):
+        if not (
+            isinstance(permutation, torch.Tensor)
+            and permutation.dtype == torch.int64
+            and permutation.shape == (n,)
+            and torch.equal(permutation.sort().values, torch.arange(n))
+        ):
             raise ValueError(f"the stream's permutation is not one of {n} rows")
         if not (is_int(position) and 0 <= position <= n):
             raise ValueError(f"the stream's position {position!r} does not lie in [0, {n}]")
@@ -122,8 +137,10 @@ class ShardStream:
         self.split, self.batch_size, self.seed = split, batch_size, seed
         self.epoch, self.step, self._batches = 0, 0, None
         if split.steps_per_epoch(batch_size, seed, 0) == 0:
-            raise ValueError(f"the train split's shards give no batch of {batch_size} rows per rank: use smaller "
-                             "batches or fewer ranks")
+            raise ValueError(
+                f"the train split's shards give no batch of {batch_size} rows per rank: use smaller "
+                "batches or fewer ranks"
+            )
 
     def next(self) -> torch.Tensor:
         while True:
@@ -155,5 +172,7 @@ def shares(chunks: Iterator[torch.Tensor], rank: int, world_size: int) -> Iterat
 
 def check_batch(batch_size: int, world_size: int) -> None:
     if batch_size % world_size:
-        raise ValueError(f"batch_size {batch_size} must be a multiple of the {world_size} processes: each takes an "
-                         "equal share of the global minibatch")
+        raise ValueError(
+            f"batch_size {batch_size} must be a multiple of the {world_size} processes: each takes an "
+            "equal share of the global minibatch"
+        )

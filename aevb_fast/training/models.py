@@ -73,8 +73,14 @@ class VAE(nn.Module):
     """The paper's auto-encoder: GaussianMLPEncoder and an MLPDecoder of the same width for a
     likelihood of aevb_fast.LIKELIHOODS, trained on the SGVB bound (eq. 7, estimator B, by default)."""
 
-    def __init__(self, data_dim: int = 784, hidden_dim: int = 500, latent_dim: int = 20,
-                 likelihood: str = "bernoulli", init_std: float = 0.01):
+    def __init__(
+        self,
+        data_dim: int = 784,
+        hidden_dim: int = 500,
+        latent_dim: int = 20,
+        likelihood: str = "bernoulli",
+        init_std: float = 0.01,
+    ):
         super().__init__()
         check_choice("likelihood", likelihood, LIKELIHOODS)
         for name, value in (("data_dim", data_dim), ("hidden_dim", hidden_dim), ("latent_dim", latent_dim)):
@@ -85,9 +91,18 @@ class VAE(nn.Module):
         self.decoder = MLPDecoder(latent_dim, hidden_dim, data_dim, likelihood)
         _init_normal(self, init_std)
 
-    def forward(self, x: torch.Tensor, *, n_samples: int = 1, estimator: str = "analytic", iwae: bool = False,
-                reduction: str = "mean", backend: str | None = None, fused_head: bool | None = None,
-                batch_rows: tuple[int, int] | None = None) -> torch.Tensor:
+    def forward(
+        self,
+        x: torch.Tensor,
+        *,
+        n_samples: int = 1,
+        estimator: str = "analytic",
+        iwae: bool = False,
+        reduction: str = "mean",
+        backend: str | None = None,
+        fused_head: bool | None = None,
+        batch_rows: tuple[int, int] | None = None,
+    ) -> torch.Tensor:
         """The negative bound of x [B, ...] per datapoint, reduced over the batch ("mean" by default);
         see aevb_fast.elbo_loss for the estimators. batch_rows=(first, total): x is rows first.. of a
         global batch of total rows (a data-parallel rank's slice), drawing that slice's noise.
@@ -104,15 +119,24 @@ class VAE(nn.Module):
             outputs = data.shape[1] * len(self.decoder.outputs)
             fused_head = chunk_rows_for(rows, hidden, outputs) < rows
         if not fused_head:
-            return elbo_loss(self.decoder, data, mu, logvar, n_samples=n_samples, estimator=estimator,
-                                        iwae=iwae, likelihood=self.likelihood, reduction=reduction, backend=backend,
-                                        batch_rows=batch_rows)
+            return elbo_loss(
+                self.decoder,
+                data,
+                mu,
+                logvar,
+                n_samples=n_samples,
+                estimator=estimator,
+                iwae=iwae,
+                likelihood=self.likelihood,
+                reduction=reduction,
+                backend=backend,
+                batch_rows=batch_rows,
+            )
         check_choice("reduction", reduction, REDUCTIONS)
         if iwae and estimator != "mc":
             raise ValueError(f"iwae=True needs estimator='mc', got estimator={estimator!r}")
         # reparameterize_kl checks the estimator.
-        z, kl = reparameterize_kl(mu, logvar, n_samples, estimator=estimator, backend=backend,
-                                             batch_rows=batch_rows)
+        z, kl = reparameterize_kl(mu, logvar, n_samples, estimator=estimator, backend=backend, batch_rows=batch_rows)
         h = torch.tanh(self.decoder.hidden(z))
         # A sum over the batch needs only the sum of log p(x|z) over every row, whose gradients the
         # fused op makes in its forward pass; IWAE and per-datapoint values need each row's.

@@ -37,12 +37,31 @@ import torch
 
 CHECKPOINT, PREVIOUS, LOCK = "checkpoint.pt", "checkpoint.prev.pt", "lock"
 # What a run writes into its directory (besides the lock and temporary files): --overwrite removes these.
-RUN_FILES = (CHECKPOINT, PREVIOUS, "metrics.csv", "metrics.json", "bound.png", "samples.png", "manifold.png",
-             "evaluation.json")
+RUN_FILES = (
+    CHECKPOINT,
+    PREVIOUS,
+    "metrics.csv",
+    "metrics.json",
+    "bound.png",
+    "samples.png",
+    "manifold.png",
+    "evaluation.json",
+)
 FORMAT = 2  # 2: with format and checksum; format 1 (aevb-fast 0.1.0 before) had neither
 # data and rng hold one entry per rank: its place in its minibatch stream and its generator state.
-CHECKPOINT_KEYS = {"format", "checksum", "model", "optimizer", "data", "rng", "samples", "wall_s", "metrics", "config",
-                   "data_fingerprint"}
+CHECKPOINT_KEYS = {
+    "format",
+    "checksum",
+    "model",
+    "optimizer",
+    "data",
+    "rng",
+    "samples",
+    "wall_s",
+    "metrics",
+    "config",
+    "data_fingerprint",
+}
 
 
 class OtherRun(ValueError):
@@ -122,10 +141,15 @@ def read_checkpoint(path: Path) -> dict:
     except Exception as error:  # torch raises RuntimeError, EOFError, UnpicklingError, ... by damage
         reason = str(error).strip().splitlines()[0][:200] if str(error).strip() else "the file ends early"
         raise ValueError(f"{path} cannot be read as a checkpoint ({type(error).__name__}: {reason})") from None
-    if isinstance(state, dict) and "format" not in state and CHECKPOINT_KEYS - {"format", "checksum",
-                                                                                "data_fingerprint"} <= set(state):
-        raise ValueError(f"{path} was written by an earlier aevb-fast (checkpoint format 1, without a checksum or a "
-                         f"fingerprint of its data), which this version does not read: train the run anew")
+    if (
+        isinstance(state, dict)
+        and "format" not in state
+        and CHECKPOINT_KEYS - {"format", "checksum", "data_fingerprint"} <= set(state)
+    ):
+        raise ValueError(
+            f"{path} was written by an earlier aevb-fast (checkpoint format 1, without a checksum or a "
+            f"fingerprint of its data), which this version does not read: train the run anew"
+        )
     missing = CHECKPOINT_KEYS - set(state) if isinstance(state, dict) else CHECKPOINT_KEYS
     if missing:
         raise ValueError(f"{path} is not a checkpoint of aevb-fast train: it lacks {', '.join(sorted(missing))}")
@@ -221,10 +245,14 @@ class RunDirectory:
                 holder = _read_holder(fd)
                 os.close(fd)
                 if error.errno in (errno.EWOULDBLOCK, errno.EACCES):
-                    raise ValueError(f"{self.path} is in use by another training run ({holder or 'holder unknown'}): "
-                                     "wait for it to end, or train into another --out") from None
-                raise ValueError(f"{path} cannot be locked ({_reason(error)}): the file system of --out does not "
-                                 "support locks; train into a directory on another one") from None
+                    raise ValueError(
+                        f"{self.path} is in use by another training run ({holder or 'holder unknown'}): "
+                        "wait for it to end, or train into another --out"
+                    ) from None
+                raise ValueError(
+                    f"{path} cannot be locked ({_reason(error)}): the file system of --out does not "
+                    "support locks; train into a directory on another one"
+                ) from None
             # The holder removes the lock file before it lets go: if we locked a removed file, start again.
             try:
                 same = os.stat(path).st_ino == os.fstat(fd).st_ino
@@ -245,8 +273,10 @@ class RunDirectory:
             self._unlock()
             raise ValueError(f"--out {self.path} cannot be written ({_reason(error)})") from None
         if stale:
-            print(f"aevb-fast: took over the lock of {self.path}, whose holder ({stale}) ended without releasing it",
-                  file=sys.stderr)
+            print(
+                f"aevb-fast: took over the lock of {self.path}, whose holder ({stale}) ended without releasing it",
+                file=sys.stderr,
+            )
 
     def _unlock(self) -> None:
         if self._lock_fd is not None:
@@ -270,8 +300,10 @@ class RunDirectory:
             at = f" at {load_checkpoint(self.path, warn=False)['samples']:,} samples"
         except (ValueError, TypeError):  # no checkpoint that reads, or one whose count is not one
             at = ""
-        raise ValueError(f"{self.path} already holds a run{at} ({', '.join(found)}): continue it with --resume, "
-                         "train into another --out, or replace it with --overwrite")
+        raise ValueError(
+            f"{self.path} already holds a run{at} ({', '.join(found)}): continue it with --resume, "
+            "train into another --out, or replace it with --overwrite"
+        )
 
     def save_checkpoint(self, state: dict) -> None:
         """checkpoint.pt, written atomically; the one before, if it verifies, kept as

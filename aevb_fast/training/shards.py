@@ -45,8 +45,15 @@ NPY_HEAD = 6 + 2 + 4 + 10_000  # an .npy file's magic, version, header length an
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".pgm")
 
 
-def write(out: str | Path, splits: dict[str, np.ndarray | torch.Tensor], *, name: str, image_shape: tuple[int, int],
-          likelihood: str, shard_rows: int = SHARD_ROWS) -> Path:
+def write(
+    out: str | Path,
+    splits: dict[str, np.ndarray | torch.Tensor],
+    *,
+    name: str,
+    image_shape: tuple[int, int],
+    likelihood: str,
+    shard_rows: int = SHARD_ROWS,
+) -> Path:
     """Writes splits ({"train": uint8 [N, D], "test": ...}, none empty) as shards of shard_rows rows
     into `out` (created; it must not hold shards already) and returns the index file's path.
     image_shape must hold D pixels and likelihood be one of LIKELIHOODS; all is checked before
@@ -65,8 +72,15 @@ def write(out: str | Path, splits: dict[str, np.ndarray | torch.Tensor], *, name
             raise ValueError(f"split {split!r} has no rows")
     if len(widths) != 1:
         raise ValueError(f"every split must have the same row width D, got {sorted(map(str, widths))}")
-    index = {"format": FORMAT, "version": VERSION, "name": name, "dim": widths.pop(), "image_shape": list(image_shape),
-             "likelihood": likelihood, "splits": {}}
+    index = {
+        "format": FORMAT,
+        "version": VERSION,
+        "name": name,
+        "dim": widths.pop(),
+        "image_shape": list(image_shape),
+        "likelihood": likelihood,
+        "splits": {},
+    }
     problem = _description_problem(index)
     if problem:
         raise ValueError(f"cannot write {out}: {problem}")
@@ -78,7 +92,7 @@ def write(out: str | Path, splits: dict[str, np.ndarray | torch.Tensor], *, name
         files = []
         for number, start in enumerate(range(0, rows.shape[0], shard_rows)):
             file = f"{split}-{number:05d}.npy"
-            np.save(out / file, np.ascontiguousarray(rows[start:start + shard_rows]))
+            np.save(out / file, np.ascontiguousarray(rows[start : start + shard_rows]))
             files.append({"file": file, "rows": min(shard_rows, rows.shape[0] - start)})
         index["splits"][split] = files
     path = out / "index.json"
@@ -92,8 +106,10 @@ class Shards:
 
     def __init__(self, directory: str | Path):
         self.directory = Path(directory)
-        path = check_regular_file(self.directory / "index.json", f"{self.directory} is not a sharded data set "
-                                                                 "(write one with aevb-fast convert)")
+        path = check_regular_file(
+            self.directory / "index.json",
+            f"{self.directory} is not a sharded data set (write one with aevb-fast convert)",
+        )
         try:
             with path.open("rb") as stream:
                 self._index_bytes = stream.read(INDEX_LIMIT + 1)
@@ -143,7 +159,7 @@ class Shards:
             at = 0
             while at < shard.shape[0]:
                 take = min(size - filled, shard.shape[0] - at)
-                buffer[filled:filled + take] = shard[at:at + take]
+                buffer[filled : filled + take] = shard[at : at + take]
                 filled, at = filled + take, at + take
                 if filled == size:
                     yield buffer.copy()
@@ -159,8 +175,10 @@ class Shards:
             head = stream.read(NPY_HEAD)
         shape, fortran_order, dtype, offset = _npy_header(head, path)
         if dtype != np.uint8 or shape != (rows, self.dim) or fortran_order:
-            raise ValueError(f"{path} holds {dtype} {list(shape)}{' in Fortran order' if fortran_order else ''}; "
-                             f"the index names uint8 {[rows, self.dim]}")
+            raise ValueError(
+                f"{path} holds {dtype} {list(shape)}{' in Fortran order' if fortran_order else ''}; "
+                f"the index names uint8 {[rows, self.dim]}"
+            )
         with reading(path, "shard"):
             return np.memmap(path, np.uint8, "r", offset, shape)
 
@@ -215,12 +233,12 @@ def _splits_problem(splits) -> str | None:
         for number, entry in enumerate(entries):
             where = f"splits[{split!r}][{number}]"
             if not (isinstance(entry, dict) and isinstance(entry.get("file"), str) and is_count(entry.get("rows"))):
-                return (f"{where} must be {{'file': a relative path, 'rows': a positive int}}, "
-                        f"got {reprlib.repr(entry)}")
+                return f"{where} must be {{'file': a relative path, 'rows': a positive int}}, got {reprlib.repr(entry)}"
             file = PurePosixPath(entry["file"])
             if file.is_absolute() or ".." in file.parts or not file.parts:
-                return (f"{where}['file'] must be a relative path inside the directory, "
-                        f"got {reprlib.repr(entry['file'])}")
+                return (
+                    f"{where}['file'] must be a relative path inside the directory, got {reprlib.repr(entry['file'])}"
+                )
             if file in named:
                 return f"{where}['file'] names {str(file)!r}, which {named[file]} names too"
             named[file] = where
@@ -238,8 +256,10 @@ class ShardedSplit:
         self.buffer_rows = buffer_rows
         self.files = shards._splits[name]
         if len(self.files) < world_size:
-            raise ValueError(f"split {name!r} of {shards.directory} has {len(self.files)} shards, fewer than the "
-                             f"{world_size} ranks: write it with smaller shards")
+            raise ValueError(
+                f"split {name!r} of {shards.directory} has {len(self.files)} shards, fewer than the "
+                f"{world_size} ranks: write it with smaller shards"
+            )
 
     @property
     def rows(self) -> int:
@@ -249,7 +269,7 @@ class ShardedSplit:
     def _dealt(self, seed: int, epoch: int) -> list[list[dict]]:
         order = torch.randperm(len(self.files), generator=torch.Generator().manual_seed(_mix(seed, epoch, -1)))
         shards = [self.files[i] for i in order.tolist()]
-        return [shards[r::self.world_size] for r in range(self.world_size)]
+        return [shards[r :: self.world_size] for r in range(self.world_size)]
 
     def steps_per_epoch(self, batch_size: int, seed: int, epoch: int) -> int:
         """Batches every rank yields in this epoch: the least any rank's shards fill."""
@@ -282,12 +302,25 @@ def _mix(seed: int, epoch: int, stream: int) -> int:
 
 def from_dataset(dataset, out: str | Path, shard_rows: int = SHARD_ROWS) -> Path:
     """Shards of one of aevb_fast.training.data's data sets (a Dataset)."""
-    return write(out, {"train": dataset.train.numpy(), "test": dataset.test.numpy()}, name=dataset.name,
-                 image_shape=dataset.image_shape, likelihood=dataset.likelihood, shard_rows=shard_rows)
+    return write(
+        out,
+        {"train": dataset.train.numpy(), "test": dataset.test.numpy()},
+        name=dataset.name,
+        image_shape=dataset.image_shape,
+        likelihood=dataset.likelihood,
+        shard_rows=shard_rows,
+    )
 
 
-def from_array(path: str | Path, out: str | Path, *, likelihood: str = "bernoulli", test_fraction: float = 0.1,
-               shard_rows: int = SHARD_ROWS, seed: int = 0) -> Path:
+def from_array(
+    path: str | Path,
+    out: str | Path,
+    *,
+    likelihood: str = "bernoulli",
+    test_fraction: float = 0.1,
+    shard_rows: int = SHARD_ROWS,
+    seed: int = 0,
+) -> Path:
     """Shards of an .npy array, or of the arrays "train" and "test" of an .npz file: images
     [N, H, W] (or rows [N, D] of square images), uint8, or floats in [0, 1] (stored as round(255 x)).
     A single array is split by a permutation from `seed`, test_fraction (0 < f < 1) of it held out.
@@ -302,14 +335,24 @@ def from_array(path: str | Path, out: str | Path, *, likelihood: str = "bernoull
         splits = _held_out(_as_uint8(images, path.name), test_fraction, seed)
     shapes = {split: _image_shape(images.shape, path.name) for split, images in splits.items()}
     if len(set(shapes.values())) != 1:
-        raise ValueError(f"{path.name}: the train and test images differ in size "
-                         f"({' and '.join(f'{h} x {w}' for h, w in shapes.values())})")
-    return write(out, _rows(splits), name=path.stem, image_shape=shapes["train"], likelihood=likelihood,
-                 shard_rows=shard_rows)
+        raise ValueError(
+            f"{path.name}: the train and test images differ in size "
+            f"({' and '.join(f'{h} x {w}' for h, w in shapes.values())})"
+        )
+    return write(
+        out, _rows(splits), name=path.stem, image_shape=shapes["train"], likelihood=likelihood, shard_rows=shard_rows
+    )
 
 
-def from_images(folder: str | Path, out: str | Path, *, likelihood: str = "bernoulli", test_fraction: float = 0.1,
-                shard_rows: int = SHARD_ROWS, seed: int = 0) -> Path:
+def from_images(
+    folder: str | Path,
+    out: str | Path,
+    *,
+    likelihood: str = "bernoulli",
+    test_fraction: float = 0.1,
+    shard_rows: int = SHARD_ROWS,
+    seed: int = 0,
+) -> Path:
     """Shards of a folder of images (PNG, JPEG, ... of one size), read as 8-bit grey levels in name
     order, split by a permutation from `seed`, test_fraction (0 < f < 1) held out. Every file with an
     image suffix must be a regular file holding an image Pillow decodes within its decompression-bomb
@@ -326,11 +369,14 @@ def from_images(folder: str | Path, out: str | Path, *, likelihood: str = "berno
     for file in files:
         images.append(_grey_levels(check_regular_file(file, f"it was listed in {folder}")))
         if images[-1].shape != images[0].shape:
-            raise ValueError(f"{file} is {images[-1].shape[1]}x{images[-1].shape[0]}, but {files[0].name} is "
-                             f"{images[0].shape[1]}x{images[0].shape[0]}: the images must share one size")
+            raise ValueError(
+                f"{file} is {images[-1].shape[1]}x{images[-1].shape[0]}, but {files[0].name} is "
+                f"{images[0].shape[1]}x{images[0].shape[0]}: the images must share one size"
+            )
     splits = _held_out(np.stack(images), test_fraction, seed)
-    return write(out, _rows(splits), name=folder.name, image_shape=images[0].shape, likelihood=likelihood,
-                 shard_rows=shard_rows)
+    return write(
+        out, _rows(splits), name=folder.name, image_shape=images[0].shape, likelihood=likelihood, shard_rows=shard_rows
+    )
 
 
 def _grey_levels(file: Path) -> np.ndarray:
@@ -351,11 +397,16 @@ def _npz_arrays(path: Path) -> dict[str, np.ndarray]:
     with archive:
         members = archive.namelist()
         if not {"train.npy", "test.npy"} <= set(members):
-            raise ValueError(f"{path.name} must hold the arrays 'train' and 'test' (members train.npy and test.npy), "
-                             f"it holds {reprlib.repr(members)}")
-        return {split: _read_npy(lambda: archive.open(f"{split}.npy"), archive.getinfo(f"{split}.npy").file_size,
-                                 f"{path.name}[{split}]")
-                for split in ("train", "test")}
+            raise ValueError(
+                f"{path.name} must hold the arrays 'train' and 'test' (members train.npy and test.npy), "
+                f"it holds {reprlib.repr(members)}"
+            )
+        return {
+            split: _read_npy(
+                lambda: archive.open(f"{split}.npy"), archive.getinfo(f"{split}.npy").file_size, f"{path.name}[{split}]"
+            )
+            for split in ("train", "test")
+        }
 
 
 def _read_npy(open_stream, size: int, what: str) -> np.ndarray:
@@ -394,20 +445,25 @@ def _check_declared(shape: tuple[int, ...], dtype: np.dtype, data_bytes: int, wh
         raise ValueError(f"{what}: images must be uint8, or floats in [0, 1]; got {dtype}")
     _image_shape(shape, what)
     if 0 in shape:
-        raise ValueError(f"{what} holds no images (shape {list(shape)}): the train and test splits both need images "
-                         "(training evaluates its test bound on the test split)")
+        raise ValueError(
+            f"{what} holds no images (shape {list(shape)}): the train and test splits both need images "
+            "(training evaluates its test bound on the test split)"
+        )
     declared = math.prod(shape) * dtype.itemsize
     if declared != data_bytes:
-        raise ValueError(f"{what}'s header declares {dtype} {list(shape)} ({declared:,} bytes), but {data_bytes:,} "
-                         "bytes follow it")
+        raise ValueError(
+            f"{what}'s header declares {dtype} {list(shape)} ({declared:,} bytes), but {data_bytes:,} bytes follow it"
+        )
 
 
 def _check_conversion(test_fraction: float, shard_rows: int) -> None:
     """Refuses a conversion's options before any image is read."""
     check_count("shard_rows", shard_rows)
     if not 0 < test_fraction < 1:
-        raise ValueError(f"test_fraction must lie strictly between 0 and 1 (training evaluates its test bound on the "
-                         f"test split), got {test_fraction!r}")
+        raise ValueError(
+            f"test_fraction must lie strictly between 0 and 1 (training evaluates its test bound on the "
+            f"test split), got {test_fraction!r}"
+        )
 
 
 def _rows(splits: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
@@ -421,8 +477,10 @@ def _held_out(images: np.ndarray, test_fraction: float, seed: int) -> dict[str, 
     order = np.random.default_rng(seed).permutation(images.shape[0])
     n_test = int(round(test_fraction * images.shape[0]))
     if n_test == 0:
-        raise ValueError(f"test_fraction={test_fraction} of {images.shape[0]} images leaves no test image: training "
-                         "evaluates its test bound on the test split")
+        raise ValueError(
+            f"test_fraction={test_fraction} of {images.shape[0]} images leaves no test image: training "
+            "evaluates its test bound on the test split"
+        )
     if n_test == images.shape[0]:
         raise ValueError(f"test_fraction={test_fraction} of {images.shape[0]} images leaves none to train on")
     return {"train": images[order[n_test:]], "test": images[order[:n_test]]}

@@ -88,8 +88,12 @@ class TrainConfig:
                 check_count(name, getattr(self, name))
         if not (is_int(self.seed) and 0 <= self.seed < SEED_LIMIT):
             raise ValueError(f"seed must be an int in [0, 2**63), got {self.seed!r}")
-        if self.lr is not None and not (isinstance(self.lr, (int, float)) and not isinstance(self.lr, bool)
-                                        and math.isfinite(self.lr) and self.lr > 0):
+        if self.lr is not None and not (
+            isinstance(self.lr, (int, float))
+            and not isinstance(self.lr, bool)
+            and math.isfinite(self.lr)
+            and self.lr > 0
+        ):
             raise ValueError(f"lr must be a positive number, got {self.lr!r}")
         if self.fused_head not in (None, True, False):
             raise ValueError(f"fused_head must be True, False or None (where it saves memory), got {self.fused_head!r}")
@@ -108,9 +112,11 @@ class TrainConfig:
         """The settings as the run uses them: defaults filled in, the data path absolute. The
         checkpoint keeps these, so that a resume compares the values used, however written."""
         return dataclasses.replace(
-            self, data_path=None if self.data_path is None else str(Path(self.data_path).resolve()),
+            self,
+            data_path=None if self.data_path is None else str(Path(self.data_path).resolve()),
             hidden_dim=LIKELIHOODS[source.likelihood].hidden_dim if self.hidden_dim is None else self.hidden_dim,
-            lr=STEP_SIZE[self.optimizer] if self.lr is None else self.lr)
+            lr=STEP_SIZE[self.optimizer] if self.lr is None else self.lr,
+        )
 
 
 def _optimizer(config: TrainConfig, model: VAE, n_train: int, device: torch.device) -> torch.optim.Optimizer:
@@ -154,15 +160,29 @@ def _regrouped(saved: dict, model: VAE, optimizer: torch.optim.Optimizer) -> dic
         raise ValueError(f"the optimizer holds {len(ids)} parameters, the model {len(order)}")
     state = {j: saved["state"][ids[i]] for j, i in enumerate(order) if ids[i] in saved["state"]}
     decay = optimizer.param_groups[0]["weight_decay"]
-    return {"state": state, "param_groups": [dict(group, params=list(range(len(weights))), weight_decay=decay),
-                                             dict(group, params=list(range(len(weights), len(order))))]}
+    return {
+        "state": state,
+        "param_groups": [
+            dict(group, params=list(range(len(weights))), weight_decay=decay),
+            dict(group, params=list(range(len(weights), len(order)))),
+        ],
+    }
 
 
 # Settings a resumed run must share with the checkpoint's: they fix the model, the data order and
 # the noise (the data itself is compared by its fingerprint). The rest (samples, eval_every,
 # eval_rows, device, backend, fused_head, precision, compile, out, figures) may change.
-RUN_SETTINGS = ("dataset", "latent_dim", "hidden_dim", "optimizer", "lr", "batch_size", "n_samples", "estimator",
-                "seed")
+RUN_SETTINGS = (
+    "dataset",
+    "latent_dim",
+    "hidden_dim",
+    "optimizer",
+    "lr",
+    "batch_size",
+    "n_samples",
+    "estimator",
+    "seed",
+)
 
 
 def load_checkpoint(out: str | Path, use: Callable[[dict], object] = lambda state: state, warn: bool = True):
@@ -181,9 +201,17 @@ def _with_settings(state: dict) -> dict:
         raise ValueError(f"the checkpoint's settings are a {type(saved).__name__}, not a dict")
     unknown, missing = sorted(set(saved) - names, key=str), sorted(names - set(saved))
     if unknown or missing:
-        raise ValueError("the checkpoint's settings are not those of aevb-fast train: "
-                         + "; ".join(part for part in (unknown and f"unknown {', '.join(map(str, unknown))}",
-                                                       missing and f"missing {', '.join(missing)}") if part))
+        raise ValueError(
+            "the checkpoint's settings are not those of aevb-fast train: "
+            + "; ".join(
+                part
+                for part in (
+                    unknown and f"unknown {', '.join(map(str, unknown))}",
+                    missing and f"missing {', '.join(missing)}",
+                )
+                if part
+            )
+        )
     config = TrainConfig(**saved)
     try:
         config.check()
@@ -192,22 +220,32 @@ def _with_settings(state: dict) -> dict:
     return {**state, "config": config}
 
 
-def _check_same_run(saved: TrainConfig, fingerprint: str, config: TrainConfig, source: Source, checkpoint: Path,
-                    warn: bool) -> None:
+def _check_same_run(
+    saved: TrainConfig, fingerprint: str, config: TrainConfig, source: Source, checkpoint: Path, warn: bool
+) -> None:
     """OtherRun unless the checkpoint is of the run `config` describes: its settings and its data
     (the same fingerprint; the same data found at another path are accepted with a note)."""
-    changed = [f"{name} {getattr(saved, name)!r} -> {getattr(config, name)!r}" for name in RUN_SETTINGS
-               if getattr(saved, name) != getattr(config, name)]
+    changed = [
+        f"{name} {getattr(saved, name)!r} -> {getattr(config, name)!r}"
+        for name in RUN_SETTINGS
+        if getattr(saved, name) != getattr(config, name)
+    ]
     if changed:
-        raise OtherRun(f"--resume: {checkpoint} is a run with other settings ({'; '.join(changed)}): resume it "
-                       "with its own settings, or train into another --out")
+        raise OtherRun(
+            f"--resume: {checkpoint} is a run with other settings ({'; '.join(changed)}): resume it "
+            "with its own settings, or train into another --out"
+        )
     if fingerprint != source.fingerprint:
-        raise OtherRun(f"--resume: {checkpoint} trained on other data: {saved.data_path or saved.dataset} "
-                       f"(fingerprint {fingerprint}) then, {config.data_path or config.dataset} (fingerprint "
-                       f"{source.fingerprint}) now; give the run's own data, or train into another --out")
+        raise OtherRun(
+            f"--resume: {checkpoint} trained on other data: {saved.data_path or saved.dataset} "
+            f"(fingerprint {fingerprint}) then, {config.data_path or config.dataset} (fingerprint "
+            f"{source.fingerprint}) now; give the run's own data, or train into another --out"
+        )
     if saved.data_path != config.data_path and warn:
-        print(f"aevb-fast: the data at {config.data_path} are the run's own, read from {saved.data_path} before",
-              file=sys.stderr)
+        print(
+            f"aevb-fast: the data at {config.data_path} are the run's own, read from {saved.data_path} before",
+            file=sys.stderr,
+        )
 
 
 def _restore(state: dict, model: VAE, optimizer: torch.optim.Optimizer, stream, ranks: distributed.Ranks) -> None:
@@ -219,8 +257,10 @@ def _restore(state: dict, model: VAE, optimizer: torch.optim.Optimizer, stream, 
         for index, parameter in enumerate(model.parameters()):
             for name, value in optimizer.state[parameter].items():
                 if value.dim() and value.shape != parameter.shape:
-                    raise ValueError(f"the optimizer's {name} of parameter {index} is {list(value.shape)}, not "
-                                     f"{list(parameter.shape)}")
+                    raise ValueError(
+                        f"the optimizer's {name} of parameter {index} is {list(value.shape)}, not "
+                        f"{list(parameter.shape)}"
+                    )
         stream.load_state_dict(state["data"][ranks.rank])
         torch.set_rng_state(state["rng"][ranks.rank])
     except (RuntimeError, ValueError, KeyError, TypeError, IndexError, AttributeError) as error:
@@ -263,8 +303,15 @@ def train(config: TrainConfig, resume: bool = False, progress: bool | None = Non
         distributed.stop(ranks)
 
 
-def _train(config: TrainConfig, source: Source, stream, ranks: distributed.Ranks, run: RunDirectory | None,
-           resume: bool, progress: bool | None) -> VAE:
+def _train(
+    config: TrainConfig,
+    source: Source,
+    stream,
+    ranks: distributed.Ranks,
+    run: RunDirectory | None,
+    resume: bool,
+    progress: bool | None,
+) -> VAE:
     progress = ranks.main and (sys.stderr.isatty() if progress is None else progress)
     out = Path(config.out)
     torch.manual_seed(config.seed)
@@ -274,11 +321,14 @@ def _train(config: TrainConfig, source: Source, stream, ranks: distributed.Ranks
 
     checkpoint = out / run_files.CHECKPOINT
     if resume and (checkpoint.exists() or (out / run_files.PREVIOUS).exists()):
+
         def use(state: dict) -> dict:
             _check_same_run(state["config"], state["data_fingerprint"], config, source, checkpoint, ranks.main)
             if len(state["rng"]) != ranks.world_size or len(state["data"]) != ranks.world_size:
-                raise OtherRun(f"--resume: {checkpoint} was written by {len(state['rng'])} process(es), this run has "
-                               f"{ranks.world_size}: resume with as many (each one's data and noise streams)")
+                raise OtherRun(
+                    f"--resume: {checkpoint} was written by {len(state['rng'])} process(es), this run has "
+                    f"{ranks.world_size}: resume with as many (each one's data and noise streams)"
+                )
             _restore(state, model, optimizer, stream, ranks)
             if not (is_int(state["samples"]) and state["samples"] >= 0 and isinstance(state["metrics"], list)):
                 raise ValueError("the checkpoint's sample count or metrics are malformed")
@@ -308,8 +358,14 @@ def _train(config: TrainConfig, source: Source, stream, ranks: distributed.Ranks
         x = datasets.to_unit(stream.next().to(ranks.device))
         optimizer.zero_grad(set_to_none=True)
         with _precision(config, ranks.device):
-            loss = step_model(x, n_samples=config.n_samples, estimator=config.estimator, backend=config.backend,
-                              fused_head=config.fused_head, batch_rows=batch_rows)
+            loss = step_model(
+                x,
+                n_samples=config.n_samples,
+                estimator=config.estimator,
+                backend=config.backend,
+                fused_head=config.fused_head,
+                batch_rows=batch_rows,
+            )
         loss.backward()
         optimizer.step()
         window.sub_(loss.detach())
@@ -318,37 +374,62 @@ def _train(config: TrainConfig, source: Source, stream, ranks: distributed.Ranks
         elapsed = wall + time.perf_counter() - started
         if progress and elapsed - shown >= 0.5:  # this rank's share of the minibatches
             shown = elapsed
-            print(f"\r{seen:>12,} samples  bound {window.item() / window_steps:9.2f}  {seen / elapsed:8,.0f} samples/s",
-                  end="", file=sys.stderr, flush=True)
+            print(
+                f"\r{seen:>12,} samples  bound {window.item() / window_steps:9.2f}  {seen / elapsed:8,.0f} samples/s",
+                end="",
+                file=sys.stderr,
+                flush=True,
+            )
         if seen % config.eval_every < config.batch_size or seen >= config.samples:
             # The global minibatches' bounds, the same on every rank, so that all stop together on a NaN.
             bound = distributed.sum_over_ranks([window.item()], ranks)[0] / ranks.world_size
             if not math.isfinite(bound):
                 first = seen - (window_steps - 1) * config.batch_size
-                _diverged(f"the bound of the minibatch at {seen:,} samples is {bound}" if window_steps == 1 else
-                          f"the bound of a minibatch between {first:,} and {seen:,} samples is {bound}", checkpoint,
-                          saved_at)
+                _diverged(
+                    f"the bound of the minibatch at {seen:,} samples is {bound}"
+                    if window_steps == 1
+                    else f"the bound of a minibatch between {first:,} and {seen:,} samples is {bound}",
+                    checkpoint,
+                    saved_at,
+                )
             window.zero_()
             window_steps = 0
             elapsed = wall + time.perf_counter() - started  # the device has caught up with the steps
             train_bound, test_bound = (_bound(model, source, split, config, ranks, seen) for split in ("train", "test"))
             if not (math.isfinite(train_bound) and math.isfinite(test_bound)):
-                _diverged(f"the bounds at {seen:,} samples are {train_bound} (train) and {test_bound} (test)",
-                          checkpoint, saved_at)
+                _diverged(
+                    f"the bounds at {seen:,} samples are {train_bound} (train) and {test_bound} (test)",
+                    checkpoint,
+                    saved_at,
+                )
             rows.append(dict(zip(METRICS, (seen, train_bound, test_bound, elapsed, seen / elapsed))))
             # Every rank's place in its data and noise streams, so that each resumes where it stood.
-            streams, rngs = distributed.gather(stream.state_dict(), ranks), distributed.gather(torch.get_rng_state(), ranks)
+            streams, rngs = (
+                distributed.gather(stream.state_dict(), ranks),
+                distributed.gather(torch.get_rng_state(), ranks),
+            )
             problem = None
             if ranks.main:
                 try:
-                    run.save_checkpoint({"model": model.state_dict(), "optimizer": optimizer.state_dict(),
-                                         "data": streams, "rng": rngs, "samples": seen, "wall_s": elapsed,
-                                         "metrics": rows, "config": dataclasses.asdict(config),
-                                         "data_fingerprint": source.fingerprint})
+                    run.save_checkpoint(
+                        {
+                            "model": model.state_dict(),
+                            "optimizer": optimizer.state_dict(),
+                            "data": streams,
+                            "rng": rngs,
+                            "samples": seen,
+                            "wall_s": elapsed,
+                            "metrics": rows,
+                            "config": dataclasses.asdict(config),
+                            "data_fingerprint": source.fingerprint,
+                        }
+                    )
                     _write_metrics(rows, run)
                 except OSError as error:
-                    problem = (f"{out} cannot be written ({error.strerror or error}) at {seen:,} samples: "
-                               f"{_kept(checkpoint, saved_at)}; make room and continue with --resume")
+                    problem = (
+                        f"{out} cannot be written ({error.strerror or error}) at {seen:,} samples: "
+                        f"{_kept(checkpoint, saved_at)}; make room and continue with --resume"
+                    )
             # No rank runs ahead of a checkpoint that is not yet on disk, or past one that failed.
             problem = distributed.first_problem(problem, ranks)
             if problem:
@@ -372,8 +453,10 @@ def _kept(checkpoint: Path, saved_at: int | None) -> str:
 
 def _diverged(what: str, checkpoint: Path, saved_at: int | None) -> None:
     # Resuming would replay the same steps: a smaller step size needs a new run.
-    raise RunFailed(f"training diverged: {what}; {_kept(checkpoint, saved_at)}; train anew with a smaller --lr "
-                    "(into another --out, or with --overwrite)")
+    raise RunFailed(
+        f"training diverged: {what}; {_kept(checkpoint, saved_at)}; train anew with a smaller --lr "
+        "(into another --out, or with --overwrite)"
+    )
 
 
 def _precision(config: TrainConfig, device: torch.device):
@@ -403,13 +486,16 @@ def load_run(out: str | Path, data_path: str | None = None) -> tuple[VAE, torch.
     """The model of a run's last checkpoint (on a GPU if the run used one and there is one here,
     else on the CPU), its data set's test rows (read into memory) and its settings. The data must
     be the run's own (the checkpoint's fingerprint); data_path says where they are now, if moved."""
+
     def use(state: dict):
         config = state["config"]
         source = open_source(config.dataset, config.data_path if data_path is None else data_path)
         if source.fingerprint != state["data_fingerprint"]:
-            raise OtherRun(f"{out} trained on {config.data_path or config.dataset} (fingerprint "
-                           f"{state['data_fingerprint']}), but {data_path or config.data_path or config.dataset} "
-                           f"holds other data now (fingerprint {source.fingerprint})")
+            raise OtherRun(
+                f"{out} trained on {config.data_path or config.dataset} (fingerprint "
+                f"{state['data_fingerprint']}), but {data_path or config.data_path or config.dataset} "
+                f"holds other data now (fingerprint {source.fingerprint})"
+            )
         model = VAE(source.dim, config.hidden_dim, config.latent_dim, source.likelihood)
         try:
             model.load_state_dict(state["model"])

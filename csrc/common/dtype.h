@@ -21,11 +21,16 @@ struct Tag {
 template <typename Types, typename F>
 void dispatch_float(DType t, F&& f) {
   switch (t) {
-    case DType::f32: return f(Tag<float>{});
-    case DType::f64: return f(Tag<double>{});
-    case DType::f16: return f(Tag<typename Types::f16>{});
-    case DType::bf16: return f(Tag<typename Types::bf16>{});
-    default: throw std::invalid_argument("aevb_fast._C: unsupported floating dtype code " + std::to_string(int(t)));
+    case DType::f32:
+      return f(Tag<float>{});
+    case DType::f64:
+      return f(Tag<double>{});
+    case DType::f16:
+      return f(Tag<typename Types::f16>{});
+    case DType::bf16:
+      return f(Tag<typename Types::bf16>{});
+    default:
+      throw std::invalid_argument("aevb_fast._C: unsupported floating dtype code " + std::to_string(int(t)));
   }
 }
 

@@ -18,8 +18,7 @@ constexpr uint32_t kPhiloxRoundA = 0xD2511F53u, kPhiloxRoundB = 0xCD9E8D57u;
 constexpr uint32_t kPhiloxKeyA = 0x9E3779B9u, kPhiloxKeyB = 0xBB67AE85u;
 
 // Counter (c0, c1, c2, c3) and key (k0, k1) in, the four output words out (in place).
-AEVB_HD void philox4x32_10(uint32_t& c0, uint32_t& c1, uint32_t& c2, uint32_t& c3,
-                           uint32_t k0, uint32_t k1) {
+AEVB_HD void philox4x32_10(uint32_t& c0, uint32_t& c1, uint32_t& c2, uint32_t& c3, uint32_t k0, uint32_t k1) {
   // Fully unrolled: a loop left in the body stops the CPU vectorizer. nvcc's host pass, which
   // takes neither pragma, has no caller of it.
 #if defined(__CUDA_ARCH__)

@@ -61,9 +61,8 @@ AEVB_SIMD double forward_chunk(const T* logits, const X* x, int64_t n, int64_t* 
     const X* x_ = x + begin;
     for_each_prefetching(
         m,
-        [&](int64_t i) __attribute__((always_inline)) {
-          exp_neg_abs[i] = vexp_nonpositive(-std::fabs(load<M>(a_[i])));
-        },
+        [&](int64_t i)
+            __attribute__((always_inline)) { exp_neg_abs[i] = vexp_nonpositive(-std::fabs(load<M>(a_[i]))); },
         a_, x_);
 #pragma omp simd reduction(+ : acc) reduction(max : key)
     for (int64_t i = 0; i < m; ++i) {
@@ -105,8 +104,8 @@ int64_t bernoulli_forward(DType t, DType tx, const void* logits, const void* x, 
     reduce_rows(N, D, 1, static_cast<math_t<T>*>(log_prob), threads_for(N * D, threads),
                 [&](int64_t row, int64_t begin, int64_t end, double* partial) {
                   int64_t outside = 0;
-                  partial[0] = forward_chunk<T, X>(a + row * D + begin, x_ + (row % Nx) * D + begin, end - begin,
-                                                   &outside);
+                  partial[0] =
+                      forward_chunk<T, X>(a + row * D + begin, x_ + (row % Nx) * D + begin, end - begin, &outside);
                   if (outside) bad.fetch_add(outside, std::memory_order_relaxed);
                 });
   });

@@ -2,11 +2,12 @@
 // 32x32->64 bit product across lanes), so the rounds are written with intrinsics: the even and
 // odd lanes' products come from two vpmuludq and are blended back into hi and lo words. The
 // Box-Muller step is plain code that the compiler vectorizes for each target.
+#include "noise.h"
+
 #include <cmath>
 #include <cstdint>
 
 #include "../common/philox.h"
-#include "noise.h"
 #include "parallel.h"
 #include "vmath.h"
 
@@ -41,9 +42,9 @@ inline bool block_wraps(uint64_t first, int lanes) {
   return static_cast<uint32_t>(first) > 0xFFFFFFFFu - static_cast<uint32_t>(lanes - 1);
 }
 
-__attribute__((target("avx2"))) void words_avx2(uint64_t seed, uint64_t offset, int64_t n, uint32_t* w0,
-                                                uint32_t* w1) {
-  const __m256i A = _mm256_set1_epi32(static_cast<int>(kPhiloxRoundA)), B = _mm256_set1_epi32(static_cast<int>(kPhiloxRoundB));
+__attribute__((target("avx2"))) void words_avx2(uint64_t seed, uint64_t offset, int64_t n, uint32_t* w0, uint32_t* w1) {
+  const __m256i A = _mm256_set1_epi32(static_cast<int>(kPhiloxRoundA)),
+                B = _mm256_set1_epi32(static_cast<int>(kPhiloxRoundB));
   const __m256i lanes = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
   // The round keys depend on the seed alone: broadcast them once, not in every block.
   __m256i key0[10], key1[10];
@@ -82,7 +83,8 @@ __attribute__((target("avx2"))) void words_avx2(uint64_t seed, uint64_t offset, 
 
 __attribute__((target("avx512f"))) void words_avx512(uint64_t seed, uint64_t offset, int64_t n, uint32_t* w0,
                                                      uint32_t* w1) {
-  const __m512i A = _mm512_set1_epi32(static_cast<int>(kPhiloxRoundA)), B = _mm512_set1_epi32(static_cast<int>(kPhiloxRoundB));
+  const __m512i A = _mm512_set1_epi32(static_cast<int>(kPhiloxRoundA)),
+                B = _mm512_set1_epi32(static_cast<int>(kPhiloxRoundB));
   const __m512i lanes = _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
   const __mmask16 odd = 0xAAAA;
   __m512i key0[10], key1[10];
@@ -126,14 +128,14 @@ __attribute__((target("default"))) void normal_block_for_cpu(uint64_t seed, uint
 }
 
 __attribute__((target("arch=x86-64-v3"))) void normal_block_for_cpu(uint64_t seed, uint64_t offset, int64_t n,
-                                                                   float* out) {
+                                                                    float* out) {
   uint32_t w0[kChunk], w1[kChunk];
   words_avx2(seed, offset, n, w0, w1);
   box_muller(w0, w1, n, out);
 }
 
 __attribute__((target("arch=x86-64-v4"))) void normal_block_for_cpu(uint64_t seed, uint64_t offset, int64_t n,
-                                                                   float* out) {
+                                                                    float* out) {
   uint32_t w0[kChunk], w1[kChunk];
   words_avx512(seed, offset, n, w0, w1);
   box_muller(w0, w1, n, out);

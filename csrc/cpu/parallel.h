@@ -86,10 +86,9 @@ void reduce_row_groups(int64_t rows, int64_t cols, int64_t group, int64_t width,
 // reduce_row_groups one row at a time: unit(row, begin, end, partial).
 template <typename R, typename Unit>
 void reduce_rows(int64_t rows, int64_t cols, int64_t width, R* out, int threads, Unit&& unit) {
-  reduce_row_groups(rows, cols, 1, width, out, threads,
-                    [&](int64_t row, int64_t, int64_t begin, int64_t end, double* partial) {
-                      unit(row, begin, end, partial);
-                    });
+  reduce_row_groups(
+      rows, cols, 1, width, out, threads,
+      [&](int64_t row, int64_t, int64_t begin, int64_t end, double* partial) { unit(row, begin, end, partial); });
 }
 
 // for_each_row_group one row at a time: unit(row, begin, end).

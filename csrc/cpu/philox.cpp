@@ -1,8 +1,9 @@
 // The raw generator, exposed for the tests that pin it to Triton's and to the published
 // Philox4x32-10 vectors, and for drawing the kernels' noise on its own.
+#include "../common/philox.h"
+
 #include <cstdint>
 
-#include "../common/philox.h"
 #include "kernels.h"
 #include "noise.h"
 #include "parallel.h"

@@ -41,11 +41,11 @@ constexpr std::chrono::microseconds kIdleYield{300};
 constexpr int kFinishSpins = 500;
 
 struct Pool {
-  std::mutex calling;                  // held by the one caller whose job runs
-  std::atomic<uint32_t> posted{0};     // the latest job's generation; sleeping workers wait on it
-  std::atomic<uint64_t> next{0};       // generation << 32 | next block to claim
-  std::atomic<uint32_t> finished{0};   // blocks of the current job finished
-  std::atomic<int> joined{0};          // workers that took part in the current job
+  std::mutex calling;                 // held by the one caller whose job runs
+  std::atomic<uint32_t> posted{0};    // the latest job's generation; sleeping workers wait on it
+  std::atomic<uint64_t> next{0};      // generation << 32 | next block to claim
+  std::atomic<uint32_t> finished{0};  // blocks of the current job finished
+  std::atomic<int> joined{0};         // workers that took part in the current job
   std::atomic<BlockFn> fn{nullptr};
   std::atomic<void*> context{nullptr};
   std::atomic<int64_t> units{0}, grain{1};

@@ -27,8 +27,8 @@ void parallel_for(int64_t units, int64_t grain, int helpers, Body&& body) {
     return;
   }
   using B = std::remove_reference_t<Body>;
-  run_blocks(units, grain, helpers, [](void* b, int64_t begin, int64_t end) { (*static_cast<B*>(b))(begin, end); },
-             &body);
+  run_blocks(
+      units, grain, helpers, [](void* b, int64_t begin, int64_t end) { (*static_cast<B*>(b))(begin, end); }, &body);
 }
 
 // Worker threads started so far (they start on first use and live as long as the process).

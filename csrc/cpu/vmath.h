@@ -121,8 +121,8 @@ inline float vcos(float x) {
   const float sign = (j == 2 || j == 4) ? -1.0f : 1.0f;
   const float z = ((x - y * 0.78515625f) - y * 2.4187564849853515625e-4f) - y * 3.77489497744594108e-8f;
   const float zz = z * z;
-  const float c = ((2.443315711809948e-5f * zz - 1.388731625493765e-3f) * zz + 4.166664568298827e-2f) *
-                      zz * zz - 0.5f * zz + 1.0f;
+  const float c =
+      ((2.443315711809948e-5f * zz - 1.388731625493765e-3f) * zz + 4.166664568298827e-2f) * zz * zz - 0.5f * zz + 1.0f;
   const float s = ((-1.9515295891e-4f * zz + 8.3321608736e-3f) * zz - 1.6666654611e-1f) * zz * z + z;
   return sign * ((j & 2) ? s : c);
 }

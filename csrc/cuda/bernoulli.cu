@@ -69,8 +69,8 @@ __global__ void __launch_bounds__(kBlockThreads)
 
 }  // namespace
 
-void bernoulli_forward(DType t, DType tx, const void* logits, const void* x, void* log_prob, int64_t N, int64_t Nx,
-                       int64_t D, int device, void* stream) {
+int64_t bernoulli_forward(DType t, DType tx, const void* logits, const void* x, void* log_prob, int64_t N, int64_t Nx,
+                          int64_t D, int device, void* stream) {
   dispatch_value_target<Types>(t, tx, [&](auto tag, auto xtag) {
     using T = typename decltype(tag)::type;
     using X = typename decltype(xtag)::type;
@@ -84,6 +84,7 @@ void bernoulli_forward(DType t, DType tx, const void* logits, const void* x, voi
         },
         a, x_);
   });
+  return 0;
 }
 
 void bernoulli_backward(DType t, DType tx, const void* grad_log_prob, const void* logits, const void* x, void* grad,

@@ -12,29 +12,12 @@
 
 namespace aevb::cuda {
 
-// z[l, b, :] = mu[b] + exp(logvar[b] / 2) * eps[l, b, :], eps[l, b, j] = randn(*seed, (l*B + b)*Z + j);
-// seed is a device pointer, so CUDA-graph replays draw the noise of the seed tensor's current value.
-// kl [B] (analytic) or [L, B] (mc) as in the CPU kernel.
-void reparameterize_forward(DType t, const void* mu, const void* logvar, const int64_t* seed, void* z, void* kl,
-                            int64_t B, int64_t Z, int64_t L, bool mc, int device, void* stream);
-
-// grad_z and grad_kl may be null (no gradient reaches that output).
-void reparameterize_backward(DType t, const void* grad_z, const void* grad_kl, const void* mu, const void* logvar,
-                             const int64_t* seed, void* grad_mu, void* grad_logvar, int64_t B, int64_t Z, int64_t L,
-                             bool mc, int device, void* stream);
-
-// Targets are not range-checked here: reporting a violation would cost a device sync.
-void bernoulli_forward(DType t, DType tx, const void* logits, const void* x, void* log_prob, int64_t N, int64_t Nx,
-                       int64_t D, int device, void* stream);
-
-void bernoulli_backward(DType t, DType tx, const void* grad_log_prob, const void* logits, const void* x, void* grad,
-                        int64_t N, int64_t Nx, int64_t D, int device, void* stream);
-
-void gaussian_forward(DType t, DType tx, const void* x, const void* mean, const void* logvar, void* log_prob, int64_t N,
-                      int64_t Nx, int64_t D, int device, void* stream);
-
-void gaussian_backward(DType t, DType tx, const void* grad_log_prob, const void* x, const void* mean,
-                       const void* logvar, void* grad_mean, void* grad_logvar, int64_t N, int64_t Nx, int64_t D,
-                       int device, void* stream);
+// The kernels of csrc/common/kernel_list.h, launched on `stream` (a cudaStream_t) of `device`. The
+// seed is a device pointer, so CUDA-graph replays draw the noise of the seed tensor's current value;
+// the Bernoulli targets are not range-checked (bernoulli_forward returns 0): reporting a violation
+// would cost a device sync.
+#define AEVB_KERNEL(ret, name, ...) ret name(__VA_ARGS__, int device, void* stream);
+#include "../common/kernel_list.h"
+#undef AEVB_KERNEL
 
 }  // namespace aevb::cuda

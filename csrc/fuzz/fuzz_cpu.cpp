@@ -24,11 +24,15 @@ using Bytes = std::vector<unsigned char>;
 
 size_t element_size(DType t) {
   switch (t) {
-    case DType::f64: return 8;
-    case DType::f32: return 4;
+    case DType::f64:
+      return 8;
+    case DType::f32:
+      return 4;
     case DType::f16:
-    case DType::bf16: return 2;
-    default: return 1;
+    case DType::bf16:
+      return 2;
+    default:
+      return 1;
   }
 }
 
@@ -36,12 +40,22 @@ class Fuzzer {
  public:
   explicit Fuzzer(uint64_t seed) : rng_(seed) {}
 
+  int64_t below(int64_t n) { return std::uniform_int_distribution<int64_t>(0, n - 1)(rng_); }
   int64_t pick(std::initializer_list<int64_t> values) {
     return values.begin()[std::uniform_int_distribution<size_t>(0, values.size() - 1)(rng_)];
   }
 
   double value() {
-    static const double special[] = {0.0, -0.0, 1e-40, -1e-40, 1e-310, 88.0, -88.0, 1e4, -1e4, 1e30,
+    static const double special[] = {0.0,
+                                     -0.0,
+                                     1e-40,
+                                     -1e-40,
+                                     1e-310,
+                                     88.0,
+                                     -88.0,
+                                     1e4,
+                                     -1e4,
+                                     1e30,
                                      std::numeric_limits<double>::infinity(),
                                      -std::numeric_limits<double>::infinity(),
                                      std::numeric_limits<double>::quiet_NaN()};
@@ -90,65 +104,141 @@ DType row_type(DType t) { return t == DType::f64 ? DType::f64 : DType::f32; }
 
 void* data(Bytes& b) { return b.empty() ? nullptr : b.data(); }
 
-// One random case of one op.
-void run_case(Fuzzer& f) {
-  const DType t = static_cast<DType>(f.pick({0, 1, 2, 3}));
-  const int threads = static_cast<int>(f.pick({1, 2}));
-  const int64_t rows = f.pick({0, 1, 2, 3, 7, 64, 301});
-  const int64_t cols = f.pick({1, 2, 3, 17, 1023, 1024, 1025, 3000});
-  const int64_t op = f.pick({0, 1, 2, 3, 4, 5, 6});
-  if (op == 6) {  // an Adagrad step of float32 or float64 parameters
-    const DType p = t == DType::f64 ? DType::f64 : DType::f32;
-    Bytes param = f.values(p, rows * cols), grad = f.values(p, rows * cols), sum = f.values(p, rows * cols);
-    aevb::cpu::adagrad_step(p, data(param), data(grad), data(sum), rows * cols, std::fabs(f.value()),
-                            std::fabs(f.value()), 1e-10, threads);
-    return;
-  }
-  if (op <= 1) {  // reparameterize forward / backward
-    const int64_t L = f.pick({0, 1, 3});
-    const bool mc = f.pick({0, 1}) == 1;
-    Bytes mu = f.values(t, rows * cols), logvar = f.values(t, rows * cols);
+// What every case draws first: the values' dtype, the thread count and a shape.
+struct Case {
+  DType t;
+  int threads;
+  int64_t rows, cols;
+};
+
+// The kernels: those of csrc/common/kernel_list.h, then the CPU-only ones.
+enum class Kernel {
+#define AEVB_KERNEL(ret, name, ...) name,
+#include "../common/kernel_list.h"
+#undef AEVB_KERNEL
+  adagrad_step,
+  count
+};
+
+// One random call of kernel K: declared for every kernel, defined below for each, so a kernel added
+// to the list without a case here does not link.
+template <Kernel K>
+void fuzz(Fuzzer& f, const Case& c);
+
+template <>
+void fuzz<Kernel::adagrad_step>(Fuzzer& f, const Case& c) {  // float32 or float64 parameters
+  const DType p = c.t == DType::f64 ? DType::f64 : DType::f32;
+  const int64_t n = c.rows * c.cols;
+  Bytes param = f.values(p, n), grad = f.values(p, n), sum = f.values(p, n);
+  aevb::cpu::adagrad_step(p, data(param), data(grad), data(sum), n, std::fabs(f.value()), std::fabs(f.value()), 1e-10,
+                          c.threads);
+}
+
+// The inputs of a reparameterize call: mu, logvar, the seed, L samples, the estimator.
+struct Reparameterize {
+  Reparameterize(Fuzzer& f, const Case& c)
+      : L(f.pick({0, 1, 3})),
+        mc(f.pick({0, 1}) == 1),
+        mu(f.values(c.t, c.rows * c.cols)),
+        logvar(f.values(c.t, c.rows * c.cols)) {
     // (key, first row, rows): these rows as a slice of a larger batch, or the whole batch.
-    const int64_t first = static_cast<int64_t>(f.pick({0, 0, 1, 7}));
-    const int64_t seed[3] = {static_cast<int64_t>(f.pick({0, 1, 12345, INT64_MAX})), first,
-                             first + rows + static_cast<int64_t>(f.pick({0, 3}))};
-    const int64_t kl_rows = mc ? L * rows : rows;
-    if (op == 0) {
-      Bytes z(static_cast<size_t>(L * rows * cols) * element_size(t));
-      Bytes kl(static_cast<size_t>(kl_rows) * element_size(row_type(t)));
-      aevb::cpu::reparameterize_forward(t, data(mu), data(logvar), seed, data(z), data(kl), rows, cols, L, mc,
-                                        threads);
-    } else {
-      const bool with_grad_z = f.pick({0, 1}) == 1;
-      Bytes grad_z = with_grad_z ? f.values(t, L * rows * cols) : Bytes();
-      Bytes grad_kl = f.values(row_type(t), kl_rows);
-      Bytes grad_mu(mu.size()), grad_logvar(logvar.size());
-      aevb::cpu::reparameterize_backward(t, with_grad_z ? data(grad_z) : nullptr, data(grad_kl), data(mu),
-                                         data(logvar), seed, data(grad_mu), data(grad_logvar), rows, cols, L, mc,
-                                         threads);
-    }
-    return;
+    const int64_t first = f.pick({0, 0, 1, 7});
+    seed[0] = f.pick({0, 1, 12345, INT64_MAX});
+    seed[1] = first;
+    seed[2] = first + c.rows + f.pick({0, 3});
+    kl_rows = mc ? L * c.rows : c.rows;
   }
-  // Likelihoods: rows of values read targets x[n % Nx], Nx dividing rows.
-  const int64_t copies = f.pick({1, 1, 2, 3});
-  const int64_t nx = rows % copies == 0 ? rows / copies : rows;
-  // Targets of the values' dtype, uint8 or bool, or float32 beside half precision.
-  const int64_t same = static_cast<int64_t>(t);
-  const bool half = t == DType::f16 || t == DType::bf16;
-  const DType tx = static_cast<DType>(half ? f.pick({same, 0, 4, 5}) : f.pick({same, 4, 5}));
-  Bytes x = f.values(tx, nx * cols, true), a = f.values(t, rows * cols), b = f.values(t, rows * cols);
-  Bytes g = f.values(row_type(t), rows);
-  Bytes out(static_cast<size_t>(rows) * element_size(row_type(t)));
-  Bytes grad_a(a.size()), grad_b(b.size());
-  switch (op) {
-    case 2: aevb::cpu::bernoulli_forward(t, tx, data(a), data(x), data(out), rows, nx, cols, threads); break;
-    case 3:
-      aevb::cpu::bernoulli_backward(t, tx, data(g), data(a), data(x), data(grad_a), rows, nx, cols, threads);
+  int64_t L;
+  bool mc;
+  Bytes mu, logvar;
+  int64_t seed[3];
+  int64_t kl_rows;
+};
+
+template <>
+void fuzz<Kernel::reparameterize_forward>(Fuzzer& f, const Case& c) {
+  Reparameterize r(f, c);
+  Bytes z(static_cast<size_t>(r.L * c.rows * c.cols) * element_size(c.t));
+  Bytes kl(static_cast<size_t>(r.kl_rows) * element_size(row_type(c.t)));
+  aevb::cpu::reparameterize_forward(c.t, data(r.mu), data(r.logvar), r.seed, data(z), data(kl), c.rows, c.cols, r.L,
+                                    r.mc, c.threads);
+}
+
+template <>
+void fuzz<Kernel::reparameterize_backward>(Fuzzer& f, const Case& c) {
+  Reparameterize r(f, c);
+  const bool with_grad_z = f.pick({0, 1}) == 1;
+  Bytes grad_z = with_grad_z ? f.values(c.t, r.L * c.rows * c.cols) : Bytes();
+  Bytes grad_kl = f.values(row_type(c.t), r.kl_rows);
+  Bytes grad_mu(r.mu.size()), grad_logvar(r.logvar.size());
+  aevb::cpu::reparameterize_backward(c.t, with_grad_z ? data(grad_z) : nullptr, data(grad_kl), data(r.mu),
+                                     data(r.logvar), r.seed, data(grad_mu), data(grad_logvar), c.rows, c.cols, r.L,
+                                     r.mc, c.threads);
+}
+
+// The inputs of a likelihood call: rows of two value buffers a and b reading targets x[n % Nx] (Nx
+// dividing the rows) of the values' dtype, uint8 or bool, or float32 beside half precision; the row
+// gradient g, and outputs of every size a likelihood kernel writes.
+struct Likelihood {
+  Likelihood(Fuzzer& f, const Case& c) {
+    const int64_t copies = f.pick({1, 1, 2, 3});
+    nx = c.rows % copies == 0 ? c.rows / copies : c.rows;
+    const int64_t same = static_cast<int64_t>(c.t);
+    const bool half = c.t == DType::f16 || c.t == DType::bf16;
+    tx = static_cast<DType>(half ? f.pick({same, 0, 4, 5}) : f.pick({same, 4, 5}));
+    x = f.values(tx, nx * c.cols, true);
+    a = f.values(c.t, c.rows * c.cols);
+    b = f.values(c.t, c.rows * c.cols);
+    g = f.values(row_type(c.t), c.rows);
+    out.resize(static_cast<size_t>(c.rows) * element_size(row_type(c.t)));
+    grad_a.resize(a.size());
+    grad_b.resize(b.size());
+  }
+  int64_t nx;
+  DType tx;
+  Bytes x, a, b, g, out, grad_a, grad_b;
+};
+
+template <>
+void fuzz<Kernel::bernoulli_forward>(Fuzzer& f, const Case& c) {
+  Likelihood l(f, c);
+  aevb::cpu::bernoulli_forward(c.t, l.tx, data(l.a), data(l.x), data(l.out), c.rows, l.nx, c.cols, c.threads);
+}
+
+template <>
+void fuzz<Kernel::bernoulli_backward>(Fuzzer& f, const Case& c) {
+  Likelihood l(f, c);
+  aevb::cpu::bernoulli_backward(c.t, l.tx, data(l.g), data(l.a), data(l.x), data(l.grad_a), c.rows, l.nx, c.cols,
+                                c.threads);
+}
+
+template <>
+void fuzz<Kernel::gaussian_forward>(Fuzzer& f, const Case& c) {
+  Likelihood l(f, c);
+  aevb::cpu::gaussian_forward(c.t, l.tx, data(l.x), data(l.a), data(l.b), data(l.out), c.rows, l.nx, c.cols, c.threads);
+}
+
+template <>
+void fuzz<Kernel::gaussian_backward>(Fuzzer& f, const Case& c) {
+  Likelihood l(f, c);
+  aevb::cpu::gaussian_backward(c.t, l.tx, data(l.g), data(l.x), data(l.a), data(l.b), data(l.grad_a), data(l.grad_b),
+                               c.rows, l.nx, c.cols, c.threads);
+}
+
+// One random case of one kernel.
+void run_case(Fuzzer& f) {
+  const Case c{static_cast<DType>(f.pick({0, 1, 2, 3})), static_cast<int>(f.pick({1, 2})),
+               f.pick({0, 1, 2, 3, 7, 64, 301}), f.pick({1, 2, 3, 17, 1023, 1024, 1025, 3000})};
+  switch (static_cast<Kernel>(f.below(static_cast<int64_t>(Kernel::count)))) {
+#define AEVB_KERNEL(ret, name, ...) \
+  case Kernel::name:                \
+    return fuzz<Kernel::name>(f, c);
+#include "../common/kernel_list.h"
+#undef AEVB_KERNEL
+    case Kernel::adagrad_step:
+      return fuzz<Kernel::adagrad_step>(f, c);
+    case Kernel::count:
       break;
-    case 4: aevb::cpu::gaussian_forward(t, tx, data(x), data(a), data(b), data(out), rows, nx, cols, threads); break;
-    default:
-      aevb::cpu::gaussian_backward(t, tx, data(g), data(x), data(a), data(b), data(grad_a), data(grad_b), rows, nx,
-                                   cols, threads);
   }
 }
 

@@ -32,8 +32,9 @@ def log1p_small(e, u):
 
 
 @triton.jit
-def bernoulli_forward_kernel(logits_ptr, x_ptr, log_prob_ptr, N, Nx, D, BLOCK_ROWS: tl.constexpr,
-                             BLOCK_COLS: tl.constexpr):
+def bernoulli_forward_kernel(
+    logits_ptr, x_ptr, log_prob_ptr, N, Nx, D, BLOCK_ROWS: tl.constexpr, BLOCK_COLS: tl.constexpr
+):
     rows, row_ok = row_block(tl.program_id(0), N, BLOCK_ROWS)
     math_t = log_prob_ptr.dtype.element_ty
     # Compensated per lane: a lane adds a term per tile, hundreds on wide rows (see _sums.py).
@@ -51,8 +52,9 @@ def bernoulli_forward_kernel(logits_ptr, x_ptr, log_prob_ptr, N, Nx, D, BLOCK_RO
 
 
 @triton.jit
-def bernoulli_backward_kernel(grad_log_prob_ptr, logits_ptr, x_ptr, grad_ptr, N, Nx, D, BLOCK_ROWS: tl.constexpr,
-                              BLOCK_COLS: tl.constexpr):
+def bernoulli_backward_kernel(
+    grad_log_prob_ptr, logits_ptr, x_ptr, grad_ptr, N, Nx, D, BLOCK_ROWS: tl.constexpr, BLOCK_COLS: tl.constexpr
+):
     rows, row_ok = row_block(tl.program_id(0), N, BLOCK_ROWS)
     math_t = grad_log_prob_ptr.dtype.element_ty
     g = tl.load(grad_log_prob_ptr + rows, mask=row_ok, other=0)[:, None]

@@ -25,8 +25,9 @@ LOG_2PI = tl.constexpr(math.log(2 * math.pi))
 
 
 @triton.jit
-def gaussian_forward_kernel(x_ptr, mean_ptr, logvar_ptr, log_prob_ptr, N, Nx, D, BLOCK_ROWS: tl.constexpr,
-                            BLOCK_COLS: tl.constexpr):
+def gaussian_forward_kernel(
+    x_ptr, mean_ptr, logvar_ptr, log_prob_ptr, N, Nx, D, BLOCK_ROWS: tl.constexpr, BLOCK_COLS: tl.constexpr
+):
     rows, row_ok = row_block(tl.program_id(0), N, BLOCK_ROWS)
     math_t = log_prob_ptr.dtype.element_ty
     # Compensated per lane: a lane adds a term per tile, hundreds on wide rows (see _sums.py).
@@ -43,8 +44,19 @@ def gaussian_forward_kernel(x_ptr, mean_ptr, logvar_ptr, log_prob_ptr, N, Nx, D,
 
 
 @triton.jit
-def gaussian_backward_kernel(grad_log_prob_ptr, x_ptr, mean_ptr, logvar_ptr, grad_mean_ptr, grad_logvar_ptr, N, Nx, D,
-                             BLOCK_ROWS: tl.constexpr, BLOCK_COLS: tl.constexpr):
+def gaussian_backward_kernel(
+    grad_log_prob_ptr,
+    x_ptr,
+    mean_ptr,
+    logvar_ptr,
+    grad_mean_ptr,
+    grad_logvar_ptr,
+    N,
+    Nx,
+    D,
+    BLOCK_ROWS: tl.constexpr,
+    BLOCK_COLS: tl.constexpr,
+):
     rows, row_ok = row_block(tl.program_id(0), N, BLOCK_ROWS)
     math_t = grad_log_prob_ptr.dtype.element_ty
     g = tl.load(grad_log_prob_ptr + rows, mask=row_ok, other=0)[:, None]
@@ -66,8 +78,9 @@ def forward(x: torch.Tensor, mean: torch.Tensor, logvar: torch.Tensor, row_dtype
     return log_prob
 
 
-def backward(grad: torch.Tensor, x: torch.Tensor, mean: torch.Tensor,
-             logvar: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+def backward(
+    grad: torch.Tensor, x: torch.Tensor, mean: torch.Tensor, logvar: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
     """(grad_mean, grad_logvar) [N, D] for the contiguous row gradients grad [N] and inputs."""
     N, D = mean.shape
     grad_mean, grad_logvar = torch.empty_like(mean), torch.empty_like(mean)

@@ -20,9 +20,20 @@ from ._tiles import row_block, tile
 
 
 @triton.jit
-def reparameterize_forward_kernel(mu_ptr, logvar_ptr, seed_ptr, z_ptr, kl_ptr, B, Z, row_programs,
-                                  MC: tl.constexpr, SAMPLE: tl.constexpr,
-                                  BLOCK_ROWS: tl.constexpr, BLOCK_COLS: tl.constexpr):
+def reparameterize_forward_kernel(
+    mu_ptr,
+    logvar_ptr,
+    seed_ptr,
+    z_ptr,
+    kl_ptr,
+    B,
+    Z,
+    row_programs,
+    MC: tl.constexpr,
+    SAMPLE: tl.constexpr,
+    BLOCK_ROWS: tl.constexpr,
+    BLOCK_COLS: tl.constexpr,
+):
     # Program p draws sample p // row_programs for one block of rows; without samples (L = 0)
     # there is one program per block and only the analytic KL.
     pid = tl.program_id(0).to(tl.int64)
@@ -53,9 +64,24 @@ def reparameterize_forward_kernel(mu_ptr, logvar_ptr, seed_ptr, z_ptr, kl_ptr, B
 
 
 @triton.jit
-def reparameterize_backward_kernel(grad_z_ptr, grad_kl_ptr, mu_ptr, logvar_ptr, seed_ptr, grad_mu_ptr,
-                                   grad_logvar_ptr, B, Z, L, plane, MC: tl.constexpr, HAS_GRAD_Z: tl.constexpr,
-                                   HAS_GRAD_KL: tl.constexpr, BLOCK_ROWS: tl.constexpr, BLOCK_COLS: tl.constexpr):
+def reparameterize_backward_kernel(
+    grad_z_ptr,
+    grad_kl_ptr,
+    mu_ptr,
+    logvar_ptr,
+    seed_ptr,
+    grad_mu_ptr,
+    grad_logvar_ptr,
+    B,
+    Z,
+    L,
+    plane,
+    MC: tl.constexpr,
+    HAS_GRAD_Z: tl.constexpr,
+    HAS_GRAD_KL: tl.constexpr,
+    BLOCK_ROWS: tl.constexpr,
+    BLOCK_COLS: tl.constexpr,
+):
     rows, row_ok = row_block(tl.program_id(0), B, BLOCK_ROWS)
     seed = tl.load(seed_ptr)
     first, noise_plane = tl.load(seed_ptr + 1) * Z, tl.load(seed_ptr + 2) * Z
@@ -96,8 +122,9 @@ def reparameterize_backward_kernel(grad_z_ptr, grad_kl_ptr, mu_ptr, logvar_ptr, 
         tl.store(grad_logvar_ptr + at, grad_logvar.to(grad_logvar_ptr.dtype.element_ty), mask=mask)
 
 
-def forward(mu: torch.Tensor, logvar: torch.Tensor, seed: torch.Tensor, n_samples: int, mc: bool,
-            kl_dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:
+def forward(
+    mu: torch.Tensor, logvar: torch.Tensor, seed: torch.Tensor, n_samples: int, mc: bool, kl_dtype: torch.dtype
+) -> tuple[torch.Tensor, torch.Tensor]:
     """(z [L, B, Z], kl [B] or [L, B] when mc) for contiguous mu, logvar [B, Z]."""
     B, Z = mu.shape
     z = mu.new_empty((n_samples, B, Z))
@@ -108,21 +135,46 @@ def forward(mu: torch.Tensor, logvar: torch.Tensor, seed: torch.Tensor, n_sample
     blocks = row_blocks(kernel, B, Z)
     row_programs = triton.cdiv(B, blocks["BLOCK_ROWS"])
     with on_device(mu):
-        kernel[(row_programs * max(n_samples, 1),)](mu, logvar, seed, z, kl, B, Z, row_programs, MC=mc,
-                                                    SAMPLE=n_samples > 0, **blocks)
+        kernel[(row_programs * max(n_samples, 1),)](
+            mu, logvar, seed, z, kl, B, Z, row_programs, MC=mc, SAMPLE=n_samples > 0, **blocks
+        )
     return z, kl
 
 
-def backward(grad_z: torch.Tensor | None, grad_kl: torch.Tensor | None, mu: torch.Tensor, logvar: torch.Tensor,
-             seed: torch.Tensor, n_samples: int, mc: bool, kl_dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:
+def backward(
+    grad_z: torch.Tensor | None,
+    grad_kl: torch.Tensor | None,
+    mu: torch.Tensor,
+    logvar: torch.Tensor,
+    seed: torch.Tensor,
+    n_samples: int,
+    mc: bool,
+    kl_dtype: torch.dtype,
+) -> tuple[torch.Tensor, torch.Tensor]:
     """(grad_mu, grad_logvar) [B, Z] from contiguous upstream gradients of z and kl (either None)."""
     B, Z = mu.shape
     grad_mu, grad_logvar = torch.empty_like(mu), torch.empty_like(logvar)
     # A missing input is never read; an empty tensor of its dtype stands in for the pointer (the
     # KL gradient's dtype is the kernel's math dtype). B * Z is passed from here so that it is an
     # int64 wherever it needs to be.
-    launch_rows(reparameterize_backward_kernel, B, Z, mu, grad_z if grad_z is not None else mu,
-                grad_kl if grad_kl is not None else mu.new_empty(0, dtype=kl_dtype), mu, logvar, seed, grad_mu,
-                grad_logvar, B, Z, n_samples, B * Z, MC=mc, HAS_GRAD_Z=grad_z is not None,
-                HAS_GRAD_KL=grad_kl is not None)
+    launch_rows(
+        reparameterize_backward_kernel,
+        B,
+        Z,
+        mu,
+        grad_z if grad_z is not None else mu,
+        grad_kl if grad_kl is not None else mu.new_empty(0, dtype=kl_dtype),
+        mu,
+        logvar,
+        seed,
+        grad_mu,
+        grad_logvar,
+        B,
+        Z,
+        n_samples,
+        B * Z,
+        MC=mc,
+        HAS_GRAD_Z=grad_z is not None,
+        HAS_GRAD_KL=grad_kl is not None,
+    )
     return grad_mu, grad_logvar
