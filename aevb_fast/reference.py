@@ -1,4 +1,4 @@
-"""Plain PyTorch, straight from the paper (Kingma & Welling 2013; ../shared/PAPER.md): the oracle
+"""Plain PyTorch, straight from the paper (Kingma & Welling 2013; docs/paper.md): the oracle
 every kernel is tested against, the baseline every benchmark runs, and the "torch" backend.
 
 Conventions: a datapoint's latent vector is the last dimension of mu/logvar [..., Z]; samples are

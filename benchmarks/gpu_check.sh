@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The one prepared GPU check (DESIGN.md), sized for a 15-minute lease of a fresh machine, build
+# The one prepared GPU check (docs/design.md), sized for a 15-minute lease of a fresh machine, build
 # included. In this order, each step appending to one markdown report as it finishes:
 #   1. the build of the extension with its CUDA kernels;
 #   2. a short benchmark: each op at the paper's and the large sizes (the fused heads included), the

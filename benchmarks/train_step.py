@@ -1,4 +1,4 @@
-"""End to end: one training step of the paper's MNIST model (784-500-Nz tanh MLPs, Adagrad, PAPER.md)
+"""End to end: one training step of the paper's MNIST model (784-500-Nz tanh MLPs, Adagrad, docs/paper.md)
 with the fused loss against the same model with the reference loss and with the PyTorch VAE
 example's hand-written loss (sigmoid + binary_cross_entropy + KLD), in samples per second."""
 

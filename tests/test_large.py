@@ -1,4 +1,4 @@
-"""Tensors past 2^31 elements: the kernels index with int64 (DESIGN.md). Each case puts a
+"""Tensors past 2^31 elements: the kernels index with int64 (docs/design.md). Each case puts a
 marker at the far end of a buffer of more than 2^31 elements, where an int32 index would wrap,
 and checks the value computed there (the CPU run peaked at 6.6 GB of memory). It runs for every
 compiled kernel backend: the Triton interpreter would take hours at this size."""

@@ -1,4 +1,4 @@
-"""The noise contract (DESIGN.md, Randomness): Philox4x32-10 with counter (offset_lo, offset_hi,
+"""The noise contract (docs/design.md, Randomness): Philox4x32-10 with counter (offset_lo, offset_hi,
 0, 0) and key (seed_lo, seed_hi), turned into normals as tl.randn does. The integer stream is pinned
 bit for bit to the published test vector and to Triton's own generator (run by its interpreter), the
 floats to tl.randn within a few float32 ulps; then the statistics and the seeding rules."""
@@ -85,7 +85,7 @@ def test_matches_triton(triton_generator, seed, offset):
     n = 4096
     words, normals = triton_generator(seed, offset, n)
     assert torch.equal(_native_words(seed, offset, n), words)
-    # libm's log and cos differ from numpy's by an ulp or two: rtol 1e-6, atol 2e-6 (DESIGN.md).
+    # libm's log and cos differ from numpy's by an ulp or two: rtol 1e-6, atol 2e-6 (docs/design.md).
     torch.testing.assert_close(_native_normals(seed, offset, n), normals, rtol=1e-6, atol=2e-6)
 
 

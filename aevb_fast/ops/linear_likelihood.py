@@ -1,6 +1,6 @@
 """aevb_fast::linear_bernoulli_log_prob and aevb_fast::linear_gaussian_log_prob: a decoder's output
 layer and its likelihood in one op, chunked over rows, so that the decoder's [N, D] output never
-exists in full (DESIGN.md, fused linear + likelihood):
+exists in full (docs/design.md, fused linear + likelihood):
 
     Bernoulli:  a = h W^T + b                            log p(x|z) = sum_d x a - softplus(a)
     Gaussian:   m = act(h Wm^T + bm),  s = h Ws^T + bs   log p(x|z) = -1/2 sum_d (log 2pi + s + (x - m)^2 exp(-s))

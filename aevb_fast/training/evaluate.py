@@ -1,4 +1,4 @@
-"""Evaluating a trained VAE (PAPER.md): the lower bound per datapoint with estimator B or A, and an
+"""Evaluating a trained VAE (docs/paper.md): the lower bound per datapoint with estimator B or A, and an
 importance-sampled estimate of the marginal log-likelihood,
 
     log p(x) ~= log (1/k) sum_k p(x, z_k) / q(z_k|x),   z_k ~ q(z|x),

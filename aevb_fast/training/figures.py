@@ -8,7 +8,7 @@ import torch
 
 from .models import VAE
 
-# The paper's test bounds per datapoint (PAPER.md, Figure 2), at 1e6, 1e7 and 1e8 samples evaluated.
+# The paper's test bounds per datapoint (docs/paper.md, Figure 2), at 1e6, 1e7 and 1e8 samples evaluated.
 PAPER_TEST_BOUND = {
     ("mnist", 3): {1e7: -138.0, 1e8: -133.4},
     ("mnist", 5): {1e6: -138.9, 1e7: -124.1, 1e8: -119.1},

@@ -1,4 +1,4 @@
-"""The paper's models (Kingma & Welling 2013, Appendix C; ../shared/PAPER.md): a Gaussian MLP
+"""The paper's models (Kingma & Welling 2013, Appendix C; docs/paper.md): a Gaussian MLP
 encoder and a Bernoulli (MNIST) or Gaussian (Frey Face) MLP decoder, one tanh hidden layer each,
 weights and biases drawn from N(0, 0.01^2).
 

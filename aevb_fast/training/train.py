@@ -1,4 +1,4 @@
-"""Training the paper's VAE on the SGVB bound (PAPER.md): minibatches of M = 100, L = 1 sample,
+"""Training the paper's VAE on the SGVB bound (docs/paper.md): minibatches of M = 100, L = 1 sample,
 estimator B, Adagrad, weights drawn from N(0, 0.01^2) and an N(0, I) prior on the weight matrices,
 run for a number of training samples evaluated; the train and test bounds are logged against that
 count as in the paper's Figure 2.
@@ -41,7 +41,7 @@ from .run_files import OtherRun, RunDirectory, RunFailed
 
 OPTIMIZERS = ("adagrad", "adam")
 PRECISIONS = ("float32", "bfloat16")
-# Hidden units by decoder and Adagrad step size (PAPER.md: 500 for MNIST's Bernoulli decoder, 200 for
+# Hidden units by decoder and Adagrad step size (docs/paper.md: 500 for MNIST's Bernoulli decoder, 200 for
 # Frey Face's Gaussian one, shards taking the width of the data set their decoder matches; step sizes
 # chosen from {0.01, 0.02, 0.1}).
 STEP_SIZE = {"adagrad": 0.02, "adam": 1e-3}

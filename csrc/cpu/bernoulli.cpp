@@ -1,4 +1,4 @@
-// Bernoulli log-likelihood from logits (PAPER.md, Bernoulli MLP decoder):
+// Bernoulli log-likelihood from logits (docs/paper.md, Bernoulli MLP decoder):
 //   log p(x|z) = sum_d x log y + (1 - x) log(1 - y),  y = sigmoid(a)
 //              = sum_d x a - softplus(a),  softplus(a) = max(a, 0) + log1p(exp(-|a|))
 //              = sum_d s a - log1p(exp(-|a|)),  s = x - 1 for a >= 0, x for a < 0

@@ -1,4 +1,4 @@
-// Reparameterized sampling with the Gaussian KL term, forward and backward (PAPER.md, eqs. 6-7
+// Reparameterized sampling with the Gaussian KL term, forward and backward (docs/paper.md, eqs. 6-7
 // and Appendix B):
 //   z_l = mu + sigma * eps_l,  sigma = exp(logvar / 2),  eps_l ~ N(0, I) from Philox
 //   analytic:  KL = 1/2 sum_j (mu^2 + sigma^2 - 1 - logvar)

@@ -1,4 +1,4 @@
-// Gaussian log-likelihood on CUDA (PAPER.md, Gaussian MLP decoder), s = logvar:
+// Gaussian log-likelihood on CUDA (docs/paper.md, Gaussian MLP decoder), s = logvar:
 //   log N(x; m, exp(s)) = -1/2 sum_d (log 2pi + s + r^2),  r = (x - m) exp(-s/2)
 //   backward:  d/dm = g r exp(-s/2),  d/ds = g (r^2 - 1) / 2, g the row's upstream gradient,
 //              recomputed from x, m and s (the standardized residual r keeps x == m finite for

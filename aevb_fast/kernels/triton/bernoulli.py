@@ -1,4 +1,4 @@
-"""Triton kernels of the per-row Bernoulli log-likelihood from logits (PAPER.md, Bernoulli MLP
+"""Triton kernels of the per-row Bernoulli log-likelihood from logits (docs/paper.md, Bernoulli MLP
 decoder) and of its backward, which recomputes the gradient from the logits and targets:
 
     log p(x|z) = sum_d x a - softplus(a),  softplus(a) = max(a, 0) + log1p(exp(-|a|))

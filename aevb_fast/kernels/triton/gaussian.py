@@ -1,4 +1,4 @@
-"""Triton kernels of the per-row Gaussian log-likelihood (PAPER.md, Gaussian MLP decoder) and of
+"""Triton kernels of the per-row Gaussian log-likelihood (docs/paper.md, Gaussian MLP decoder) and of
 its backward, which recomputes the gradients from the inputs:
 
     log N(x; m, exp(s)) = -1/2 sum_d (log 2pi + s + r^2),  r = (x - m) exp(-s/2)

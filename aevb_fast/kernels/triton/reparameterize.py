@@ -1,4 +1,4 @@
-"""Triton kernels of reparameterized sampling with the Gaussian KL term (PAPER.md, eqs. 6-7 and
+"""Triton kernels of reparameterized sampling with the Gaussian KL term (docs/paper.md, eqs. 6-7 and
 Appendix B), forward and backward:
 
     z_l = mu + sigma * eps_l,  sigma = exp(logvar / 2),  eps_l = tl.randn(key, (l*rows + first + b)*Z + j)
