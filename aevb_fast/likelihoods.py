@@ -20,11 +20,11 @@ from ._checks import WIDE, check_choice, check_chunk_rows, check_devices, check_
 from .ops import backends
 from .ops.bernoulli import bernoulli_log_prob as _bernoulli_op
 from .ops.bernoulli import bernoulli_log_prob_backward as _bernoulli_backward_op
+from .ops.bernoulli import linear_bernoulli_log_prob as _linear_bernoulli_op
 from .ops.gaussian import gaussian_log_prob as _gaussian_op
 from .ops.gaussian import gaussian_log_prob_backward as _gaussian_backward_op
+from .ops.gaussian import linear_gaussian_log_prob as _linear_gaussian_op
 from .ops.linear_likelihood import chunk_rows_for
-from .ops.linear_likelihood import linear_bernoulli_log_prob as _linear_bernoulli_op
-from .ops.linear_likelihood import linear_gaussian_log_prob as _linear_gaussian_op
 
 MEAN_ACTIVATIONS = ("identity", "sigmoid")
 _ACTIVATIONS = {"identity": lambda t: t, "sigmoid": torch.sigmoid}

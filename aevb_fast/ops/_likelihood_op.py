@@ -1,5 +1,6 @@
 """The likelihood ops, defined from one table each: aevb_fast::<name>_log_prob and its backward op
-aevb_fast::<name>_log_prob_backward for a per-row log-likelihood log p(x|values) summed over D.
+aevb_fast::<name>_log_prob_backward for a per-row log-likelihood log p(x|values) summed over D, and
+its fused head aevb_fast::linear_<name>_log_prob (linear_likelihood.py).
 
 A likelihood names its arguments in schema order, the targets "x" among them (the CPU and CUDA
 kernels <name>_forward and <name>_backward of csrc/common/kernel_list.h, and the Triton launchers
@@ -22,6 +23,7 @@ import torch
 from ._library import FusedOp, define, require, require_one_device, row_dtype, triton_kernels
 from ._native import dtype_code, empty, launch
 from ._targets import kernel_target
+from .linear_likelihood import define_head
 
 
 @dataclass(frozen=True)
@@ -34,20 +36,33 @@ class LikelihoodOp:
                  targets that take one
     on_forward   (the native forward kernel's return value) -> None: raises on what the kernel
                  reports (None: nothing to report)
+    sigmoid_head whether its fused head offers a sigmoid on the first value (a mean of data in
+                 [0, 1], as the paper's Frey Face decoder's)
     """
 
     name: str
     args: tuple[str, ...]
     target_grad: Callable
     on_forward: Callable | None = None
+    sigmoid_head: bool = False
 
     @property
     def values(self) -> tuple[str, ...]:
         return tuple(a for a in self.args if a != "x")
 
 
-def define_likelihood(spec: LikelihoodOp) -> tuple[FusedOp, FusedOp]:
-    """Defines (<name>_log_prob, <name>_log_prob_backward) from the table."""
+@dataclass(frozen=True)
+class LikelihoodOps:
+    """The ops of one likelihood: its log-likelihood and fused head, each with its backward op."""
+
+    log_prob: FusedOp
+    log_prob_backward: FusedOp
+    linear_log_prob: FusedOp
+    linear_log_prob_backward: FusedOp
+
+
+def define_likelihood(spec: LikelihoodOp) -> LikelihoodOps:
+    """Defines <name>_log_prob, linear_<name>_log_prob and their backward ops from the table."""
     op = f"{spec.name}_log_prob"
     forward_kernel, backward_kernel = f"{spec.name}_forward", f"{spec.name}_backward"
     # Positions in the arguments, worked out once: on one-element inputs every microsecond of
@@ -184,4 +199,5 @@ def define_likelihood(spec: LikelihoodOp) -> tuple[FusedOp, FusedOp]:
         backward,
         check=check,
     )
-    return forward_op, backward_op
+    head = define_head(spec.name, spec.values, x_at, spec.sigmoid_head, forward_op, backward_op)
+    return LikelihoodOps(forward_op, backward_op, *head)

@@ -34,6 +34,6 @@ def _check_targets(outside) -> None:
         raise ValueError("x holds values outside [0, 1] or NaN; Bernoulli targets must be probabilities in [0, 1]")
 
 
-bernoulli_log_prob, bernoulli_log_prob_backward = define_likelihood(
-    LikelihoodOp("bernoulli", ("logits", "x"), _target_grad, _check_targets)
-)
+_ops = define_likelihood(LikelihoodOp("bernoulli", ("logits", "x"), _target_grad, _check_targets))
+bernoulli_log_prob, bernoulli_log_prob_backward = _ops.log_prob, _ops.log_prob_backward
+linear_bernoulli_log_prob, linear_bernoulli_log_prob_backward = _ops.linear_log_prob, _ops.linear_log_prob_backward

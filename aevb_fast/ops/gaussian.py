@@ -13,6 +13,10 @@ from ._likelihood_op import LikelihoodOp, define_likelihood
 from ._targets import fold_rows
 
 # log N is a function of x - m: d/dx = -d/dm.
-gaussian_log_prob, gaussian_log_prob_backward = define_likelihood(
-    LikelihoodOp("gaussian", ("x", "mean", "logvar"), lambda grad, values, grads, x: fold_rows(-grads[0], x))
+_ops = define_likelihood(
+    LikelihoodOp(
+        "gaussian", ("x", "mean", "logvar"), lambda grad, values, grads, x: fold_rows(-grads[0], x), sigmoid_head=True
+    )
 )
+gaussian_log_prob, gaussian_log_prob_backward = _ops.log_prob, _ops.log_prob_backward
+linear_gaussian_log_prob, linear_gaussian_log_prob_backward = _ops.linear_log_prob, _ops.linear_log_prob_backward

@@ -1,10 +1,10 @@
-"""aevb_fast::linear_bernoulli_log_prob and aevb_fast::linear_gaussian_log_prob: a decoder's output
-layer and its likelihood in one op, chunked over rows, so that the decoder's [N, D] output never
-exists in full (docs/design.md, fused linear + likelihood):
+"""aevb_fast::linear_<name>_log_prob for each likelihood (linear_bernoulli_log_prob,
+linear_gaussian_log_prob, ...): a decoder's output layers and its likelihood in one op, chunked over
+rows, so that the decoder's [N, D] outputs never exist in full (docs/design.md, fused heads):
 
-    Bernoulli:  a = h W^T + b                            log p(x|z) = sum_d x a - softplus(a)
-    Gaussian:   m = act(h Wm^T + bm),  s = h Ws^T + bs   log p(x|z) = -1/2 sum_d (log 2pi + s + (x - m)^2 exp(-s))
-                act = sigmoid (the paper's Frey Face decoder) or the identity
+    values_k = h W_k^T + b_k, one projection per value of the likelihood (the Bernoulli's logits;
+    the Gaussian's mean and logvar), the first one through a sigmoid if the op's sigmoid_<value> is
+    set (the paper's Frey Face decoder's mean); log p(x|z) the likelihood op on those values.
 
 For each chunk of rows: one matmul per projection makes the chunk's outputs, the fused likelihood
 kernels of the backend (C++ on CPU; Triton or CUDA on GPU) their per-row values and gradient, and two
@@ -31,8 +31,6 @@ import torch
 
 from ._library import define, require, require_one_device, row_dtype
 from .backends import KERNEL_BACKENDS
-from .bernoulli import bernoulli_log_prob, bernoulli_log_prob_backward
-from .gaussian import gaussian_log_prob, gaussian_log_prob_backward
 
 # A chunk's outputs may hold CHUNK_PER_INPUT times as many elements as h, and never need to hold
 # fewer than MIN_CHUNK_ELEMENTS (16 MiB of float32). Larger chunks mean fewer, larger matmuls and
@@ -120,22 +118,20 @@ def _walk(h, projections, x, g, chunk_rows, likelihood, with_rows, with_grads):
     return log_prob, grad_h, grad_w, grad_b
 
 
-def _bernoulli(backend, values, x, g, with_rows):
-    (a,) = values
-    out = bernoulli_log_prob(a, x, backend) if with_rows else None
-    return out, None if g is None else (bernoulli_log_prob_backward(g, a, x, backend),)
-
-
-def _gaussian(backend, sigmoid_mean, values, x, g, with_rows):
-    a, s = values
-    m = torch.sigmoid(a) if sigmoid_mean else a
-    out = gaussian_log_prob(x, m, s, backend) if with_rows else None
+def _chunk_likelihood(log_prob, log_prob_backward, x_at, backend, sigmoid_first, values, x, g, with_rows):
+    """A chunk's per-row values (with_rows) and the gradients of its projections' outputs (given the
+    row gradients g), by the likelihood ops, whose arguments are the values with x at x_at."""
+    if sigmoid_first:
+        values = [torch.sigmoid(values[0]), *values[1:]]
+    args = [*values[:x_at], x, *values[x_at:]]
+    out = log_prob(*args, backend) if with_rows else None
     if g is None:
         return out, None
-    grad_m, grad_s = gaussian_log_prob_backward(g, x, m, s, backend)
-    if sigmoid_mean:
-        grad_m.mul_(m * (1 - m))  # d sigmoid(a) / da
-    return out, (grad_m, grad_s)
+    grads = log_prob_backward(g, *args, backend)
+    grads = [grads] if isinstance(grads, torch.Tensor) else list(grads)
+    if sigmoid_first:
+        grads[0].mul_(values[0] * (1 - values[0]))  # d sigmoid(a) / da
+    return out, grads
 
 
 def _check(op, h, projections, x, chunk_rows, grad=None):
@@ -282,122 +278,60 @@ def _launchers(impl):
     return {b: functools.partial(impl, b) for b in KERNEL_BACKENDS}
 
 
-# Bernoulli head: (h, weight, bias, x).
+def define_head(name: str, values: tuple[str, ...], x_at: int, sigmoid_option: bool, log_prob, log_prob_backward):
+    """Defines (linear_<name>_log_prob, linear_<name>_log_prob_backward) for the likelihood ops
+    (log_prob, log_prob_backward) whose arguments are `values` with x at x_at. Each value is a
+    projection (weight, bias) of the schema, named weight/bias for one value, <value>_weight /
+    <value>_bias for several; sigmoid_option adds the option sigmoid_<first value>."""
+    op = f"linear_{name}_log_prob"
+    names = [("weight", "bias")] if len(values) == 1 else [(f"{v}_weight", f"{v}_bias") for v in values]
+    params = ", ".join(f"Tensor {w}, Tensor? {b}" for w, b in names)
+    option = f", bool sigmoid_{values[0]}" if sigmoid_option else ""
+    n_params, n_options = 2 * len(values), int(sigmoid_option)
 
+    def split(args):
+        """(h, the flat (weight, bias) params, x, the options) of the op's arguments from h on."""
+        return args[0], args[1 : 1 + n_params], args[1 + n_params], args[2 + n_params : 2 + n_params + n_options]
 
-def _bernoulli_forward(backend, h, weight, bias, x, reduce, with_grads, chunk_rows):
-    return _forward(
-        "linear_bernoulli_log_prob",
-        functools.partial(_bernoulli, backend),
-        h,
-        (weight, bias),
-        x,
-        reduce,
-        with_grads,
-        chunk_rows,
+    def likelihood(backend, options):
+        return functools.partial(
+            _chunk_likelihood, log_prob, log_prob_backward, x_at, backend, bool(options and options[0])
+        )
+
+    def forward(backend, *args):
+        h, flat, x, options = split(args)
+        reduce, with_grads, chunk_rows = args[2 + n_params + n_options :]
+        return _forward(op, likelihood(backend, options), h, flat, x, reduce, with_grads, chunk_rows)
+
+    def backward_walk(backend, grad, *args):
+        h, flat, x, options = split(args)
+        return _backward_walk(op, likelihood(backend, options), grad, h, flat, x, args[-1])
+
+    backward_op = define(
+        f"{op}_backward",
+        f"(Tensor grad, Tensor h, {params}, Tensor x{option}, int chunk_rows, str backend) -> "
+        f"({', '.join(['Tensor'] * (1 + n_params))})",
+        _launchers(backward_walk),
+        lambda grad, *args: _fake_backward(args[0], split(args)[1]),
     )
 
+    def setup_context(ctx, inputs, output):
+        h, flat, x, options = split(inputs)
+        reduce, with_grads, chunk_rows, backend = inputs[2 + n_params + n_options :]
+        _setup_context(ctx, op, h, flat, x, options, reduce, with_grads, chunk_rows, backend, output)
 
-def _bernoulli_backward(backend, grad, h, weight, bias, x, chunk_rows):
-    return _backward_walk(
-        "linear_bernoulli_log_prob", functools.partial(_bernoulli, backend), grad, h, (weight, bias), x, chunk_rows
+    def fake(*args):
+        h, flat, _, _ = split(args)
+        reduce, with_grads = args[2 + n_params + n_options : 4 + n_params + n_options]
+        return _fake(h, flat, reduce, with_grads)
+
+    forward_op = define(
+        op,
+        f"(Tensor h, {params}, Tensor x{option}, bool reduce, bool with_grads, int chunk_rows, str backend) -> "
+        f"({', '.join(['Tensor'] * (2 + n_params))})",
+        _launchers(forward),
+        fake,
+        setup_context,
+        lambda ctx, grad, *_: _backward(ctx, n_params, backward_op, grad),
     )
-
-
-linear_bernoulli_log_prob_backward = define(
-    "linear_bernoulli_log_prob_backward",
-    "(Tensor grad, Tensor h, Tensor weight, Tensor? bias, Tensor x, int chunk_rows, str backend)"
-    " -> (Tensor, Tensor, Tensor)",
-    _launchers(_bernoulli_backward),
-    lambda grad, h, weight, bias, x, chunk_rows, backend: _fake_backward(h, (weight, bias)),
-)
-
-
-def _bernoulli_setup_context(ctx, inputs, output):
-    h, weight, bias, x, reduce, with_grads, chunk_rows, backend = inputs
-    _setup_context(
-        ctx, "linear_bernoulli_log_prob", h, (weight, bias), x, (), reduce, with_grads, chunk_rows, backend, output
-    )
-
-
-linear_bernoulli_log_prob = define(
-    "linear_bernoulli_log_prob",
-    "(Tensor h, Tensor weight, Tensor? bias, Tensor x, bool reduce, bool with_grads, int chunk_rows, str backend)"
-    " -> (Tensor, Tensor, Tensor, Tensor)",
-    _launchers(_bernoulli_forward),
-    lambda h, weight, bias, x, reduce, with_grads, chunk_rows, backend: _fake(h, (weight, bias), reduce, with_grads),
-    _bernoulli_setup_context,
-    lambda ctx, grad, *_: _backward(ctx, 2, linear_bernoulli_log_prob_backward, grad),
-)
-
-
-# Gaussian head: (h, mean_weight, mean_bias, logvar_weight, logvar_bias, x, sigmoid_mean).
-
-
-def _gaussian_forward(
-    backend, h, mean_weight, mean_bias, logvar_weight, logvar_bias, x, sigmoid_mean, reduce, with_grads, chunk_rows
-):
-    return _forward(
-        "linear_gaussian_log_prob",
-        functools.partial(_gaussian, backend, sigmoid_mean),
-        h,
-        (mean_weight, mean_bias, logvar_weight, logvar_bias),
-        x,
-        reduce,
-        with_grads,
-        chunk_rows,
-    )
-
-
-def _gaussian_backward(
-    backend, grad, h, mean_weight, mean_bias, logvar_weight, logvar_bias, x, sigmoid_mean, chunk_rows
-):
-    return _backward_walk(
-        "linear_gaussian_log_prob",
-        functools.partial(_gaussian, backend, sigmoid_mean),
-        grad,
-        h,
-        (mean_weight, mean_bias, logvar_weight, logvar_bias),
-        x,
-        chunk_rows,
-    )
-
-
-linear_gaussian_log_prob_backward = define(
-    "linear_gaussian_log_prob_backward",
-    "(Tensor grad, Tensor h, Tensor mean_weight, Tensor? mean_bias, Tensor logvar_weight, Tensor? logvar_bias, "
-    "Tensor x, bool sigmoid_mean, int chunk_rows, str backend) -> (Tensor, Tensor, Tensor, Tensor, Tensor)",
-    _launchers(_gaussian_backward),
-    lambda grad, h, mw, mb, vw, vb, x, sigmoid_mean, chunk_rows, backend: _fake_backward(h, (mw, mb, vw, vb)),
-)
-
-
-def _gaussian_setup_context(ctx, inputs, output):
-    h, mw, mb, vw, vb, x, sigmoid_mean, reduce, with_grads, chunk_rows, backend = inputs
-    _setup_context(
-        ctx,
-        "linear_gaussian_log_prob",
-        h,
-        (mw, mb, vw, vb),
-        x,
-        (sigmoid_mean,),
-        reduce,
-        with_grads,
-        chunk_rows,
-        backend,
-        output,
-    )
-
-
-linear_gaussian_log_prob = define(
-    "linear_gaussian_log_prob",
-    "(Tensor h, Tensor mean_weight, Tensor? mean_bias, Tensor logvar_weight, Tensor? logvar_bias, Tensor x, "
-    "bool sigmoid_mean, bool reduce, bool with_grads, int chunk_rows, str backend)"
-    " -> (Tensor, Tensor, Tensor, Tensor, Tensor, Tensor)",
-    _launchers(_gaussian_forward),
-    lambda h, mw, mb, vw, vb, x, sigmoid_mean, reduce, with_grads, chunk_rows, backend: _fake(
-        h, (mw, mb, vw, vb), reduce, with_grads
-    ),
-    _gaussian_setup_context,
-    lambda ctx, grad, *_: _backward(ctx, 4, linear_gaussian_log_prob_backward, grad),
-)
+    return forward_op, backward_op
