@@ -1,8 +1,12 @@
-"""Test helpers the test modules share: dtype tolerances, the (device, backend) pairs to test, and
-one check against the reference that serves every op."""
+"""Test helpers the test modules share: dtype tolerances, the (device, backend) pairs to test, one
+check against the reference that serves every op, and the likelihood table."""
+
+from collections.abc import Callable
+from dataclasses import dataclass
 
 import torch
 
+import aevb_fast
 from aevb_fast.ops import backends
 
 # Tolerances by the dtype of the value compared against the float64 reference. Half-precision
@@ -80,3 +84,66 @@ def check_against_reference(
     for name, g, r in zip(grad_names, grads, ref_grads):
         assert g.dtype == fused_in[name].dtype, f"grad of {name}: dtype {g.dtype}"
         assert_close(g, r, f"grad of {name}", tolerance)
+
+
+# The likelihood table: one entry per likelihood of aevb_fast.LIKELIHOODS, in the spirit of
+# PyTorch's OpInfo, from which tests/test_likelihoods.py tests each one everywhere (a registry entry
+# without a row here fails there).
+
+
+@dataclass(frozen=True)
+class LikelihoodInfo:
+    """How the tests call one likelihood and draw inputs in its domain.
+
+    call(values, x, **kwargs)           its public log-likelihood function
+    head(h, layers, x, reduction, **kw) its public fused head, layers [(weight, bias)] per value
+    values(shape, dtype, seed, device)  decoder outputs in its domain, a tuple in the order of params
+    targets(shape, seed)                float64 targets in its domain (of data it models)
+    int_targets                         whether uint8 / bool targets are data it models
+    """
+
+    name: str
+    call: Callable
+    head: Callable
+    values: Callable
+    targets: Callable
+    int_targets: bool
+
+
+def normal(shape, dtype, seed, scale=1.0, device="cpu"):
+    g = torch.Generator().manual_seed(seed)
+    return (torch.randn(shape, generator=g, dtype=torch.float64) * scale).to(device, dtype)
+
+
+def _uniform(shape, seed):
+    return torch.rand(shape, generator=torch.Generator().manual_seed(seed), dtype=torch.float64)
+
+
+LIKELIHOOD_INFOS = {
+    info.name: info
+    for info in (
+        LikelihoodInfo(
+            "bernoulli",
+            call=lambda values, x, **kw: aevb_fast.bernoulli_log_prob(*values, x, **kw),
+            head=lambda h, layers, x, reduction, **kw: aevb_fast.linear_bernoulli_log_prob(
+                h, *layers[0], x, reduction, **kw
+            ),
+            values=lambda shape, dtype, seed, device="cpu": (normal(shape, dtype, seed, 3.0, device),),
+            targets=_uniform,
+            int_targets=True,
+        ),
+        LikelihoodInfo(
+            "gaussian",
+            call=lambda values, x, **kw: aevb_fast.gaussian_log_prob(x, *values, **kw),
+            head=lambda h, layers, x, reduction, **kw: aevb_fast.linear_gaussian_log_prob(
+                h, *layers[0], *layers[1], x, reduction, mean_activation="sigmoid", **kw
+            ),
+            values=lambda shape, dtype, seed, device="cpu": (
+                normal(shape, dtype, seed, 1.0, device),
+                normal(shape, dtype, seed + 1, 0.5, device),
+            ),
+            targets=lambda shape, seed: normal(shape, torch.float64, seed),
+            int_targets=True,
+        ),
+    )
+}
