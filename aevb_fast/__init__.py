@@ -6,7 +6,7 @@ loss = aevb_fast.vae_loss(logits, x, mu, logvar, reduction="sum")
 optimizer = aevb_fast.optim.Adagrad(model.parameters(), lr=0.02, weight_decay=1 / N)
 """
 
-from . import optim, reference
+from . import likelihoods, optim, reference
 from ._info import info
 from ._version import __version__
 from .functional import (
@@ -14,16 +14,13 @@ from .functional import (
     LIKELIHOODS,
     SEED_LIMIT,
     backend_for,
-    bernoulli_log_prob,
     elbo_loss,
     gaussian_kl,
-    gaussian_log_prob,
-    linear_bernoulli_log_prob,
-    linear_gaussian_log_prob,
     reparameterize,
     reparameterize_kl,
     vae_loss,
 )
+from .likelihoods import *  # noqa: F403  each likelihood's log-likelihood and fused head
 from .modules import ELBOLoss, FusedLinearBernoulli, FusedLinearGaussian, Reparameterize, VAELoss
 from .ops._native import empty_cache
 from .ops.backends import BACKENDS
@@ -43,18 +40,15 @@ __all__ = [
     "VAELoss",
     "__version__",
     "backend_for",
-    "bernoulli_log_prob",
     "chunk_rows_for",
     "elbo_loss",
     "empty_cache",
     "gaussian_kl",
-    "gaussian_log_prob",
     "info",
-    "linear_bernoulli_log_prob",
-    "linear_gaussian_log_prob",
     "optim",
     "reference",
     "reparameterize",
     "reparameterize_kl",
     "vae_loss",
+    *likelihoods.__all__,
 ]

@@ -43,7 +43,7 @@ from collections.abc import Callable
 
 import torch
 
-from . import reference
+from . import likelihoods, reference
 from ._checks import (
     check_backend,
     check_beta,
@@ -55,15 +55,8 @@ from ._checks import (
     flat,
     math_dtype,
 )
-from .likelihoods import (
-    LIKELIHOODS,
-    _likelihood_inputs,
-    _log_likelihood,
-    bernoulli_log_prob,
-    gaussian_log_prob,
-    linear_bernoulli_log_prob,
-    linear_gaussian_log_prob,
-)
+from .likelihoods import *  # noqa: F403  the likelihoods' public functions, re-exported
+from .likelihoods import LIKELIHOODS, _likelihood_inputs, _log_likelihood
 from .ops import backends
 from .ops.reparameterize import kl_only_seed
 from .ops.reparameterize import reparameterize as _reparameterize_op
@@ -74,15 +67,12 @@ __all__ = [
     "LIKELIHOODS",
     "SEED_LIMIT",
     "backend_for",
-    "bernoulli_log_prob",
     "elbo_loss",
     "gaussian_kl",
-    "gaussian_log_prob",
-    "linear_bernoulli_log_prob",
-    "linear_gaussian_log_prob",
     "reparameterize",
     "reparameterize_kl",
     "vae_loss",
+    *likelihoods.__all__,
 ]
 
 ESTIMATORS = ("analytic", "mc")

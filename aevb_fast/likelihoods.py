@@ -26,6 +26,9 @@ from .ops.gaussian import gaussian_log_prob_backward as _gaussian_backward_op
 from .ops.gaussian import linear_gaussian_log_prob as _linear_gaussian_op
 from .ops.linear_likelihood import chunk_rows_for
 
+# The public functions of the likelihoods, which aevb_fast and aevb_fast.functional export.
+__all__ = ["bernoulli_log_prob", "gaussian_log_prob", "linear_bernoulli_log_prob", "linear_gaussian_log_prob"]
+
 MEAN_ACTIVATIONS = ("identity", "sigmoid")
 _ACTIVATIONS = {"identity": lambda t: t, "sigmoid": torch.sigmoid}
 

@@ -18,7 +18,9 @@ import triton
 from triton.backends.compiler import GPUTarget
 from triton.compiler import ASTSource
 
-from aevb_fast.kernels.triton import bernoulli, gaussian, reparameterize
+import aevb_fast
+from aevb_fast.kernels import triton as kernels
+from aevb_fast.kernels.triton import reparameterize
 
 TYPES = {
     torch.float32: "fp32",
@@ -90,11 +92,7 @@ def variants():
         # Targets as kernel_target hands them over: the values' dtype, float32 beside half precision,
         # uint8 or bool.
         for x_dtype in (torch.float32 if dtype in (torch.float16, torch.bfloat16) else dtype, torch.uint8, torch.bool):
-            x, g = zeros(3, 5, dtype=x_dtype), zeros(3, dtype=row)
-            yield bernoulli, "bernoulli_forward_kernel", lambda: bernoulli.forward(mu, x, row)
-            yield bernoulli, "bernoulli_backward_kernel", lambda: bernoulli.backward(g, mu, x)
-            yield gaussian, "gaussian_forward_kernel", lambda: gaussian.forward(x, mu, mu, row)
-            yield gaussian, "gaussian_backward_kernel", lambda: gaussian.backward(g, x, mu, mu)
+            yield from _likelihood_variants(mu, zeros(3, 5, dtype=x_dtype), zeros(3, dtype=row), row)
     # The benchmark sizes, whose tiles fill 8 warps.
     for dtype in (torch.float32, torch.bfloat16):
         latent, data = (
@@ -115,10 +113,18 @@ def variants():
             ),
         )
         for x in (data.to(torch.uint8), data.float()):
-            yield bernoulli, "bernoulli_forward_kernel", lambda: bernoulli.forward(data, x, torch.float32)
-            yield bernoulli, "bernoulli_backward_kernel", lambda: bernoulli.backward(rows, data, x)
-        yield gaussian, "gaussian_forward_kernel", lambda: gaussian.forward(data.float(), data, data, torch.float32)
-        yield gaussian, "gaussian_backward_kernel", lambda: gaussian.backward(rows, data.float(), data, data)
+            yield from _likelihood_variants(data, x, rows, torch.float32)
+
+
+def _likelihood_variants(values, x, g, row):
+    """The forward and backward kernels of every likelihood of the registry, on values of one shape
+    and dtype and targets x, each launcher's arguments in its op's schema order."""
+    for name in aevb_fast.LIKELIHOODS:
+        module = getattr(kernels, name)
+        schema = getattr(torch.ops.aevb_fast, f"{name}_log_prob").default._schema
+        args = [x if a.name == "x" else values for a in schema.arguments if a.name != "backend"]
+        yield module, f"{name}_forward_kernel", lambda: module.forward(*args, row)
+        yield module, f"{name}_backward_kernel", lambda: module.backward(g, *args)
 
 
 def main(archs):
