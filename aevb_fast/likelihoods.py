@@ -24,10 +24,20 @@ from .ops.bernoulli import linear_bernoulli_log_prob as _linear_bernoulli_op
 from .ops.gaussian import gaussian_log_prob as _gaussian_op
 from .ops.gaussian import gaussian_log_prob_backward as _gaussian_backward_op
 from .ops.gaussian import linear_gaussian_log_prob as _linear_gaussian_op
+from .ops.laplace import laplace_log_prob as _laplace_op
+from .ops.laplace import laplace_log_prob_backward as _laplace_backward_op
+from .ops.laplace import linear_laplace_log_prob as _linear_laplace_op
 from .ops.linear_likelihood import chunk_rows_for
 
 # The public functions of the likelihoods, which aevb_fast and aevb_fast.functional export.
-__all__ = ["bernoulli_log_prob", "gaussian_log_prob", "linear_bernoulli_log_prob", "linear_gaussian_log_prob"]
+__all__ = [
+    "bernoulli_log_prob",
+    "gaussian_log_prob",
+    "laplace_log_prob",
+    "linear_bernoulli_log_prob",
+    "linear_gaussian_log_prob",
+    "linear_laplace_log_prob",
+]
 
 MEAN_ACTIVATIONS = ("identity", "sigmoid")
 _ACTIVATIONS = {"identity": lambda t: t, "sigmoid": torch.sigmoid}
@@ -43,6 +53,8 @@ class Likelihood:
     activations  per output, the paper's decoder's activation for data in [0, 1] (the identity, or a
                  sigmoid for a mean in (0, 1)); the fused head applies the same
     hidden_dim   the paper's decoder width for the data it models (500 for MNIST, 200 for Frey Face)
+    log_prob     (values, x, reduction="none", **options) -> its public log-likelihood function, the
+                 values as a tuple
     inputs       (values, x, event_dims) -> (values [N, D], x [Nx, D], batch): checked and flattened
     rows         (values, x, backend) -> log p(x|z) [N]: the fused op, or the reference for "torch"
     kernel       (how, values, x, backend) -> log p(x|z) [N] by the op's "launch" (the kernel alone)
@@ -58,6 +70,7 @@ class Likelihood:
     params: tuple[str, ...]
     activations: tuple[str, ...]
     hidden_dim: int
+    log_prob: Callable
     inputs: Callable
     rows: Callable
     kernel: Callable
@@ -154,26 +167,62 @@ def gaussian_log_prob(
     return reference.reduce(flat(log_prob, batch), reduction)
 
 
-def _gaussian_inputs(values, x, event_dims):
-    """(mean, logvar) and x checked, promoted to one dtype and flattened by _rows."""
-    mean, logvar = values
-    check_target("x", x)
-    check_values("mean", mean)
-    check_values("logvar", logvar)
-    check_devices(x=x, mean=mean, logvar=logvar)
-    if mean.dtype != logvar.dtype:
-        dtype = torch.promote_types(mean.dtype, logvar.dtype)
-        mean, logvar = mean.to(dtype), logvar.to(dtype)
-    return _rows({"mean": mean, "logvar": logvar}, x, event_dims)
+def laplace_log_prob(
+    x: torch.Tensor,
+    loc: torch.Tensor,
+    logscale: torch.Tensor,
+    reduction: str = "none",
+    *,
+    event_dims: int = 1,
+    backend: str | None = None,
+) -> torch.Tensor:
+    """log Laplace(x; loc, exp(logscale)) = -sum_i (log 2 + logscale_i + |x_i - loc_i| exp(-logscale_i)),
+    summed over the last event_dims dims: per datapoint [...] or reduced. The L1 reconstruction loss
+    made a likelihood: heavier tails than the Gaussian's, so outlying pixels pull less on the fit.
+
+    loc and logscale broadcast against each other (a shared logscale [D] works) and against x."""
+    check_choice("reduction", reduction, reference.REDUCTIONS)
+    values, x, batch = _laplace_inputs((loc, logscale), x, event_dims)
+    log_prob = _laplace_rows(values, x, backends.resolve(backend, loc.device))
+    return reference.reduce(flat(log_prob, batch), reduction)
 
 
-def _gaussian_rows(values, x, backend: str) -> torch.Tensor:
-    """log p(x|z) [N] for flattened mean and logvar [N, D] and x [Nx, D]."""
-    m, s = values
-    if backend != "torch":
-        return _gaussian_op.prechecked(x, m, s, backend)
-    md = math_dtype(m.dtype)
-    return reference.gaussian_log_prob(_expand_rows(x.to(md), m.shape[0]), m.to(md), s.to(md))
+def _location_scale_inputs(names: tuple[str, str]) -> Callable:
+    """The inputs' check of a likelihood of x and two values named `names` (a location and a log
+    scale): checked, promoted to one dtype and flattened by _rows."""
+
+    def inputs(values, x, event_dims):
+        a, b = values
+        check_target("x", x)
+        check_values(names[0], a)
+        check_values(names[1], b)
+        check_devices(x=x, **{names[0]: a, names[1]: b})
+        if a.dtype != b.dtype:
+            dtype = torch.promote_types(a.dtype, b.dtype)
+            a, b = a.to(dtype), b.to(dtype)
+        return _rows({names[0]: a, names[1]: b}, x, event_dims)
+
+    return inputs
+
+
+def _location_scale_rows(op, reference_fn: Callable) -> Callable:
+    """log p(x|z) [N] for flattened values [N, D] and x [Nx, D] of a likelihood whose op and
+    reference take (x, location, log scale)."""
+
+    def rows(values, x, backend: str) -> torch.Tensor:
+        a, b = values
+        if backend != "torch":
+            return op.prechecked(x, a, b, backend)
+        md = math_dtype(a.dtype)
+        return reference_fn(_expand_rows(x.to(md), a.shape[0]), a.to(md), b.to(md))
+
+    return rows
+
+
+_gaussian_inputs = _location_scale_inputs(("mean", "logvar"))
+_gaussian_rows = _location_scale_rows(_gaussian_op, reference.gaussian_log_prob)
+_laplace_inputs = _location_scale_inputs(("loc", "logscale"))
+_laplace_rows = _location_scale_rows(_laplace_op, reference.laplace_log_prob)
 
 
 # The decoder's output layer and its likelihood in one op.
@@ -309,32 +358,81 @@ def linear_gaussian_log_prob(
     without the [..., D] means and log-variances ever in memory in full.
 
     Shapes and chunking as linear_bernoulli_log_prob, with two (weight [D, H], bias [D] or None) pairs."""
-    check_choice("mean_activation", mean_activation, MEAN_ACTIVATIONS)
-    sigmoid = mean_activation == "sigmoid"
+    return _linear_location_scale(
+        _linear_gaussian_op,
+        ("mean", "logvar"),
+        h,
+        (mean_weight, mean_bias, logvar_weight, logvar_bias),
+        x,
+        reduction,
+        mean_activation,
+        chunk_rows,
+        backend,
+        reference.gaussian_log_prob,
+        gaussian_log_prob,
+    )
+
+
+def linear_laplace_log_prob(
+    h: torch.Tensor,
+    loc_weight: torch.Tensor,
+    loc_bias: torch.Tensor | None,
+    logscale_weight: torch.Tensor,
+    logscale_bias: torch.Tensor | None,
+    x: torch.Tensor,
+    reduction: str = "none",
+    *,
+    loc_activation: str = "identity",
+    chunk_rows: int | None = None,
+    backend: str | None = None,
+) -> torch.Tensor:
+    """laplace_log_prob(x, act(h @ loc_weight.T + loc_bias), h @ logscale_weight.T + logscale_bias,
+    reduction) with the decoder's two output layers fused in (loc_activation "sigmoid" for data in
+    [0, 1]), per datapoint [...] or reduced, without the [..., D] locations and log scales ever in
+    memory in full.
+
+    Shapes and chunking as linear_bernoulli_log_prob, with two (weight [D, H], bias [D] or None) pairs."""
+    return _linear_location_scale(
+        _linear_laplace_op,
+        ("loc", "logscale"),
+        h,
+        (loc_weight, loc_bias, logscale_weight, logscale_bias),
+        x,
+        reduction,
+        loc_activation,
+        chunk_rows,
+        backend,
+        reference.laplace_log_prob,
+        laplace_log_prob,
+    )
+
+
+def _linear_location_scale(
+    op, names, h, params, x, reduction, activation, chunk_rows, backend, reference_fn, log_prob_fn
+):
+    """The fused head of a likelihood of x, a location (through `activation`) and a log scale named
+    `names`, whose op, reference and public function take (x, location, log scale)."""
+    check_choice(f"{names[0]}_activation", activation, MEAN_ACTIVATIONS)
+    sigmoid = activation == "sigmoid"
+    keys = (f"{names[0]}_weight", f"{names[0]}_bias", f"{names[1]}_weight", f"{names[1]}_bias")
 
     def values(h, p):
-        mean = torch.nn.functional.linear(h, p["mean_weight"], p["mean_bias"])
-        return torch.sigmoid(mean) if sigmoid else mean, torch.nn.functional.linear(
-            h, p["logvar_weight"], p["logvar_bias"]
-        )
+        location = torch.nn.functional.linear(h, p[keys[0]], p[keys[1]])
+        scale = torch.nn.functional.linear(h, p[keys[2]], p[keys[3]])
+        return torch.sigmoid(location) if sigmoid else location, scale
 
     return _linear_head(
-        _linear_gaussian_op,
+        op,
         h,
-        {
-            "mean_weight": mean_weight,
-            "mean_bias": mean_bias,
-            "logvar_weight": logvar_weight,
-            "logvar_bias": logvar_bias,
-        },
+        dict(zip(keys, params)),
         x,
         (sigmoid,),
         reduction,
         chunk_rows,
         backend,
         values,
-        lambda mean, logvar, x: reference.gaussian_log_prob(x, mean, logvar),
-        lambda values, x, reduction, name: gaussian_log_prob(x, *values, reduction, backend=name),
+        lambda location, scale, x: reference_fn(x, location, scale),
+        lambda values, x, reduction, name: log_prob_fn(x, *values, reduction, backend=name),
     )
 
 
@@ -395,6 +493,7 @@ _register(
         params=("logits",),
         activations=("identity",),
         hidden_dim=500,
+        log_prob=lambda v, x, reduction="none", **options: bernoulli_log_prob(*v, x, reduction, **options),
         inputs=_bernoulli_inputs,
         rows=_bernoulli_rows,
         kernel=lambda how, v, x, b: getattr(_bernoulli_op, how)(*v, x, b),
@@ -412,6 +511,7 @@ _register(
         params=("mean", "logvar"),
         activations=("sigmoid", "identity"),
         hidden_dim=200,
+        log_prob=lambda v, x, reduction="none", **options: gaussian_log_prob(x, *v, reduction, **options),
         inputs=_gaussian_inputs,
         rows=_gaussian_rows,
         kernel=lambda how, v, x, b: getattr(_gaussian_op, how)(x, *v, b),
@@ -419,6 +519,24 @@ _register(
         reference=lambda v, x: reference.gaussian_log_prob(x, *v),
         head=lambda h, layers, x, reduction, backend: linear_gaussian_log_prob(
             h, *layers[0], *layers[1], x, reduction, mean_activation="sigmoid", backend=backend
+        ),
+        mean=lambda v: v[0],
+    )
+)
+_register(
+    Likelihood(
+        name="laplace",
+        params=("loc", "logscale"),
+        activations=("sigmoid", "identity"),
+        hidden_dim=200,
+        log_prob=lambda v, x, reduction="none", **options: laplace_log_prob(x, *v, reduction, **options),
+        inputs=_laplace_inputs,
+        rows=_laplace_rows,
+        kernel=lambda how, v, x, b: getattr(_laplace_op, how)(x, *v, b),
+        kernel_backward=lambda g, v, x, b: _laplace_backward_op.launch(g, x, *v, b),
+        reference=lambda v, x: reference.laplace_log_prob(x, *v),
+        head=lambda h, layers, x, reduction, backend: linear_laplace_log_prob(
+            h, *layers[0], *layers[1], x, reduction, loc_activation="sigmoid", backend=backend
         ),
         mean=lambda v: v[0],
     )

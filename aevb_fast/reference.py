@@ -12,6 +12,7 @@ import torch
 import torch.nn.functional as F
 
 LOG_2PI = math.log(2 * math.pi)
+LOG_2 = math.log(2)
 REDUCTIONS = ("none", "sum", "mean")
 
 
@@ -59,6 +60,17 @@ def gaussian_log_prob(x: torch.Tensor, mean: torch.Tensor, logvar: torch.Tensor)
     # Where d == 0, r = 0 whatever logvar: exp(0) there keeps the backward free of 0 * inf too.
     r = d * torch.exp(-0.5 * torch.where(d == 0, 0.0, logvar))
     return -0.5 * torch.sum(LOG_2PI + logvar + r.pow(2), dim=-1)
+
+
+def laplace_log_prob(x: torch.Tensor, loc: torch.Tensor, logscale: torch.Tensor) -> torch.Tensor:
+    """log Laplace(x; loc, exp(logscale)) = -sum_i (log 2 + s_i + |x_i - loc_i| exp(-s_i)), s = logscale,
+    per row [...], the scaled residual made as (|x - loc| exp(-s/2)) exp(-s/2): finite where
+    |x - loc| exp(-s) would be 0 * inf (x == loc, s past the exp range)."""
+    x = x.to(loc.dtype)
+    d = x - loc
+    # Where d == 0 the residual is 0 whatever s: exp(0) there keeps the backward free of 0 * inf too.
+    e = torch.exp(-0.5 * torch.where(d == 0, 0.0, logscale))
+    return -torch.sum(LOG_2 + logscale + d.abs() * e * e, dim=-1)
 
 
 def elbo(log_px: torch.Tensor, kl: torch.Tensor, beta: float = 1.0) -> torch.Tensor:

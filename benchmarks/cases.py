@@ -461,6 +461,75 @@ FUNCTIONS = {
 }
 
 
+def _likelihood(name: str):
+    """The case of a likelihood of the registry that has none written for it above: its fused
+    function against the reference, eager and compiled (values N(0, 1), log scales N(0, 0.25))."""
+    entry = aevb_fast.LIKELIHOODS[name]
+
+    def build(shape, dtype, device) -> Case:
+        n, d = shape
+        g = torch.Generator(device=device).manual_seed(0)
+        values = [
+            (torch.randn(n, d, generator=g, device=device) * (0.5 if i else 1.0)).to(dtype).requires_grad_()
+            for i, _ in enumerate(entry.params)
+        ]
+        x = torch.rand(n, d, generator=g, device=device).to(dtype)
+        compiled = _compiled(lambda x, *v: entry.reference(v, x))
+        providers = _fused(device, lambda b: (entry.log_prob(values, x, backend=b),)) | {
+            "eager": lambda: (entry.reference(values, x),),
+            "torch.compile": lambda: (compiled(x, *values),),
+        }
+        k, e = len(values), x.element_size()
+        # Essential: the values and x in, the values' gradients out. The kernels: the forward reads
+        # them all, the backward reads them again and writes the gradients.
+        return Case(
+            name,
+            shape,
+            dtype,
+            device,
+            providers,
+            values,
+            (torch.randn(n, generator=g, device=device),),
+            n * d * (2 * k + 1) * e,
+            n * d * (3 * k + 2) * e,
+            values[0],
+        )
+
+    return build
+
+
+def _likelihood_head(name: str):
+    """The fused head's case of a likelihood of the registry without one written above."""
+    entry = aevb_fast.LIKELIHOODS[name]
+
+    def likelihood(values, x, backend):
+        # The layers' outputs through the activations of the paper's decoders, as the head applies them.
+        activated = tuple(torch.sigmoid(v) if a == "sigmoid" else v for v, a in zip(values, entry.activations))
+        return entry.reference(activated, x) if backend is None else entry.log_prob(activated, x, backend=backend)
+
+    def build(shape, dtype, device) -> Case:
+        return _head(
+            f"{name}_head",
+            shape,
+            dtype,
+            device,
+            len(entry.params),
+            lambda h, p, x, b: entry.head(h, list(zip(p[0::2], p[1::2])), x, "sum", b),
+            likelihood,
+        )
+
+    return build
+
+
+for _name in aevb_fast.LIKELIHOODS:
+    if _name not in BUILDERS:
+        SIZES[_name], SIZES[f"{_name}_head"] = SIZES["gaussian"], SIZES["gaussian_head"]
+        BUILDERS[_name], BUILDERS[f"{_name}_head"] = _likelihood(_name), _likelihood_head(_name)
+        FUNCTIONS[f"{_name}_log_prob"] = (BUILDERS[_name], (1, 1))
+        FUNCTIONS[f"linear_{_name}_log_prob"] = (BUILDERS[f"{_name}_head"], (1, 1, 1))
+OPS = tuple(SIZES)
+
+
 def cases(device: torch.device, dtype: torch.dtype, sizes=("full",), ops=OPS):
     """(size name, Case) for `ops` at the size names `sizes`, built one at a time (the large ones hold
     gigabytes)."""

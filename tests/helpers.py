@@ -145,5 +145,18 @@ LIKELIHOOD_INFOS = {
             targets=lambda shape, seed: normal(shape, torch.float64, seed),
             int_targets=True,
         ),
+        LikelihoodInfo(
+            "laplace",
+            call=lambda values, x, **kw: aevb_fast.laplace_log_prob(x, *values, **kw),
+            head=lambda h, layers, x, reduction, **kw: aevb_fast.linear_laplace_log_prob(
+                h, *layers[0], *layers[1], x, reduction, loc_activation="sigmoid", **kw
+            ),
+            values=lambda shape, dtype, seed, device="cpu": (
+                normal(shape, dtype, seed, 1.0, device),
+                normal(shape, dtype, seed + 1, 0.5, device),
+            ),
+            targets=lambda shape, seed: normal(shape, torch.float64, seed),
+            int_targets=True,
+        ),
     )
 }

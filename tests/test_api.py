@@ -15,6 +15,9 @@ import aevb_fast
 from aevb_fast import reference as R
 from aevb_fast.ops import backends
 
+# The registry's likelihood names as messages list them.
+NAMES = ", ".join(map(repr, aevb_fast.LIKELIHOODS))
+
 
 def _rand(*shape, seed=0, scale=1.0):
     return torch.randn(*shape, generator=torch.Generator().manual_seed(seed)) * scale
@@ -472,7 +475,7 @@ ERRORS = [
     (
         lambda: aevb_fast.VAELoss(likelihood="poisson"),
         ValueError,
-        r"likelihood='poisson' is not supported; expected one of 'bernoulli', 'gaussian'",
+        rf"likelihood='poisson' is not supported; expected one of {NAMES}",
     ),
     (lambda: aevb_fast.Reparameterize(backend="tpu"), ValueError, r"backend='tpu' is not a backend"),
 ]

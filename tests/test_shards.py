@@ -14,7 +14,11 @@ import numpy as np
 import pytest
 import torch
 
+import aevb_fast
 from aevb_fast.training import cli, data, shards
+
+# The registry's likelihood names as messages list them.
+NAMES = ", ".join(map(repr, aevb_fast.LIKELIHOODS))
 
 
 def _rows(n, d=12, seed=0):
@@ -191,7 +195,7 @@ def _first(index):
         (lambda i: i.update(image_shape=[3, 5]), r"'image_shape' \[3, 5\] holds 15 pixels, but 'dim' is 12"),
         (
             lambda i: i.update(likelihood="poisson"),
-            r"'likelihood' must be one of 'bernoulli', 'gaussian', got 'poisson'",
+            rf"'likelihood' must be one of {NAMES}, got 'poisson'",
         ),
         (lambda i: i.update(splits=[]), r"'splits' must map split names to non-empty lists of shards, got \[\]"),
         (lambda i: i["splits"].update(test=[]), r"splits\['test'\] must be a non-empty list of shards, got \[\]"),
@@ -254,7 +258,7 @@ def test_an_unreadable_index_is_named(tmp_path, monkeypatch):
 def test_write_refuses_an_inconsistent_description(tmp_path):
     with pytest.raises(ValueError, match=r"cannot write .*: 'image_shape' \[3, 5\] holds 15 pixels, but 'dim' is 12"):
         shards.write(tmp_path / "a", {"train": _rows(10)}, name="toy", image_shape=(3, 5), likelihood="bernoulli")
-    with pytest.raises(ValueError, match=r"'likelihood' must be one of 'bernoulli', 'gaussian', got 'poisson'"):
+    with pytest.raises(ValueError, match=rf"'likelihood' must be one of {NAMES}, got 'poisson'"):
         shards.write(tmp_path / "b", {"train": _rows(10)}, name="toy", image_shape=(3, 4), likelihood="poisson")
     with pytest.raises(ValueError, match=r"split 'test' has no rows"):
         shards.write(

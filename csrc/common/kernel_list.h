@@ -43,3 +43,11 @@ AEVB_KERNEL(void, gaussian_forward, DType t, DType tx, const void* x, const void
 // grad_mean[n, d] = g[n] (x - mean) exp(-logvar),  grad_logvar[n, d] = g[n] ((x - mean)^2 exp(-logvar) - 1) / 2.
 AEVB_KERNEL(void, gaussian_backward, DType t, DType tx, const void* grad_log_prob, const void* x, const void* mean,
             const void* logvar, void* grad_mean, void* grad_logvar, int64_t N, int64_t Nx, int64_t D)
+
+// log_prob[n] = -sum_d (log 2 + s + |x - loc| exp(-s)), s = logscale, x = x[n % Nx, d] (laplace.h).
+AEVB_KERNEL(void, laplace_forward, DType t, DType tx, const void* x, const void* loc, const void* logscale,
+            void* log_prob, int64_t N, int64_t Nx, int64_t D)
+
+// grad_loc[n, d] = g[n] sign(x - loc) exp(-s),  grad_logscale[n, d] = g[n] (|x - loc| exp(-s) - 1).
+AEVB_KERNEL(void, laplace_backward, DType t, DType tx, const void* grad_log_prob, const void* x, const void* loc,
+            const void* logscale, void* grad_loc, void* grad_logscale, int64_t N, int64_t Nx, int64_t D)

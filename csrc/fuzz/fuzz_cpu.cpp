@@ -225,6 +225,19 @@ void fuzz<Kernel::gaussian_backward>(Fuzzer& f, const Case& c) {
                                c.rows, l.nx, c.cols, c.threads);
 }
 
+template <>
+void fuzz<Kernel::laplace_forward>(Fuzzer& f, const Case& c) {
+  Likelihood l(f, c);
+  aevb::cpu::laplace_forward(c.t, l.tx, data(l.x), data(l.a), data(l.b), data(l.out), c.rows, l.nx, c.cols, c.threads);
+}
+
+template <>
+void fuzz<Kernel::laplace_backward>(Fuzzer& f, const Case& c) {
+  Likelihood l(f, c);
+  aevb::cpu::laplace_backward(c.t, l.tx, data(l.g), data(l.x), data(l.a), data(l.b), data(l.grad_a), data(l.grad_b),
+                              c.rows, l.nx, c.cols, c.threads);
+}
+
 // One random case of one kernel.
 void run_case(Fuzzer& f) {
   const Case c{static_cast<DType>(f.pick({0, 1, 2, 3})), static_cast<int>(f.pick({1, 2})),
