@@ -95,6 +95,15 @@ PYBIND11_MODULE(_C, m) {
 #define AEVB_KERNEL(ret, name, ...) bind(m, #name, &aevb::cpu::name, "(" #__VA_ARGS__ ", int threads)");
 #include "common/kernel_list.h"
 #undef AEVB_KERNEL
+  // The names of the list's kernels, which the CUDA submodule binds too where it is built.
+  static const char* const kernel_names[] = {
+#define AEVB_KERNEL(ret, name, ...) #name,
+#include "common/kernel_list.h"
+#undef AEVB_KERNEL
+  };
+  py::list names;
+  for (const char* name : kernel_names) names.append(name);
+  m.attr("kernels") = py::tuple(names);
   bind(m, "adagrad_step", &aevb::cpu::adagrad_step,
        "(DType t, void* param, const void* grad, void* sum, int64_t n, double lr, double weight_decay, double eps, "
        "int threads)");

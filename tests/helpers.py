@@ -100,6 +100,9 @@ class LikelihoodInfo:
     values(shape, dtype, seed, device)  decoder outputs in its domain, a tuple in the order of params
     targets(shape, seed)                float64 targets in its domain (of data it models)
     int_targets                         whether uint8 / bool targets are data it models
+    exponents                           per value, the decades (low, high) of magnitudes the property
+                                        tests draw it from; and for the targets, None where they
+                                        lie in [0, 1]
     """
 
     name: str
@@ -108,6 +111,7 @@ class LikelihoodInfo:
     values: Callable
     targets: Callable
     int_targets: bool
+    exponents: tuple
 
 
 def normal(shape, dtype, seed, scale=1.0, device="cpu"):
@@ -131,6 +135,7 @@ LIKELIHOOD_INFOS = {
             values=lambda shape, dtype, seed, device="cpu": (normal(shape, dtype, seed, 3.0, device),),
             targets=_uniform,
             int_targets=True,
+            exponents=((-2, 2), None),
         ),
         LikelihoodInfo(
             "gaussian",
@@ -144,6 +149,7 @@ LIKELIHOOD_INFOS = {
             ),
             targets=lambda shape, seed: normal(shape, torch.float64, seed),
             int_targets=True,
+            exponents=((-1, 1), (-2, 0), (-1, 1)),
         ),
         LikelihoodInfo(
             "laplace",
@@ -157,6 +163,7 @@ LIKELIHOOD_INFOS = {
             ),
             targets=lambda shape, seed: normal(shape, torch.float64, seed),
             int_targets=True,
+            exponents=((-1, 1), (-2, 0), (-1, 1)),
         ),
     )
 }

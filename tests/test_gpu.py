@@ -10,6 +10,7 @@ import types
 
 import pytest
 import torch
+from helpers import LIKELIHOOD_INFOS
 
 import aevb_fast
 from aevb_fast.ops import backends
@@ -18,21 +19,16 @@ from aevb_fast.ops._native import native
 GPU_BACKENDS = [b for b in ("triton", "cuda") if torch.cuda.is_available() and b in backends.usable("cuda")]
 ON_GPU = pytest.mark.parametrize("backend", GPU_BACKENDS or [pytest.param(None, marks=pytest.mark.skip("needs a GPU"))])
 CUDA_KERNELS = pytest.mark.skipif("cuda" not in GPU_BACKENDS, reason="needs a GPU and the CUDA kernels")
-KERNELS = (
-    "reparameterize_forward",
-    "reparameterize_backward",
-    "bernoulli_forward",
-    "bernoulli_backward",
-    "gaussian_forward",
-    "gaussian_backward",
-)
 
 
 @pytest.mark.skipif(shutil.which("nvcc") is None or native is None, reason="needs nvcc and the built extension")
 def test_the_build_compiles_the_cuda_kernels_for_sm80_and_sm90():
     assert native.build["cuda"], "nvcc is on the PATH but aevb_fast._C was built without its CUDA sources"
     assert set(native.build["cuda_architectures"].split(",")) >= {"80", "90"}
-    assert all(hasattr(native.cuda, name) for name in KERNELS)
+    # Every kernel of csrc/common/kernel_list.h, on both backends.
+    assert {"reparameterize_forward", "bernoulli_backward"} <= set(native.kernels)
+    assert {f"{name}_{p}" for name in aevb_fast.LIKELIHOODS for p in ("forward", "backward")} <= set(native.kernels)
+    assert all(hasattr(native.cuda, name) for name in native.kernels)
     if os.environ.get("CI"):  # .ci/run builds with warnings as errors
         assert native.build["warnings_as_errors"]
 
@@ -74,6 +70,9 @@ def _training_step(backend):
             x, logits[0], logvar.mean(1, keepdim=True).expand(8, 6), backend
         )
         loss = bernoulli.sum() + gaussian.sum() + kl.sum() + aevb_fast.gaussian_kl(mu, logvar, "sum", backend=backend)
+        for name, info in LIKELIHOOD_INFOS.items():  # every likelihood of the registry
+            values = tuple(v.cuda() + logits[0] for v in info.values((8, 6), torch.float32, 3))
+            loss = loss + aevb_fast.LIKELIHOODS[name].log_prob(values, x, "sum", backend=backend)
         return z, (loss, *torch.autograd.grad(loss, (mu, logvar, logits)))
 
     return step, seed

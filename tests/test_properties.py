@@ -4,11 +4,12 @@ and odd ones, leading dims), dtypes, memory layouts (contiguous, strided, transp
 scales, against the float64 reference, gradients included. The number of examples is bounded for CI;
 HYPOTHESIS_PROFILE=long runs more."""
 
+import math
 import os
 
 import pytest
 import torch
-from helpers import CPU_BACKENDS, DTYPES, check_against_reference
+from helpers import CPU_BACKENDS, DTYPES, LIKELIHOOD_INFOS, TOLERANCES, check_against_reference
 
 import aevb_fast
 from aevb_fast import reference as R
@@ -78,37 +79,39 @@ def test_reparameterize_kl(problem, data):
     )
 
 
-@given(problems(), st.data())
-def test_bernoulli_log_prob(problem, data):
+@pytest.mark.parametrize("name", sorted(aevb_fast.LIKELIHOODS))
+@given(problem=problems(), data=st.data())
+def test_likelihoods(name, problem, data):
+    # Every likelihood of the registry, from its row of the likelihood table.
     backend, dtype, batch, D = problem
-    logits = data.draw(tensors((*batch, D), dtype, -2, 2))
-    kind = data.draw(st.sampled_from(["float", "uint8", "bool"]))
+    entry, info = aevb_fast.LIKELIHOODS[name], LIKELIHOOD_INFOS[name]
+    *value_exponents, target_exponents = info.exponents
+    values = {p: data.draw(tensors((*batch, D), dtype, *e)) for p, e in zip(entry.params, value_exponents)}
     # Targets of a suffix of the batch dims (shared by the leading ones), or of all of them.
-    x_batch = batch[data.draw(st.integers(0, len(batch))) :]
-    x = torch.rand(*x_batch, D, generator=torch.Generator().manual_seed(data.draw(st.integers(0, 2**31 - 1))))
+    x_shape = (*batch[data.draw(st.integers(0, len(batch))) :], D)
+    kinds = ["float", "uint8", "bool"] if info.int_targets else ["float"]
+    kind = data.draw(st.sampled_from(kinds))
+    if target_exponents is None:
+        x = torch.rand(x_shape, generator=torch.Generator().manual_seed(data.draw(st.integers(0, 2**31 - 1))))
+    else:
+        x = data.draw(tensors(x_shape, torch.float64, *target_exponents))
     x = {"float": x.to(dtype), "uint8": (x > 0.5).to(torch.uint8), "bool": x > 0.5}[kind]
-    check_against_reference(
-        lambda logits, x: aevb_fast.bernoulli_log_prob(logits, x, backend=backend),
-        R.bernoulli_log_prob,
-        dict(logits=logits, x=x),
-        grad_names=("logits", "x") if kind == "float" else ("logits",),
-    )
 
+    def fused(x, **v):
+        return info.call(tuple(v[p] for p in entry.params), x, backend=backend)
 
-@given(problems(), st.data())
-def test_gaussian_log_prob(problem, data):
-    backend, dtype, batch, D = problem
-    inputs = dict(
-        x=data.draw(tensors((*batch, D), dtype, -1, 1)),
-        mean=data.draw(tensors((*batch, D), dtype, -1, 1)),
-        logvar=data.draw(tensors((*batch, D), dtype, -2, 0)),
-    )
-    check_against_reference(
-        lambda x, mean, logvar: aevb_fast.gaussian_log_prob(x, mean, logvar, backend=backend),
-        R.gaussian_log_prob,
-        inputs,
-        grad_names=("x", "mean", "logvar"),
-    )
+    def reference(x, **v):
+        v = tuple(v[p] for p in entry.params)
+        return entry.reference(v, x.expand(v[0].shape))
+
+    inputs = {**values, "x": x}
+    check_against_reference(fused, reference, inputs, grad_names=entry.params)
+    if kind == "float":
+        # x's gradient sums its copies' terms (rows sharing targets), each rounded in the values'
+        # dtype where it is the gradient of a value (the Gaussian's -d/dmean): a copy's rounding each.
+        copies = math.prod(batch) // math.prod(x_shape[:-1])
+        tolerance = {k: v * copies for k, v in TOLERANCES[dtype].items()}
+        check_against_reference(fused, reference, inputs, grad_names=("x",), tolerance=tolerance)
 
 
 @given(problems(), st.data())

@@ -29,6 +29,9 @@ def _outputs(seed: int = 0) -> list[torch.Tensor]:
         aevb_fast.bernoulli_log_prob(logits, x, backend="cpu"),
         aevb_fast.gaussian_log_prob(x, logits, mu, backend="cpu"),
     ]
+    for name in sorted(aevb_fast.LIKELIHOODS):  # every likelihood, its values made from logits and mu
+        entry = aevb_fast.LIKELIHOODS[name]
+        outputs.append(entry.log_prob((logits, mu, logvar)[: len(entry.params)], x, backend="cpu"))
     # Weights that differ by row, so that a row's gradient lands in its own place.
     loss = sum((o * torch.arange(1.0, o.shape[-1] + 1) / o.shape[-1]).sum() for o in outputs)
     return [o.detach() for o in outputs] + list(torch.autograd.grad(loss, (mu, logvar, logits)))
