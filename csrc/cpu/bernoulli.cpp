@@ -1,12 +1,10 @@
 // Bernoulli log-likelihood from logits (docs/paper.md, Bernoulli MLP decoder):
-//   log p(x|z) = sum_d x log y + (1 - x) log(1 - y),  y = sigmoid(a)
-//              = sum_d x a - softplus(a),  softplus(a) = max(a, 0) + log1p(exp(-|a|))
-//              = sum_d s a - log1p(exp(-|a|)),  s = x - 1 for a >= 0, x for a < 0
-//   s a is x a - max(a, 0) without its inf - inf at a = +inf; s = 0 gives the limit 0 (0 log 0 = 0)
-//   where s a would be 0 * inf (a = +inf with x = 1, a = -inf with x = 0). A NaN logit or target
-//   still gives NaN (through log1p, or s).
-//   backward:  d/da = g (x - sigmoid(a)), g the row's upstream gradient, recomputed from a and x
-//              (cheaper than storing a gradient between the passes: see kernels.h).
+//   log p(x|z) = sum_d x log y + (1 - x) log(1 - y),  y = sigmoid(a),  = sum_d x a - softplus(a)
+// and its backward d/da = g (x - sigmoid(a)), g the row's upstream gradient, recomputed from a and x
+// (cheaper than storing a gradient between the passes: see csrc/common/kernel_list.h); the
+// per-element math, in stable form, is csrc/common/bernoulli.h's.
+#include "../common/bernoulli.h"
+
 #include <atomic>
 #include <cmath>
 #include <cstdint>
@@ -67,8 +65,7 @@ AEVB_SIMD double forward_chunk(const T* logits, const X* x, int64_t n, int64_t* 
 #pragma omp simd reduction(+ : acc) reduction(max : key)
     for (int64_t i = 0; i < m; ++i) {
       const M a = load<M>(a_[i]), t = load<M>(x_[i]);
-      const M s = a < M(0) ? t : t - M(1);
-      acc += static_cast<double>((s == M(0) ? M(0) : s * a) - vlog1p(exp_neg_abs[i]));
+      acc += static_cast<double>(bernoulli::term(a, t, vlog1p(exp_neg_abs[i])));
       const auto k = range_key(t);
       key = k > key ? k : key;
     }
@@ -84,9 +81,7 @@ AEVB_SIMD void backward_chunk(math_t<T> g, const T* logits, const X* x, T* grad,
       n,
       [&](int64_t i) __attribute__((always_inline)) {
         const M a = load<M>(logits[i]);
-        const M e = vexp_nonpositive(-std::fabs(a)), r = M(1) / (M(1) + e);
-        // sigmoid(a) = 1 / (1 + e) for a >= 0, e / (1 + e) below
-        grad[i] = store<T>(g * (load<M>(x[i]) - (a >= M(0) ? r : e * r)));
+        grad[i] = store<T>(bernoulli::grad(g, a, load<M>(x[i]), vexp_nonpositive(-std::fabs(a))));
       },
       logits, x);
 }

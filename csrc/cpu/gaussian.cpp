@@ -1,10 +1,8 @@
 // Gaussian log-likelihood (docs/paper.md, Gaussian MLP decoder), s = logvar:
 //   log N(x; m, exp(s)) = -1/2 sum_d (log 2pi + s + r^2),  r = (x - m) exp(-s/2)
-//   backward:  d/dm = g r exp(-s/2),  d/ds = g (r^2 - 1) / 2, g the row's upstream gradient,
-//              recomputed from x, m and s.
-// Through the standardized residual r, exp(-s/2) overflows only past s < -177 rather than exp(-s)
-// past s < -88, and x == m gives r = 0 (not 0 * inf = NaN) for every finite s: a result is infinite
-// only where its exact value lies beyond the float range.
+// and its backward, recomputed from x, m and s; the per-element math is csrc/common/gaussian.h's.
+#include "../common/gaussian.h"
+
 #include <cstdint>
 
 #include "kernels.h"
@@ -19,14 +17,12 @@ namespace {
 template <typename T, typename X>
 AEVB_SIMD double forward_chunk(const X* x, const T* mean, const T* logvar, int64_t n) {
   using M = math_t<T>;
-  const M log_2pi = M(1.8378770664093454835606594728112);
   M terms[kChunk];
   for_each_prefetching(
       n,
       [&](int64_t i) __attribute__((always_inline)) {
         const M d = load<M>(x[i]) - load<M>(mean[i]), s = load<M>(logvar[i]);
-        const M r = d == M(0) ? M(0) : d * vexp(M(-0.5) * s);
-        terms[i] = log_2pi + s + r * r;
+        terms[i] = gaussian::term(d, s, vexp(M(-0.5) * s));
       },
       x, mean, logvar);
   double acc = 0;
@@ -43,9 +39,8 @@ AEVB_SIMD void backward_chunk(math_t<T> g, const X* x, const T* mean, const T* l
       n,
       [&](int64_t i) __attribute__((always_inline)) {
         const M d = load<M>(x[i]) - load<M>(mean[i]), e = vexp(M(-0.5) * load<M>(logvar[i]));
-        const M r = d == M(0) ? M(0) : d * e;
-        grad_mean[i] = store<T>(d == M(0) ? M(0) : g * r * e);
-        grad_logvar[i] = store<T>(M(0.5) * g * (r * r - M(1)));
+        grad_mean[i] = store<T>(gaussian::grad_mean(g, d, e));
+        grad_logvar[i] = store<T>(gaussian::grad_logvar(g, d, e));
       },
       x, mean, logvar);
 }

@@ -1,11 +1,9 @@
 // Bernoulli log-likelihood from logits on CUDA (docs/paper.md, Bernoulli MLP decoder):
-//   log p(x|z) = sum_d x a - softplus(a),  softplus(a) = max(a, 0) + log1p(exp(-|a|))
-//              = sum_d s a - log1p(exp(-|a|)),  s = x - 1 for a >= 0, x for a < 0
-//   backward:  d/da = g (x - sigmoid(a)), g the row's upstream gradient, recomputed from a and x
-// s a is x a - max(a, 0) without its inf - inf at a = +inf; s = 0 gives the limit 0 (0 log 0 = 0)
-// where s a would be 0 * inf (a = +inf with x = 1, a = -inf with x = 0). A NaN logit or target
-// still gives NaN (as csrc/cpu/bernoulli.cpp).
+//   log p(x|z) = sum_d x a - softplus(a)
+// and its backward d/da = g (x - sigmoid(a)), g the row's upstream gradient, recomputed from a and
+// x; the per-element math, in stable form, is csrc/common/bernoulli.h's.
 // Row n of the logits reads row n % Nx of the targets (the L samples of one batch share them).
+#include "../common/bernoulli.h"
 #include "kernels.h"
 #include "rows.cuh"
 
@@ -29,8 +27,7 @@ __global__ void __launch_bounds__(kBlockThreads)
         load_pack<ALIGNED>(x_row, j, D, t);
 #pragma unroll
         for (int k = 0; k < V; ++k) {
-          const M s = a[k] < M(0) ? t[k] : t[k] - M(1);
-          const M term = (s == M(0) ? M(0) : s * a[k]) - log1p_(exp_(a[k] < M(0) ? a[k] : -a[k]));
+          const M term = bernoulli::term(a[k], t[k], log1p_(exp_(a[k] < M(0) ? a[k] : -a[k])));
           if (in_row<ALIGNED>(j, k, D)) acc.add(term);
         }
       });
@@ -58,9 +55,7 @@ __global__ void __launch_bounds__(kBlockThreads)
       load_pack<ALIGNED>(x_row, j, D, t);
 #pragma unroll
       for (int k = 0; k < V; ++k) {
-        const M e = exp_(a[k] < M(0) ? a[k] : -a[k]), r = M(1) / (M(1) + e);
-        // sigmoid(a) = 1 / (1 + e) for a >= 0, e / (1 + e) below
-        out[k] = g * (t[k] - (a[k] >= M(0) ? r : e * r));
+        out[k] = bernoulli::grad(g, a[k], t[k], exp_(a[k] < M(0) ? a[k] : -a[k]));
       }
       store_pack<ALIGNED>(grad_row, j, D, out);
     });

@@ -1,9 +1,8 @@
 // Gaussian log-likelihood on CUDA (docs/paper.md, Gaussian MLP decoder), s = logvar:
 //   log N(x; m, exp(s)) = -1/2 sum_d (log 2pi + s + r^2),  r = (x - m) exp(-s/2)
-//   backward:  d/dm = g r exp(-s/2),  d/ds = g (r^2 - 1) / 2, g the row's upstream gradient,
-//              recomputed from x, m and s (the standardized residual r keeps x == m finite for
-//              every finite s: see csrc/cpu/gaussian.cpp)
+// and its backward, recomputed from x, m and s; the per-element math is csrc/common/gaussian.h's.
 // Row n of mean and logvar reads row n % Nx of the targets.
+#include "../common/gaussian.h"
 #include "kernels.h"
 #include "rows.cuh"
 
@@ -16,7 +15,6 @@ __global__ void __launch_bounds__(kBlockThreads)
                             math_t<T>* __restrict__ log_prob, int64_t N, int64_t Nx, int64_t D) {
   using M = math_t<T>;
   constexpr int V = pack_size<T>;
-  const M log_2pi = M(1.8378770664093454835606594728112);
   for_each_row(N, [&](int64_t row, bool valid) {
     CompensatedSum<M> acc;  // see rows.cuh: thousands of terms a thread on wide rows
     if (valid) {
@@ -30,8 +28,8 @@ __global__ void __launch_bounds__(kBlockThreads)
         load_pack<ALIGNED>(s_row, j, D, s);
 #pragma unroll
         for (int k = 0; k < V; ++k) {
-          const M d = t[k] - m[k], r = d == M(0) ? M(0) : d * exp_(M(-0.5) * s[k]);
-          if (in_row<ALIGNED>(j, k, D)) acc.add(log_2pi + s[k] + r * r);
+          const M term = gaussian::term(t[k] - m[k], s[k], exp_(M(-0.5) * s[k]));
+          if (in_row<ALIGNED>(j, k, D)) acc.add(term);
         }
       });
     }
@@ -60,9 +58,8 @@ __global__ void __launch_bounds__(kBlockThreads)
 #pragma unroll
       for (int k = 0; k < V; ++k) {
         const M d = t[k] - m[k], e = exp_(M(-0.5) * s[k]);
-        const M r = d == M(0) ? M(0) : d * e;
-        gm[k] = d == M(0) ? M(0) : g * r * e;
-        gs[k] = M(0.5) * g * (r * r - M(1));
+        gm[k] = gaussian::grad_mean(g, d, e);
+        gs[k] = gaussian::grad_logvar(g, d, e);
       }
       store_pack<ALIGNED>(grad_mean + at, j, D, gm);
       store_pack<ALIGNED>(grad_logvar + at, j, D, gs);
