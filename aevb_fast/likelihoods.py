@@ -9,6 +9,7 @@ elbo_loss, the modules, the models, figures and the command line read it instead
 names. A new likelihood is its op (aevb_fast/ops), its public functions and one entry here.
 """
 
+import functools
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -88,6 +89,13 @@ class Likelihood:
 def _rows(values: dict[str, torch.Tensor], x: torch.Tensor, event_dims):
     """Broadcasts values and targets, flattens values to [N, D] and x to [Nx, D] with Nx dividing N
     (x keeps its own rows when its shape is a suffix of the values'), and returns the batch shape."""
+    shape = x.shape
+    if type(event_dims) is int and event_dims == 1 and len(shape) == 2:
+        tensors = list(values.values())
+        if all(v.shape == shape for v in tensors):
+            # [N, D] already, the common case: no views (autograd nodes) to make, checked first as
+            # the steps below cost a microsecond or two on one-element calls.
+            return tensors, x, shape[:1]
     shapes = [v.shape for v in values.values()]
     if all(s == shapes[0] for s in shapes) and x.shape == shapes[0][len(shapes[0]) - x.dim() :]:
         shape = shapes[0]  # the common case, without torch.broadcast_shapes' per-call cost
@@ -102,8 +110,6 @@ def _rows(values: dict[str, torch.Tensor], x: torch.Tensor, event_dims):
             f"event_dims must be an int in [1, {len(shape)}] for inputs of shape {list(shape)}, got {event_dims!r}"
         )
     batch, event = shape[:-event_dims], shape[-event_dims:]
-    if len(shape) == 2 and event_dims == 1 and x.shape == shape and all(v.shape == shape for v in values.values()):
-        return list(values.values()), x, batch  # [N, D] already: no views (autograd nodes) to make
     N, D = math.prod(batch), math.prod(event)
     if not (x.dim() >= event_dims and tuple(x.shape) == tuple(shape[len(shape) - x.dim() :])):
         x = x.expand(shape)
@@ -134,7 +140,8 @@ def _bernoulli_inputs(values, x, event_dims):
     """(logits,) and x checked and flattened by _rows."""
     check_values("logits", values[0])
     check_target("x", x)
-    check_devices(logits=values[0], x=x)
+    if values[0].device != x.device:
+        check_devices(logits=values[0], x=x)  # raises, naming them
     return _rows({"logits": values[0]}, x, event_dims)
 
 
@@ -196,7 +203,8 @@ def _location_scale_inputs(names: tuple[str, str]) -> Callable:
         check_target("x", x)
         check_values(names[0], a)
         check_values(names[1], b)
-        check_devices(x=x, **{names[0]: a, names[1]: b})
+        if not a.device == b.device == x.device:
+            check_devices(x=x, **{names[0]: a, names[1]: b})  # raises, naming them
         if a.dtype != b.dtype:
             dtype = torch.promote_types(a.dtype, b.dtype)
             a, b = a.to(dtype), b.to(dtype)
@@ -407,14 +415,21 @@ def linear_laplace_log_prob(
     )
 
 
+@functools.cache
+def _head_names(names: tuple[str, str]) -> tuple[str, tuple[str, ...]]:
+    """The activation option's name and the parameters' names of a location-scale head."""
+    location, scale = names
+    return f"{location}_activation", (f"{location}_weight", f"{location}_bias", f"{scale}_weight", f"{scale}_bias")
+
+
 def _linear_location_scale(
     op, names, h, params, x, reduction, activation, chunk_rows, backend, reference_fn, log_prob_fn
 ):
     """The fused head of a likelihood of x, a location (through `activation`) and a log scale named
     `names`, whose op, reference and public function take (x, location, log scale)."""
-    check_choice(f"{names[0]}_activation", activation, MEAN_ACTIVATIONS)
+    option, keys = _head_names(names)
+    check_choice(option, activation, MEAN_ACTIVATIONS)
     sigmoid = activation == "sigmoid"
-    keys = (f"{names[0]}_weight", f"{names[0]}_bias", f"{names[1]}_weight", f"{names[1]}_bias")
 
     def values(h, p):
         location = torch.nn.functional.linear(h, p[keys[0]], p[keys[1]])

@@ -310,6 +310,8 @@ def test_the_binding_refuses_dtype_codes_and_sizes_no_kernel_takes():
         native.bernoulli_forward(9, 0, 0, 0, 0, 1, 1, 1, 1)
     with pytest.raises(ValueError, match="bernoulli_forward: argument 5 is a size or count, got -1"):
         native.bernoulli_forward(0, 0, 0, 0, 0, -1, 1, 1, 1)
+    with pytest.raises(ValueError, match="a likelihood kernel over 2 rows needs Nx >= 1 target rows, got 0"):
+        native.gaussian_forward(0, 0, 0, 0, 0, 0, 2, 0, 3, 1)
     # The kernel list's C++ parameters are each binding's docstring.
     assert "int64_t N, int64_t Nx, int64_t D, int threads" in native.bernoulli_forward.__doc__
     assert {torch.float32, torch.float64, torch.float16, torch.bfloat16, torch.uint8, torch.bool} == set(DTYPE_CODES)

@@ -51,4 +51,15 @@ void dispatch_value_target(DType t, DType x, F&& f) {
   });
 }
 
+// dispatch_value_target for a likelihood kernel over N rows of values reading target row n % Nx:
+// refuses Nx < 1 beside rows (a division by zero in every kernel) before anything runs.
+template <typename Types, typename F>
+void dispatch_likelihood(DType t, DType x, int64_t N, int64_t Nx, F&& f) {
+  if (N > 0 && Nx < 1) {
+    throw std::invalid_argument("aevb_fast._C: a likelihood kernel over " + std::to_string(N) +
+                                " rows needs Nx >= 1 target rows, got " + std::to_string(Nx));
+  }
+  dispatch_value_target<Types>(t, x, static_cast<F&&>(f));
+}
+
 }  // namespace aevb

@@ -91,7 +91,7 @@ AEVB_SIMD void backward_chunk(math_t<T> g, const T* logits, const X* x, T* grad,
 int64_t bernoulli_forward(DType t, DType tx, const void* logits, const void* x, void* log_prob, int64_t N, int64_t Nx,
                           int64_t D, int threads) {
   std::atomic<int64_t> bad{0};
-  dispatch_value_target<Types>(t, tx, [&](auto tag, auto xtag) {
+  dispatch_likelihood<Types>(t, tx, N, Nx, [&](auto tag, auto xtag) {
     using T = typename decltype(tag)::type;
     using X = typename decltype(xtag)::type;
     const T* a = static_cast<const T*>(logits);
@@ -109,7 +109,7 @@ int64_t bernoulli_forward(DType t, DType tx, const void* logits, const void* x, 
 
 void bernoulli_backward(DType t, DType tx, const void* grad_log_prob, const void* logits, const void* x, void* grad,
                         int64_t N, int64_t Nx, int64_t D, int threads) {
-  dispatch_value_target<Types>(t, tx, [&](auto tag, auto xtag) {
+  dispatch_likelihood<Types>(t, tx, N, Nx, [&](auto tag, auto xtag) {
     using T = typename decltype(tag)::type;
     using X = typename decltype(xtag)::type;
     const math_t<T>* g = static_cast<const math_t<T>*>(grad_log_prob);

@@ -49,7 +49,7 @@ AEVB_SIMD void backward_chunk(math_t<T> g, const X* x, const T* mean, const T* l
 
 void gaussian_forward(DType t, DType tx, const void* x, const void* mean, const void* logvar, void* log_prob, int64_t N,
                       int64_t Nx, int64_t D, int threads) {
-  dispatch_value_target<Types>(t, tx, [&](auto tag, auto xtag) {
+  dispatch_likelihood<Types>(t, tx, N, Nx, [&](auto tag, auto xtag) {
     using T = typename decltype(tag)::type;
     using X = typename decltype(xtag)::type;
     const X* x_ = static_cast<const X*>(x);
@@ -66,7 +66,7 @@ void gaussian_forward(DType t, DType tx, const void* x, const void* mean, const 
 void gaussian_backward(DType t, DType tx, const void* grad_log_prob, const void* x, const void* mean,
                        const void* logvar, void* grad_mean, void* grad_logvar, int64_t N, int64_t Nx, int64_t D,
                        int threads) {
-  dispatch_value_target<Types>(t, tx, [&](auto tag, auto xtag) {
+  dispatch_likelihood<Types>(t, tx, N, Nx, [&](auto tag, auto xtag) {
     using T = typename decltype(tag)::type;
     using X = typename decltype(xtag)::type;
     const math_t<T>* g = static_cast<const math_t<T>*>(grad_log_prob);

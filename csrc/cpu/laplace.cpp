@@ -48,7 +48,7 @@ AEVB_SIMD void backward_chunk(math_t<T> g, const X* x, const T* loc, const T* lo
 
 void laplace_forward(DType t, DType tx, const void* x, const void* loc, const void* logscale, void* log_prob, int64_t N,
                      int64_t Nx, int64_t D, int threads) {
-  dispatch_value_target<Types>(t, tx, [&](auto tag, auto xtag) {
+  dispatch_likelihood<Types>(t, tx, N, Nx, [&](auto tag, auto xtag) {
     using T = typename decltype(tag)::type;
     using X = typename decltype(xtag)::type;
     const X* x_ = static_cast<const X*>(x);
@@ -65,7 +65,7 @@ void laplace_forward(DType t, DType tx, const void* x, const void* loc, const vo
 void laplace_backward(DType t, DType tx, const void* grad_log_prob, const void* x, const void* loc,
                       const void* logscale, void* grad_loc, void* grad_logscale, int64_t N, int64_t Nx, int64_t D,
                       int threads) {
-  dispatch_value_target<Types>(t, tx, [&](auto tag, auto xtag) {
+  dispatch_likelihood<Types>(t, tx, N, Nx, [&](auto tag, auto xtag) {
     using T = typename decltype(tag)::type;
     using X = typename decltype(xtag)::type;
     const math_t<T>* g = static_cast<const math_t<T>*>(grad_log_prob);

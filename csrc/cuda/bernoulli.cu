@@ -66,7 +66,7 @@ __global__ void __launch_bounds__(kBlockThreads)
 
 int64_t bernoulli_forward(DType t, DType tx, const void* logits, const void* x, void* log_prob, int64_t N, int64_t Nx,
                           int64_t D, int device, void* stream) {
-  dispatch_value_target<Types>(t, tx, [&](auto tag, auto xtag) {
+  dispatch_likelihood<Types>(t, tx, N, Nx, [&](auto tag, auto xtag) {
     using T = typename decltype(tag)::type;
     using X = typename decltype(xtag)::type;
     const auto* a = static_cast<const T*>(logits);
@@ -84,7 +84,7 @@ int64_t bernoulli_forward(DType t, DType tx, const void* logits, const void* x, 
 
 void bernoulli_backward(DType t, DType tx, const void* grad_log_prob, const void* logits, const void* x, void* grad,
                         int64_t N, int64_t Nx, int64_t D, int device, void* stream) {
-  dispatch_value_target<Types>(t, tx, [&](auto tag, auto xtag) {
+  dispatch_likelihood<Types>(t, tx, N, Nx, [&](auto tag, auto xtag) {
     using T = typename decltype(tag)::type;
     using X = typename decltype(xtag)::type;
     const auto* g = static_cast<const math_t<T>*>(grad_log_prob);

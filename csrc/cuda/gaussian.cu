@@ -71,7 +71,7 @@ __global__ void __launch_bounds__(kBlockThreads)
 
 void gaussian_forward(DType t, DType tx, const void* x, const void* mean, const void* logvar, void* log_prob, int64_t N,
                       int64_t Nx, int64_t D, int device, void* stream) {
-  dispatch_value_target<Types>(t, tx, [&](auto tag, auto xtag) {
+  dispatch_likelihood<Types>(t, tx, N, Nx, [&](auto tag, auto xtag) {
     using T = typename decltype(tag)::type;
     using X = typename decltype(xtag)::type;
     const auto* x_ = static_cast<const X*>(x);
@@ -90,7 +90,7 @@ void gaussian_forward(DType t, DType tx, const void* x, const void* mean, const 
 void gaussian_backward(DType t, DType tx, const void* grad_log_prob, const void* x, const void* mean,
                        const void* logvar, void* grad_mean, void* grad_logvar, int64_t N, int64_t Nx, int64_t D,
                        int device, void* stream) {
-  dispatch_value_target<Types>(t, tx, [&](auto tag, auto xtag) {
+  dispatch_likelihood<Types>(t, tx, N, Nx, [&](auto tag, auto xtag) {
     using T = typename decltype(tag)::type;
     using X = typename decltype(xtag)::type;
     const auto* g = static_cast<const math_t<T>*>(grad_log_prob);

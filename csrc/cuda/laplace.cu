@@ -70,7 +70,7 @@ __global__ void __launch_bounds__(kBlockThreads)
 
 void laplace_forward(DType t, DType tx, const void* x, const void* loc, const void* logscale, void* log_prob, int64_t N,
                      int64_t Nx, int64_t D, int device, void* stream) {
-  dispatch_value_target<Types>(t, tx, [&](auto tag, auto xtag) {
+  dispatch_likelihood<Types>(t, tx, N, Nx, [&](auto tag, auto xtag) {
     using T = typename decltype(tag)::type;
     using X = typename decltype(xtag)::type;
     const auto* x_ = static_cast<const X*>(x);
@@ -89,7 +89,7 @@ void laplace_forward(DType t, DType tx, const void* x, const void* loc, const vo
 void laplace_backward(DType t, DType tx, const void* grad_log_prob, const void* x, const void* loc,
                       const void* logscale, void* grad_loc, void* grad_logscale, int64_t N, int64_t Nx, int64_t D,
                       int device, void* stream) {
-  dispatch_value_target<Types>(t, tx, [&](auto tag, auto xtag) {
+  dispatch_likelihood<Types>(t, tx, N, Nx, [&](auto tag, auto xtag) {
     using T = typename decltype(tag)::type;
     using X = typename decltype(xtag)::type;
     const auto* g = static_cast<const math_t<T>*>(grad_log_prob);
