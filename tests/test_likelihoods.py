@@ -1,7 +1,7 @@
 """Every likelihood of aevb_fast.LIKELIHOODS, from its row in the likelihood table (tests/helpers.py),
 on every device and backend against the float64 reference: values and gradients per dtype and shape,
 integer targets, targets shared across samples, rows across the CPU kernels' block boundaries,
-non-finite values, float64 gradcheck, opcheck of its ops, torch.compile, its fused head against the
+non-finite and extreme values, float64 gradcheck, opcheck of its ops, torch.compile, its fused head against the
 plain layers, vae_loss and elbo_loss with it, the backends agreeing, and the paper's model trained
 with it. A likelihood added to the registry is tested here without a test written for it; one
 without a table row fails the first test."""
@@ -231,3 +231,25 @@ def test_the_paper_model_trains_with_it(likelihood, fused_head):
         losses.append(loss.item())
     assert all(math.isfinite(v) for v in losses)
     assert sum(losses[-5:]) < sum(losses[:5])
+
+
+# Magnitudes at and past float32's exponential range, for every value and a target of each sign.
+EXTREMES = [-1e30, -1e4, -100.0, -50.0, -1.0, 0.0, 1e-30, 1.0, 50.0, 100.0, 1e4, 1e30]
+
+
+# The Triton interpreter computes with numpy, which warns on arithmetic that overflows or meets inf.
+@pytest.mark.filterwarnings("ignore:overflow encountered:RuntimeWarning")
+@pytest.mark.filterwarnings("ignore:invalid value encountered:RuntimeWarning")
+def test_extreme_finite_values_follow_the_reference(likelihood, device, backend):
+    # Every combination of extreme values and targets: the result is the float64 reference's rounded
+    # to float32 (past the range, its infinity), with NaN exactly where the reference has one.
+    entry, info = likelihood
+    grid = torch.cartesian_prod(*[torch.tensor(EXTREMES, dtype=torch.float64)] * (len(entry.params) + 1))
+    x = grid[:, 0].clamp(0, 1) if info.exponents[-1] is None else grid[:, 0]
+    values = tuple(grid[:, i + 1] for i in range(len(entry.params)))
+    expected = entry.reference(tuple(v[:, None] for v in values), x[:, None])
+    out = info.call(
+        tuple(v[:, None].float().to(device) for v in values), x[:, None].float().to(device), backend=backend
+    )
+    assert not out.isnan().any() or expected.isnan().any()
+    assert_close(out, expected, "log p")
