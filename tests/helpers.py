@@ -123,6 +123,18 @@ def _uniform(shape, seed):
     return torch.rand(shape, generator=torch.Generator().manual_seed(seed), dtype=torch.float64)
 
 
+def _location_scale(shape, dtype, seed, device="cpu"):
+    """A location N(0, 1) and a log scale N(0, 0.25), the values of a location-scale likelihood."""
+    return normal(shape, dtype, seed, 1.0, device), normal(shape, dtype, seed + 1, 0.5, device)
+
+
+def _normal_targets(shape, seed):
+    return normal(shape, torch.float64, seed)
+
+
+# A location-scale likelihood's decades of magnitude: location, log scale, targets.
+_LOCATION_SCALE_EXPONENTS = ((-1, 1), (-2, 0), (-1, 1))
+
 LIKELIHOOD_INFOS = {
     info.name: info
     for info in (
@@ -143,13 +155,10 @@ LIKELIHOOD_INFOS = {
             head=lambda h, layers, x, reduction, **kw: aevb_fast.linear_gaussian_log_prob(
                 h, *layers[0], *layers[1], x, reduction, mean_activation="sigmoid", **kw
             ),
-            values=lambda shape, dtype, seed, device="cpu": (
-                normal(shape, dtype, seed, 1.0, device),
-                normal(shape, dtype, seed + 1, 0.5, device),
-            ),
-            targets=lambda shape, seed: normal(shape, torch.float64, seed),
+            values=_location_scale,
+            targets=_normal_targets,
             int_targets=True,
-            exponents=((-1, 1), (-2, 0), (-1, 1)),
+            exponents=_LOCATION_SCALE_EXPONENTS,
         ),
         LikelihoodInfo(
             "laplace",
@@ -157,13 +166,10 @@ LIKELIHOOD_INFOS = {
             head=lambda h, layers, x, reduction, **kw: aevb_fast.linear_laplace_log_prob(
                 h, *layers[0], *layers[1], x, reduction, loc_activation="sigmoid", **kw
             ),
-            values=lambda shape, dtype, seed, device="cpu": (
-                normal(shape, dtype, seed, 1.0, device),
-                normal(shape, dtype, seed + 1, 0.5, device),
-            ),
-            targets=lambda shape, seed: normal(shape, torch.float64, seed),
+            values=_location_scale,
+            targets=_normal_targets,
             int_targets=True,
-            exponents=((-1, 1), (-2, 0), (-1, 1)),
+            exponents=_LOCATION_SCALE_EXPONENTS,
         ),
     )
 }
