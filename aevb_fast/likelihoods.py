@@ -111,7 +111,12 @@ def _rows(values: dict[str, torch.Tensor], x: torch.Tensor, event_dims):
         )
     batch, event = shape[:-event_dims], shape[-event_dims:]
     N, D = math.prod(batch), math.prod(event)
-    if not (x.dim() >= event_dims and tuple(x.shape) == tuple(shape[len(shape) - x.dim() :])):
+    # Leading 1s of x (a [1, D] row beside [N, D] values) broadcast by repeating rows, as a suffix does;
+    # expanding them instead would copy x to [N, D] in the kernels' contiguous inputs.
+    ones = 0
+    while x.dim() - ones > event_dims and x.shape[ones] == 1:
+        ones += 1
+    if not (x.dim() >= event_dims and tuple(x.shape[ones:]) == tuple(shape[len(shape) - x.dim() + ones :])):
         x = x.expand(shape)
     rows = [(v if v.shape == shape else v.expand(shape)).reshape(N, D) for v in values.values()]
     return rows, x.reshape(math.prod(x.shape[:-event_dims]), D), batch

@@ -3,8 +3,11 @@
 #include <pybind11/pybind11.h>
 #include <pybind11/stl.h>
 
+#include <algorithm>
 #include <cstdint>
 #include <string>
+#include <tuple>
+#include <type_traits>
 #include <utility>
 #include <vector>
 
@@ -31,25 +34,39 @@ DType dtype(int code) {
 
 // How each C++ parameter type crosses from Python: pointers as integer addresses, dtypes as their
 // codes (checked), sizes as int64 (checked >= 0: every size and count of every kernel is), the rest
-// as they are.
+// as they are. `alignment` is what a typed pointer's address must be a multiple of; an untyped
+// buffer's (0 here) comes from its dtype (Buffers).
+template <typename T>
+constexpr size_t alignment_of() {
+  if constexpr (std::is_void_v<T>) {
+    return 0;
+  } else {
+    return alignof(T);
+  }
+}
+
 template <typename T>
 struct Arg {
   using type = T;
+  static constexpr size_t alignment = 1;
   static T from(T value, const char*, size_t) { return value; }
 };
 template <typename T>
 struct Arg<T*> {
   using type = uintptr_t;
+  static constexpr size_t alignment = alignment_of<T>();
   static T* from(uintptr_t address, const char*, size_t) { return reinterpret_cast<T*>(address); }
 };
 template <>
 struct Arg<DType> {
   using type = int;
+  static constexpr size_t alignment = 1;
   static DType from(int code, const char*, size_t) { return dtype(code); }
 };
 template <>
 struct Arg<int64_t> {
   using type = int64_t;
+  static constexpr size_t alignment = 1;
   static int64_t from(int64_t size, const char* kernel, size_t index) {
     if (size < 0) {
       throw py::value_error(std::string("aevb_fast._C.") + kernel + ": argument " + std::to_string(index) +
@@ -59,15 +76,108 @@ struct Arg<int64_t> {
   }
 };
 
+size_t element_size(DType t) {
+  switch (t) {
+    case DType::f64:
+      return 8;
+    case DType::f32:
+      return 4;
+    case DType::f16:
+    case DType::bf16:
+      return 2;
+    default:
+      return 1;
+  }
+}
+
+// The alignment each buffer of one kernel needs: a typed pointer its type's, an untyped one its
+// dtype's element size, read from the parameter names as kernel_list.h sets them out. Targets `x`
+// hold dtype `tx`; the row outputs and their gradients are double beside float64 values and float
+// otherwise; every other buffer holds dtype `t` (a CUDA `stream` is a handle, not a buffer). A misaligned address would
+// make every element access undefined (and fault in the CUDA kernels' vector loads); a tensor's data_ptr() never is.
+class Buffers {
+ public:
+  Buffers(const char* signature, const std::vector<size_t>& alignments) {
+    std::vector<std::string> names;
+    std::string parameters(signature + 1, std::string(signature).size() - 2);  // without "(" and ")"
+    for (size_t begin = 0; begin <= parameters.size();) {
+      size_t end = std::min(parameters.find(',', begin), parameters.size());
+      std::string parameter = parameters.substr(begin, end - begin);
+      names.push_back(parameter.substr(parameter.find_last_of(" *") + 1));
+      begin = end + 1;
+    }
+    auto index_of = [&](const char* name) {
+      return static_cast<int>(std::find(names.begin(), names.end(), name) - names.begin());
+    };
+    const int t = index_of("t"), tx = index_of("tx");
+    for (size_t i = 0; i < alignments.size(); ++i) {
+      if (alignments[i] != 0) {
+        if (alignments[i] > 1) buffers_.push_back({i, names[i], -1, false, alignments[i]});
+        continue;
+      }
+      const std::string& name = names[i];
+      if (name == "stream") continue;  // a CUDA stream handle, not a buffer
+      const int dtype_index = name == "x" ? tx : t;
+      if (dtype_index == static_cast<int>(names.size())) {
+        throw std::logic_error(std::string("aevb_fast._C: no dtype parameter for buffer ") + name + " in " + signature);
+      }
+      const bool row = name == "log_prob" || name == "kl" || name == "grad_log_prob" || name == "grad_kl";
+      buffers_.push_back({i, name, dtype_index, row, 0});
+    }
+  }
+
+  // Throws ValueError naming the first misaligned buffer; `raw` holds every argument as an integer.
+  void check(const char* kernel, const uint64_t* raw) const {
+    for (const Buffer& b : buffers_) {
+      size_t alignment = b.alignment;
+      if (alignment == 0) {
+        const DType t = dtype(static_cast<int>(raw[b.dtype_index]));
+        alignment = b.row ? (t == DType::f64 ? 8 : 4) : element_size(t);
+      }
+      if (raw[b.index] % alignment != 0) {
+        throw py::value_error(std::string("aevb_fast._C.") + kernel + ": argument " + std::to_string(b.index) + " (" +
+                              b.name + ") at address " + std::to_string(raw[b.index]) + " is not a multiple of " +
+                              std::to_string(alignment) + ", the alignment of its elements");
+      }
+    }
+  }
+
+ private:
+  struct Buffer {
+    size_t index;
+    std::string name;
+    int dtype_index;  // the DType argument giving an untyped buffer's element type
+    bool row;
+    size_t alignment;  // a typed buffer's; 0 for an untyped one
+  };
+  std::vector<Buffer> buffers_;
+};
+
+template <typename T>
+uint64_t raw(T value) {
+  if constexpr (std::is_integral_v<T>) {
+    return static_cast<uint64_t>(value);
+  } else {
+    return 0;
+  }
+}
+
 template <typename R, typename... A, size_t... I>
 void bind(py::module_& m, const char* name, R (*kernel)(A...), const char* signature, std::index_sequence<I...>) {
+  Buffers buffers(signature, {Arg<A>::alignment...});
   m.def(
-      name, [kernel, name](typename Arg<A>::type... args) -> R { return kernel(Arg<A>::from(args, name, I)...); },
+      name,
+      [kernel, name, buffers](typename Arg<A>::type... args) -> R {
+        const uint64_t raw_args[] = {raw(args)..., 0};
+        auto converted = std::make_tuple(Arg<A>::from(args, name, I)...);
+        buffers.check(name, raw_args);
+        return std::apply(kernel, converted);
+      },
       signature, py::call_guard<py::gil_scoped_release>());
 }
 
-// Binds `kernel` as `name`, its arguments converted and checked by Arg, its C++ parameters its
-// docstring; the GIL released while it runs.
+// Binds `kernel` as `name`, its arguments converted and checked by Arg and Buffers, its C++
+// parameters its docstring; the GIL released while it runs.
 template <typename R, typename... A>
 void bind(py::module_& m, const char* name, R (*kernel)(A...), const char* signature) {
   bind(m, name, kernel, signature, std::index_sequence_for<A...>{});

@@ -1,11 +1,12 @@
-"""Every backend at the extremes of its inputs, against the float64 reference rounded to float32:
-logits of +-1e4, +-88 and subnormal size, targets exactly 0 and 1, logvar of +-80 and past float32's
-exp limit (|logvar| > 88; for the Gaussian likelihood up to +-1e4), x == mean. Where the exact value
-lies beyond float32's range the result is the infinity of its sign; a finite input never gives NaN.
-The Bernoulli likelihood also over the table of logits (+-inf, large, 0, NaN) by targets (0, 1 and
-between; float, uint8 and bool) in every dtype: the limit of the formula with 0 log 0 = 0.
-Limits (documented in aevb_fast.functional): reparameterize's sigma = exp(logvar / 2) overflows
-float32 past logvar = 177, so z is checked up to logvar = 170."""
+"""Every backend at the extremes of its inputs, against the float64 reference rounded to float32.
+Where the exact value lies beyond float32's range the result is the infinity of its sign; a finite
+input never gives NaN. Each likelihood's extreme finite values and their gradients are tested from
+the table in tests/test_likelihoods.py; here, what belongs to one op:
+- the Bernoulli likelihood over the table of logits (+-inf, large, 0, NaN) by targets (0, 1 and
+  between; float, uint8 and bool) in every dtype: the limit of the formula with 0 log 0 = 0;
+- reparameterize and the KL at logvar of +-80 and past float32's exp limit. Limits (documented in
+  aevb_fast.functional): sigma = exp(logvar / 2) overflows float32 past logvar = 177, so z is
+  checked up to logvar = 170."""
 
 import itertools
 import math
@@ -17,7 +18,6 @@ from helpers import check_against_reference
 import aevb_fast
 from aevb_fast import reference as R
 
-SUBNORMAL = 1e-40
 # The Triton interpreter computes with numpy, which warns on overflow and on the branch a select drops.
 pytestmark = pytest.mark.filterwarnings("ignore::RuntimeWarning")
 
@@ -31,24 +31,6 @@ def _check(actual, reference, what):
     actual, expected = actual.detach().cpu(), _expected(reference)
     assert not actual.isnan().any(), f"{what}: NaN from finite inputs: {actual}"
     torch.testing.assert_close(actual, expected, rtol=2e-5, atol=1e-6, msg=lambda m: f"{what}: {m}")
-
-
-def _grads(out, inputs):
-    return torch.autograd.grad(out.sum(), inputs)
-
-
-LOGITS = [1e4, -1e4, 88.0, -88.0, 89.0, -104.0, SUBNORMAL, -SUBNORMAL, 0.0, 30.0, -30.0]
-
-
-@pytest.mark.parametrize("target", [0.0, 1.0, 0.5])
-def test_bernoulli_extreme_logits(device, backend, target):
-    logits = torch.tensor([LOGITS], device=device, requires_grad=True)
-    x = torch.full((1, len(LOGITS)), target, device=device)
-    out = aevb_fast.bernoulli_log_prob(logits, x, backend=backend)
-    ref_logits = torch.tensor([LOGITS], dtype=torch.float64, requires_grad=True)
-    ref = R.bernoulli_log_prob(ref_logits, x.cpu().double())
-    _check(out, ref, "log p")
-    _check(_grads(out, logits)[0], _grads(ref, ref_logits)[0], "d/dlogits")
 
 
 TABLE_LOGITS = [-math.inf, -1e4, 0.0, 1e4, math.inf, math.nan]
@@ -86,25 +68,6 @@ def test_bernoulli_nan_targets_are_refused_or_propagate(device, backend):
         return
     out = aevb_fast.bernoulli_log_prob(logits, x, backend=backend)
     assert torch.isnan(out).all() and torch.isnan(R.bernoulli_log_prob(logits, x)).all()
-
-
-# (logvar, x - mean): the variance within float32, past exp(-logvar)'s range, past exp(-logvar/2)'s,
-# and tiny; residuals 0, small and 1.
-GAUSSIAN_CASES = list(itertools.product([80.0, -80.0, 100.0, -100.0, 200.0, -200.0, 1e4, -1e4, 0.0], [0.0, 1e-3, 1.0]))
-
-
-def test_gaussian_extreme_logvar(device, backend):
-    logvar_values, residuals = zip(*GAUSSIAN_CASES)
-    x = torch.full((len(GAUSSIAN_CASES), 1), 0.5)
-    mean = x + torch.tensor(residuals)[:, None]
-    logvar = torch.tensor(logvar_values)[:, None]
-    fused_in = [t.to(device).requires_grad_() for t in (mean, logvar)]
-    out = aevb_fast.gaussian_log_prob(x.to(device), *fused_in, backend=backend)
-    ref_in = [t.double().requires_grad_() for t in (mean, logvar)]
-    ref = R.gaussian_log_prob(x.double(), *ref_in)
-    _check(out, ref, "log N")
-    for name, g, r in zip(("d/dmean", "d/dlogvar"), _grads(out, fused_in), _grads(ref, ref_in)):
-        _check(g, r, name)
 
 
 @pytest.mark.parametrize("estimator", ["analytic", "mc"])

@@ -1,15 +1,15 @@
 """Tensors past 2^31 elements: the kernels index with int64 (docs/design.md). Each case puts a
 marker at the far end of a buffer of more than 2^31 elements, where an int32 index would wrap,
-and checks the value computed there (the CPU run peaked at 6.6 GB of memory). It runs for every
-compiled kernel backend: the Triton interpreter would take hours at this size."""
-
-import math
+and checks the value computed there: reparameterize, and every likelihood of the table (the CPU
+run peaked at 8.9 GB, the Gaussian's two bfloat16 values, their one row of targets read again by
+every row). It runs for every compiled kernel backend: the Triton interpreter would take hours at this size."""
 
 import pytest
 import torch
-from helpers import KERNEL_BACKENDS
+from helpers import KERNEL_BACKENDS, LIKELIHOOD_INFOS
 
 import aevb_fast
+from aevb_fast import LIKELIHOODS
 from aevb_fast.ops._native import native
 
 COMPILED = [(d, b) for d, b in KERNEL_BACKENDS if (d, b) != ("cpu", "triton")]
@@ -50,15 +50,18 @@ def test_reparameterize_past_int32_elements(device, backend):
     )
 
 
-def test_bernoulli_past_int32_elements(device, backend):
+@pytest.mark.parametrize("name", list(LIKELIHOOD_INFOS))
+def test_likelihood_past_int32_elements(device, backend, name):
+    # N rows of D zero values (a marker in the last element of the last row) against one row of
+    # targets shared by all N: the last row's reading of both passes 2^31.
+    entry, info = LIKELIHOODS[name], LIKELIHOOD_INFOS[name]
     D = 2**20
     N = BIG // D
-    logits = torch.zeros(N, D, dtype=torch.bfloat16, device=device)
-    logits[-1, -1] = 5.0
-    x = torch.ones(1, D, dtype=torch.bool, device=device)  # one row of targets shared by all N rows
-    log_prob = aevb_fast.bernoulli_log_prob(logits, x, backend=backend)
-    assert logits.numel() > 2**31
-    # Zero logits give log(1/2) per element; the marker gives log sigmoid(5) = -log1p(e^-5).
-    expected = -(D - 1) * math.log(2) - math.log1p(math.exp(-5))
-    assert log_prob[-1].item() == pytest.approx(expected, rel=1e-6)
-    assert log_prob[0].item() == pytest.approx(-D * math.log(2), rel=1e-6)
+    values = [torch.zeros(N, D, dtype=torch.bfloat16, device=device) for _ in entry.params]
+    values[0][-1, -1] = 5.0
+    x = torch.ones(1, D, dtype=torch.bool, device=device)
+    log_prob = info.call(tuple(values), x, backend=backend)
+    assert values[0].numel() > 2**31
+    for row in (0, N - 1):
+        expected = entry.reference(tuple(v[row].cpu().double() for v in values), x[0].cpu().double())
+        assert log_prob[row].item() == pytest.approx(expected.item(), rel=1e-5), f"row {row}"

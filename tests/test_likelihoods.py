@@ -74,11 +74,13 @@ def test_integer_targets(likelihood, device, backend, target_dtype):
     _check_log_prob(entry, info, inputs, backend, entry.params)
 
 
-def test_targets_shared_across_samples(likelihood, device, backend, dtype):
-    # x [B, D] serves values [L, B, D]: the kernels read it L times instead of a copy.
+@pytest.mark.parametrize("rows", ["[B, D]", "[1, B, D]", "[1, D]"])
+def test_targets_shared_across_samples(likelihood, device, backend, dtype, rows):
+    # x [B, D] (or with leading 1s, or one row [1, D]) serves values [L, B, D]: the kernels read its
+    # rows again instead of a copy.
     entry, info = likelihood
     inputs = _inputs(info, entry, (4, 3, 10), dtype, device)
-    inputs["x"] = inputs["x"][0]
+    inputs["x"] = {"[B, D]": inputs["x"][0], "[1, B, D]": inputs["x"][:1], "[1, D]": inputs["x"][0, :1]}[rows]
     # x's gradient sums the L = 4 samples' terms, each rounded to the values' dtype (where it is the
     # gradient of a value, as the Gaussian's -d/dmean): up to 4 roundings.
     tolerance = {k: 4 * v for k, v in TOLERANCES[dtype].items()}
@@ -117,15 +119,34 @@ def test_nonfinite_values_propagate_like_the_reference(likelihood, device, backe
 
 
 @ON_KERNELS
-def test_opcheck(likelihood, device, backend):
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16], ids=str)
+@pytest.mark.parametrize("target", ["values' dtype", "bool", "uint8"])
+def test_opcheck(likelihood, device, backend, dtype, target):
+    # The op and its backward: 6 rows of values beside 3 target rows, floating targets taking gradients.
     entry, info = likelihood
     op = getattr(torch.ops.aevb_fast, f"{entry.name}_log_prob").default
-    values = [v.requires_grad_() for v in info.values((6, 7), torch.float32, 1, device)]
-    by_name = {**dict(zip(entry.params, values)), "x": info.targets((3, 7), 2).float().to(device)}
+    values = [v.requires_grad_() for v in info.values((6, 7), dtype, 1, device)]
+    x = info.targets((3, 7), 2).to(device, dtype).requires_grad_()
+    if target != "values' dtype":
+        x = (x.detach() > 0.5).to(getattr(torch, target))
+    by_name = {**dict(zip(entry.params, values)), "x": x}
     args = [by_name[a.name] for a in op._schema.arguments if a.name != "backend"]
     torch.library.opcheck(op, (*args, backend))
     backward = getattr(torch.ops.aevb_fast, f"{entry.name}_log_prob_backward").default
-    torch.library.opcheck(backward, (torch.randn(6).to(device), *(a.detach() for a in args), backend))
+    grad = torch.randn(6, generator=torch.Generator().manual_seed(3)).to(
+        device
+    )  # float32: the rows' dtype beside float32 and bfloat16
+    torch.library.opcheck(backward, (grad, *(a.detach() for a in args), backend))
+
+
+def test_non_contiguous_inputs(likelihood, device, backend):
+    # Transposed values and strided targets give what their contiguous copies give.
+    entry, info = likelihood
+    values = [v.t() for v in info.values((8, 6), torch.float32, 1)]
+    x = info.targets((12, 8), 2).float()[::2]
+    out = info.call(tuple(v.to(device) for v in values), x.to(device), backend=backend)
+    assert not x.is_contiguous() and not values[0].is_contiguous()
+    torch.testing.assert_close(out.cpu(), entry.reference(tuple(values), x))
 
 
 @ON_KERNELS
@@ -233,23 +254,31 @@ def test_the_paper_model_trains_with_it(likelihood, fused_head):
     assert sum(losses[-5:]) < sum(losses[:5])
 
 
-# Magnitudes at and past float32's exponential range, for every value and a target of each sign.
-EXTREMES = [-1e30, -1e4, -100.0, -50.0, -1.0, 0.0, 1e-30, 1.0, 50.0, 100.0, 1e4, 1e30]
+# Magnitudes at and past float32's exponential range (exp overflows past 88.7 and is subnormal
+# below -87.3), a subnormal, for every value and a target of each sign.
+EXTREMES = [-1e30, -1e4, -104.0, -100.0, -50.0, -1.0, 0.0, 1e-40, 1.0, 50.0, 88.0, 89.0, 100.0, 1e4, 1e30]
 
 
 # The Triton interpreter computes with numpy, which warns on arithmetic that overflows or meets inf.
 @pytest.mark.filterwarnings("ignore:overflow encountered:RuntimeWarning")
 @pytest.mark.filterwarnings("ignore:invalid value encountered:RuntimeWarning")
 def test_extreme_finite_values_follow_the_reference(likelihood, device, backend):
-    # Every combination of extreme values and targets: the result is the float64 reference's rounded
-    # to float32 (past the range, its infinity), with NaN exactly where the reference has one.
+    # Every combination of extreme values and targets: the result (and on the kernels the values'
+    # gradients) is the float64 reference's rounded to float32 (past the range, its infinity), with NaN exactly where
+    # the reference has one.
     entry, info = likelihood
     grid = torch.cartesian_prod(*[torch.tensor(EXTREMES, dtype=torch.float64)] * (len(entry.params) + 1))
-    x = grid[:, 0].clamp(0, 1) if info.exponents[-1] is None else grid[:, 0]
-    values = tuple(grid[:, i + 1] for i in range(len(entry.params)))
-    expected = entry.reference(tuple(v[:, None] for v in values), x[:, None])
-    out = info.call(
-        tuple(v[:, None].float().to(device) for v in values), x[:, None].float().to(device), backend=backend
-    )
+    x = (grid[:, 0].clamp(0, 1) if info.exponents[-1] is None else grid[:, 0])[:, None]
+    values = tuple(grid[:, i + 1, None].requires_grad_() for i in range(len(entry.params)))
+    fused_values = tuple(v.detach().float().to(device).requires_grad_() for v in values)
+    expected = entry.reference(values, x)
+    out = info.call(fused_values, x.float().to(device), backend=backend)
     assert not out.isnan().any() or expected.isnan().any()
     assert_close(out, expected, "log p")
+    if backend == "torch":
+        # The reference formula under float32 autograd: its intermediates (the Gaussian's r * 2r / 2)
+        # overflow up to a factor of 4 before the gradient does. The kernels' contract, not its.
+        return
+    grads = torch.autograd.grad(out.sum(), fused_values)
+    for name, g, r in zip(entry.params, grads, torch.autograd.grad(expected.sum(), values)):
+        assert_close(g, r, f"d/d{name}")

@@ -3,7 +3,7 @@
 //   log p(x|loc, s) = -sum_d (log 2 + s + |d| exp(-s)),  |d| exp(-s) made as (|d| e) e
 //   d/dloc = g sign(d) exp(-s),  d/ds = g (|d| exp(-s) - 1),  d/dx = -d/dloc
 // (|d| e) e overflows only where |d| exp(-s) lies past the float range, and d == 0 gives 0 (not
-// 0 * inf = NaN) for every s; a NaN d stays NaN in the value and both gradients.
+// 0 * inf = NaN) for every s, in the value and d/dloc; a NaN d stays NaN in the value and both gradients.
 #pragma once
 
 #include "philox.h"  // AEVB_HD
@@ -23,10 +23,12 @@ AEVB_HD M term(M d, M s, M e) {
   return M(kLog2) + s + scaled_residual(d, e);
 }
 
+// sign(d) exp(-s): 0 at d == 0 for every s (the reference's gradient of |d| there; not 0 * inf),
+// NaN for a NaN d.
 template <typename M>
 AEVB_HD M grad_loc(M g, M d, M e) {
-  const M sign = d > M(0) ? M(1) : (d < M(0) ? M(-1) : d);  // 0 at d == 0, NaN for NaN
-  return g * sign * e * e;
+  const M sign = d > M(0) ? M(1) : (d < M(0) ? M(-1) : d);
+  return d == M(0) ? g * M(0) : g * sign * e * e;
 }
 
 template <typename M>

@@ -68,9 +68,10 @@ def laplace_backward_kernel(
         x = target_tile(x_ptr, rows, Nx, cols, D, mask).to(math_t)
         d = x - tl.load(loc_ptr + at, mask=mask, other=0).to(math_t)
         e = tl.exp(-0.5 * tl.load(logscale_ptr + at, mask=mask, other=0).to(math_t))
-        # sign(d): 0 at d == 0, NaN for a NaN d (as the reference's gradient of |d|)
+        # sign(d) exp(-s): 0 at d == 0 for every s (not 0 * inf), NaN for a NaN d, as the reference's
         sign = tl.where(d > 0, 1.0, tl.where(d < 0, -1.0, d))
-        tl.store(grad_loc_ptr + at, (g * sign * e * e).to(grad_loc_ptr.dtype.element_ty), mask=mask)
+        grad_loc = tl.where(d == 0, g * 0.0, g * sign * e * e)
+        tl.store(grad_loc_ptr + at, grad_loc.to(grad_loc_ptr.dtype.element_ty), mask=mask)
         grad_s = g * (_scaled_residual(d, e) - 1.0)
         tl.store(grad_logscale_ptr + at, grad_s.to(grad_logscale_ptr.dtype.element_ty), mask=mask)
 
