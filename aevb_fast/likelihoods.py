@@ -1,7 +1,7 @@
 """The likelihoods p(x|z) of the decoder and their registry.
 
 Each likelihood has its public functions here: its log-likelihood per datapoint (bernoulli_log_prob,
-gaussian_log_prob) and its fused head, the decoder's output layer and likelihood in one op
+gaussian_log_prob, ...) and its fused head, the decoder's output layer and likelihood in one op
 (linear_bernoulli_log_prob, linear_gaussian_log_prob). LIKELIHOODS maps each name to a Likelihood,
 which holds everything else that the library and the training application need to know about it
 (its decoder outputs, kernels, reference, fused head, mean, the paper's decoder width): vae_loss,
@@ -22,6 +22,9 @@ from .ops import backends
 from .ops.bernoulli import bernoulli_log_prob as _bernoulli_op
 from .ops.bernoulli import bernoulli_log_prob_backward as _bernoulli_backward_op
 from .ops.bernoulli import linear_bernoulli_log_prob as _linear_bernoulli_op
+from .ops.continuous_bernoulli import continuous_bernoulli_log_prob as _continuous_bernoulli_op
+from .ops.continuous_bernoulli import continuous_bernoulli_log_prob_backward as _continuous_bernoulli_backward_op
+from .ops.continuous_bernoulli import linear_continuous_bernoulli_log_prob as _linear_continuous_bernoulli_op
 from .ops.gaussian import gaussian_log_prob as _gaussian_op
 from .ops.gaussian import gaussian_log_prob_backward as _gaussian_backward_op
 from .ops.gaussian import linear_gaussian_log_prob as _linear_gaussian_op
@@ -33,9 +36,11 @@ from .ops.linear_likelihood import chunk_rows_for
 # The public functions of the likelihoods, which aevb_fast and aevb_fast.functional export.
 __all__ = [
     "bernoulli_log_prob",
+    "continuous_bernoulli_log_prob",
     "gaussian_log_prob",
     "laplace_log_prob",
     "linear_bernoulli_log_prob",
+    "linear_continuous_bernoulli_log_prob",
     "linear_gaussian_log_prob",
     "linear_laplace_log_prob",
 ]
@@ -136,12 +141,31 @@ def bernoulli_log_prob(
     logits [..., D]: the decoder's pre-sigmoid output. x: targets in [0, 1] (grey levels or 0/1),
     float, uint8 or bool, broadcast against logits."""
     check_choice("reduction", reduction, reference.REDUCTIONS)
-    values, x, batch = _bernoulli_inputs((logits,), x, event_dims)
+    values, x, batch = _logit_inputs((logits,), x, event_dims)
     log_prob = _bernoulli_rows(values, x, backends.resolve(backend, logits.device))
     return reference.reduce(flat(log_prob, batch), reduction)
 
 
-def _bernoulli_inputs(values, x, event_dims):
+def continuous_bernoulli_log_prob(
+    logits: torch.Tensor, x: torch.Tensor, reduction: str = "none", *, event_dims: int = 1, backend: str | None = None
+) -> torch.Tensor:
+    """log p(x|z) = sum_i x_i log y_i + (1 - x_i) log(1 - y_i) + log C(a_i), y = sigmoid(a), with the
+    normalizer C(a) = a / tanh(a / 2) (C(0) = 2): the continuous Bernoulli (Loaiza-Ganem & Cunningham
+    2019), a density on [0, 1] for grey-level data (MNIST as it is, Frey Face), where the Bernoulli's
+    log-likelihood of a grey level is no likelihood. Summed over the last event_dims dims: per
+    datapoint [...] or reduced.
+
+    logits [..., D]: the decoder's output, a = logit(lambda); x: targets in [0, 1], float, uint8 or
+    bool, broadcast against logits. log C is made in a stable form for logits of any size, through
+    its series near a = 0 (lambda = 1/2); at an infinite logit the density is a point mass's (+inf
+    at its point, -inf elsewhere)."""
+    check_choice("reduction", reduction, reference.REDUCTIONS)
+    values, x, batch = _logit_inputs((logits,), x, event_dims)
+    log_prob = _continuous_bernoulli_rows(values, x, backends.resolve(backend, logits.device))
+    return reference.reduce(flat(log_prob, batch), reduction)
+
+
+def _logit_inputs(values, x, event_dims):
     """(logits,) and x checked and flattened by _rows."""
     check_values("logits", values[0])
     check_target("x", x)
@@ -150,14 +174,23 @@ def _bernoulli_inputs(values, x, event_dims):
     return _rows({"logits": values[0]}, x, event_dims)
 
 
-def _bernoulli_rows(values, x, backend: str) -> torch.Tensor:
-    """log p(x|z) [N] for flattened logits [N, D] and x [Nx, D]."""
-    (a,) = values
-    if backend != "torch":
-        return _bernoulli_op.prechecked(a, x, backend)
-    # x in the math dtype before its rows repeat: the repeats' gradients then sum in it.
-    md = math_dtype(a.dtype)
-    return reference.bernoulli_log_prob(a.to(md), _expand_rows(x.to(md), a.shape[0]))
+def _logit_rows(op, reference_fn: Callable) -> Callable:
+    """log p(x|z) [N] for flattened logits [N, D] and x [Nx, D] of a likelihood whose op and
+    reference take (logits, x)."""
+
+    def rows(values, x, backend: str) -> torch.Tensor:
+        (a,) = values
+        if backend != "torch":
+            return op.prechecked(a, x, backend)
+        # x in the math dtype before its rows repeat: the repeats' gradients then sum in it.
+        md = math_dtype(a.dtype)
+        return reference_fn(a.to(md), _expand_rows(x.to(md), a.shape[0]))
+
+    return rows
+
+
+_bernoulli_rows = _logit_rows(_bernoulli_op, reference.bernoulli_log_prob)
+_continuous_bernoulli_rows = _logit_rows(_continuous_bernoulli_op, reference.continuous_bernoulli_log_prob)
 
 
 def gaussian_log_prob(
@@ -337,8 +370,53 @@ def linear_bernoulli_log_prob(
     same memory. Under autocast the matmuls run in the autocast dtype, as nn.Linear's do; the
     likelihood's math stays float32. Backend "torch" runs nn.functional.linear and the reference
     likelihood."""
-    return _linear_head(
+    return _linear_logits(
         _linear_bernoulli_op,
+        h,
+        weight,
+        bias,
+        x,
+        reduction,
+        chunk_rows,
+        backend,
+        reference.bernoulli_log_prob,
+        bernoulli_log_prob,
+    )
+
+
+def linear_continuous_bernoulli_log_prob(
+    h: torch.Tensor,
+    weight: torch.Tensor,
+    bias: torch.Tensor | None,
+    x: torch.Tensor,
+    reduction: str = "none",
+    *,
+    chunk_rows: int | None = None,
+    backend: str | None = None,
+) -> torch.Tensor:
+    """continuous_bernoulli_log_prob(h @ weight.T + bias, x, reduction) with the decoder's output layer
+    fused in, per datapoint [...] or reduced, without the [..., D] logits ever in memory in full.
+
+    Shapes and chunking as linear_bernoulli_log_prob."""
+    return _linear_logits(
+        _linear_continuous_bernoulli_op,
+        h,
+        weight,
+        bias,
+        x,
+        reduction,
+        chunk_rows,
+        backend,
+        reference.continuous_bernoulli_log_prob,
+        continuous_bernoulli_log_prob,
+    )
+
+
+def _linear_logits(op, h, weight, bias, x, reduction, chunk_rows, backend, reference_fn, log_prob_fn):
+    """The fused head of a likelihood of logits, whose op, reference and public function take
+    (logits, x)."""
+    return _linear_head(
+        op,
         h,
         {"weight": weight, "bias": bias},
         x,
@@ -347,8 +425,8 @@ def linear_bernoulli_log_prob(
         chunk_rows,
         backend,
         lambda h, p: (torch.nn.functional.linear(h, p["weight"], p["bias"]),),
-        reference.bernoulli_log_prob,
-        lambda values, x, reduction, name: bernoulli_log_prob(*values, x, reduction, backend=name),
+        reference_fn,
+        lambda values, x, reduction, name: log_prob_fn(*values, x, reduction, backend=name),
     )
 
 
@@ -514,7 +592,7 @@ _register(
         activations=("identity",),
         hidden_dim=500,
         log_prob=lambda v, x, reduction="none", **options: bernoulli_log_prob(*v, x, reduction, **options),
-        inputs=_bernoulli_inputs,
+        inputs=_logit_inputs,
         rows=_bernoulli_rows,
         kernel=lambda how, v, x, b: getattr(_bernoulli_op, how)(*v, x, b),
         kernel_backward=lambda g, v, x, b: (_bernoulli_backward_op.launch(g, *v, x, b),),
@@ -523,6 +601,24 @@ _register(
             h, *layers[0], x, reduction, backend=backend
         ),
         mean=lambda v: torch.sigmoid(v[0]),
+    )
+)
+_register(
+    Likelihood(
+        name="continuous_bernoulli",
+        params=("logits",),
+        activations=("identity",),
+        hidden_dim=500,
+        log_prob=lambda v, x, reduction="none", **options: continuous_bernoulli_log_prob(*v, x, reduction, **options),
+        inputs=_logit_inputs,
+        rows=_continuous_bernoulli_rows,
+        kernel=lambda how, v, x, b: getattr(_continuous_bernoulli_op, how)(*v, x, b),
+        kernel_backward=lambda g, v, x, b: (_continuous_bernoulli_backward_op.launch(g, *v, x, b),),
+        reference=lambda v, x: reference.continuous_bernoulli_log_prob(*v, x),
+        head=lambda h, layers, x, reduction, backend: linear_continuous_bernoulli_log_prob(
+            h, *layers[0], x, reduction, backend=backend
+        ),
+        mean=lambda v: reference.continuous_bernoulli_mean(v[0]),
     )
 )
 _register(

@@ -47,8 +47,53 @@ def bernoulli_log_prob(logits: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
     convention 0 log 0 = 0 an infinite logit gives the formula's limit: 0 where it makes the target
     certain (a = +inf with x = 1, a = -inf with x = 0), -inf where it makes it impossible (a = +inf
     with x < 1, a = -inf with x > 0)."""
+    return torch.sum(_bernoulli_terms(logits, x.to(logits.dtype)), dim=-1)
+
+
+def _bernoulli_terms(logits: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+    return _weighted_log(x, F.logsigmoid(logits)) + _weighted_log(1 - x, F.logsigmoid(-logits))
+
+
+def _series_below(logits: torch.Tensor) -> float:
+    """Where the continuous Bernoulli's closed forms give way to their series near a = 0: their
+    gradients cancel like eps / |a| there, which float64 bears down to 1e-3 (the series' fifth term
+    is under 1e-24 below it) and float32 only to 0.5 (the fifth term under 3e-9)."""
+    return 1e-3 if logits.dtype == torch.float64 else 0.5
+
+
+def continuous_bernoulli_log_norm(logits: torch.Tensor) -> torch.Tensor:
+    """log C(a) = log(a / tanh(a / 2)) elementwise, the continuous Bernoulli's normalizer for
+    lambda = sigmoid(a) (C = 2 artanh(1 - 2 lambda) / (1 - 2 lambda)), as log|a| - log(1 - exp(-|a|))
+    + log1p(exp(-|a|)) (expm1 and log1p exact near 0); near a = 0, where that form is 0/0, its
+    series log 2 + a^2/12 - 7 a^4/1440 + 31 a^6/90720 - 127 a^8/4838400."""
+    u = logits.abs()
+    small = u < _series_below(logits)
+    safe = torch.where(small, 1.0, u)  # the direct form's argument, NaN-free where it is not used
+    direct = torch.log(safe) - torch.log(-torch.expm1(-safe)) + torch.log1p(torch.exp(-safe))
+    w = u * u
+    series = LOG_2 + w * (1 / 12 + w * (-7 / 1440 + w * (31 / 90720 - w * 127 / 4838400)))
+    return torch.where(small, series, direct)
+
+
+def continuous_bernoulli_log_prob(logits: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+    """log p(x|z) = sum_i x_i log y_i + (1 - x_i) log(1 - y_i) + log C(a_i), y = sigmoid(a), a the
+    logits, per row [...]: the continuous Bernoulli (Loaiza-Ganem & Cunningham 2019), a density on
+    [0, 1]. At an infinite logit the density is a point mass's: +inf at that point (x = 1 for
+    a = +inf, x = 0 for a = -inf), -inf elsewhere (the Bernoulli term's -inf, not -inf + inf)."""
     x = x.to(logits.dtype)
-    return torch.sum(_weighted_log(x, F.logsigmoid(logits)) + _weighted_log(1 - x, F.logsigmoid(-logits)), dim=-1)
+    bernoulli = _bernoulli_terms(logits, x)
+    terms = torch.where(bernoulli == -math.inf, bernoulli, bernoulli + continuous_bernoulli_log_norm(logits))
+    return torch.sum(terms, dim=-1)
+
+
+def continuous_bernoulli_mean(logits: torch.Tensor) -> torch.Tensor:
+    """E[x] = 1 / (1 - exp(-a)) - 1 / a for logits a; near a = 0 its series
+    1/2 + a/12 - a^3/720 + a^5/30240."""
+    small = logits.abs() < _series_below(logits)
+    safe = torch.where(small, 1.0, logits)
+    w = logits * logits
+    series = 0.5 + logits * (1 / 12 + w * (-1 / 720 + w / 30240))
+    return torch.where(small, series, -1 / torch.expm1(-safe) - 1 / safe)
 
 
 def gaussian_log_prob(x: torch.Tensor, mean: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:

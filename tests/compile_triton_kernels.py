@@ -132,12 +132,15 @@ def main(archs):
     compiled = set()
     for module, name, launch in variants():
         kernel = getattr(module, name)
+        # The launcher looks the kernel up in the module that defines it (a likelihood may share
+        # another's kernels under its own names, as the continuous Bernoulli does).
+        home, name = sys.modules[kernel.fn.__module__], kernel.fn.__name__
         recorder = Recorder(kernel)
-        setattr(module, name, recorder)
+        setattr(home, name, recorder)
         try:
             launch()
         finally:
-            setattr(module, name, kernel)
+            setattr(home, name, kernel)
         for args, kwargs in recorder.calls:
             key = (name, tuple(_type(a) for a in args), tuple(sorted(kwargs.items())))
             if key in compiled:

@@ -150,6 +150,17 @@ LIKELIHOOD_INFOS = {
             exponents=((-2, 2), None),
         ),
         LikelihoodInfo(
+            "continuous_bernoulli",
+            call=lambda values, x, **kw: aevb_fast.continuous_bernoulli_log_prob(*values, x, **kw),
+            head=lambda h, layers, x, reduction, **kw: aevb_fast.linear_continuous_bernoulli_log_prob(
+                h, *layers[0], x, reduction, **kw
+            ),
+            values=lambda shape, dtype, seed, device="cpu": (normal(shape, dtype, seed, 3.0, device),),
+            targets=_uniform,
+            int_targets=True,
+            exponents=((-2, 2), None),
+        ),
+        LikelihoodInfo(
             "gaussian",
             call=lambda values, x, **kw: aevb_fast.gaussian_log_prob(x, *values, **kw),
             head=lambda h, layers, x, reduction, **kw: aevb_fast.linear_gaussian_log_prob(

@@ -78,6 +78,59 @@ def test_bernoulli_log_prob_accepts_integer_targets():
     torch.testing.assert_close(R.bernoulli_log_prob(logits, x.bool()), R.bernoulli_log_prob(logits, x.double()))
 
 
+# Logits across the normalizer's regimes: its series near 0 (both dtypes' switch points, 1e-3 and
+# 0.5, on either side), the closed form, and where 1 - lambda is far below float32's epsilon.
+CB_LOGITS = [-60.0, -30.0, -5.0, -0.6, -0.4, -2e-3, -5e-4, 0.0, 1e-7, 5e-4, 2e-3, 0.4, 0.6, 1.0, 5.0, 30.0, 60.0]
+
+
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32], ids=str)
+def test_continuous_bernoulli_is_a_density_with_its_mean(dtype):
+    # exp(log p) integrates to 1 over [0, 1], and x exp(log p) to the mean, for every logit: the
+    # normalizer and the mean by quadrature, each logit in the dtype's own branch of the series.
+    from scipy import integrate
+
+    for a in CB_LOGITS:
+        logits = torch.tensor([[a]], dtype=dtype)
+
+        def density(x, logits=logits):
+            return math.exp(R.continuous_bernoulli_log_prob(logits, torch.tensor([[x]], dtype=dtype)).item())
+
+        points = [1 - 3 / abs(a), 3 / abs(a)] if abs(a) > 3 else None  # the mass near one end
+        tolerance = 1e-9 if dtype == torch.float64 else 1e-5
+        mass = integrate.quad(density, 0, 1, points=points, epsabs=tolerance / 100)[0]
+        assert mass == pytest.approx(1, abs=tolerance), f"mass at logit {a}"
+        mean = integrate.quad(lambda x: x * density(x), 0, 1, points=points, epsabs=tolerance / 100)[0]
+        assert R.continuous_bernoulli_mean(logits).item() == pytest.approx(mean, abs=tolerance), f"mean at logit {a}"
+
+
+def test_continuous_bernoulli_log_norm_by_hand():
+    # log C(a) = log(a / tanh(a / 2)) where numpy's float64 evaluation is exact to rounding, and its
+    # series log 2 + a^2 / 12 - 7 a^4 / 1440 at small a; C is even.
+    a = np.array([1e-3, 0.01, 0.4, 0.6, 1.0, 5.0, 30.0, 700.0])
+    for sign in (1, -1):
+        logits = torch.tensor(sign * a)
+        np.testing.assert_allclose(
+            R.continuous_bernoulli_log_norm(logits).numpy(), np.log(a / np.tanh(a / 2)), rtol=1e-14
+        )
+    small = torch.tensor([0.0, 1e-9, -1e-5, 1e-4], dtype=torch.float64)
+    expected = math.log(2) + small**2 / 12 - 7 * small**4 / 1440
+    torch.testing.assert_close(R.continuous_bernoulli_log_norm(small), expected, rtol=1e-15, atol=0)
+
+
+def test_continuous_bernoulli_matches_torch_distributions_where_it_is_exact():
+    # torch.distributions' log-normalizer is exact away from lambda = 1/2 (where it switches to a
+    # Taylor polynomial in lambda on [0.499, 0.501]) and from |a| ~ 30, where it takes lambda
+    # rounded to 1 - lambda's few bits; there it is off by up to 0.07 nats in float32.
+    logits = torch.cat([_rand(4, 25) * 4, torch.tensor([[-10.0, -0.05, 0.05, 10.0] * 5 + [3.0] * 5])]).clamp(-12, 12)
+    logits = torch.where(logits.abs() < 0.01, 0.5, logits)
+    x = torch.rand(5, 25, generator=torch.Generator().manual_seed(1), dtype=torch.float64)
+    expected = torch.distributions.ContinuousBernoulli(logits=logits).log_prob(x).sum(-1)
+    torch.testing.assert_close(R.continuous_bernoulli_log_prob(logits, x), expected, rtol=1e-10, atol=1e-10)
+    torch.testing.assert_close(
+        R.continuous_bernoulli_mean(logits), torch.distributions.ContinuousBernoulli(logits=logits).mean
+    )
+
+
 def test_gaussian_log_prob_matches_scipy():
     x, mean, logvar = _rand(4, 6), _rand(4, 6, seed=1), _rand(4, 6, seed=2)
     expected = stats.norm.logpdf(x.numpy(), mean.numpy(), np.exp(0.5 * logvar.numpy())).sum(-1)

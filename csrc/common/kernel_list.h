@@ -36,6 +36,15 @@ AEVB_KERNEL(int64_t, bernoulli_forward, DType t, DType tx, const void* logits, c
 AEVB_KERNEL(void, bernoulli_backward, DType t, DType tx, const void* grad_log_prob, const void* logits, const void* x,
             void* grad, int64_t N, int64_t Nx, int64_t D)
 
+// The continuous Bernoulli: log_prob[n] = sum_d x*a - softplus(a) + log C(a), C(a) = a / tanh(a/2)
+// (continuous_bernoulli.h); targets as bernoulli_forward's, counted the same way.
+AEVB_KERNEL(int64_t, continuous_bernoulli_forward, DType t, DType tx, const void* logits, const void* x, void* log_prob,
+            int64_t N, int64_t Nx, int64_t D)
+
+// grad[n, d] = g[n] (x - sigmoid(a) + 1/a - 1/sinh(a)).
+AEVB_KERNEL(void, continuous_bernoulli_backward, DType t, DType tx, const void* grad_log_prob, const void* logits,
+            const void* x, void* grad, int64_t N, int64_t Nx, int64_t D)
+
 // log_prob[n] = sum_d log N(x; mean, exp(logvar)), x = x[n % Nx, d].
 AEVB_KERNEL(void, gaussian_forward, DType t, DType tx, const void* x, const void* mean, const void* logvar,
             void* log_prob, int64_t N, int64_t Nx, int64_t D)

@@ -1,8 +1,9 @@
-// Bernoulli log-likelihood from logits (docs/paper.md, Bernoulli MLP decoder):
+// The Bernoulli log-likelihood from logits (docs/paper.md, Bernoulli MLP decoder):
 //   log p(x|z) = sum_d x log y + (1 - x) log(1 - y),  y = sigmoid(a),  = sum_d x a - softplus(a)
 // and its backward d/da = g (x - sigmoid(a)), g the row's upstream gradient, recomputed from a and x
-// (cheaper than storing a gradient between the passes: see csrc/common/kernel_list.h); the
-// per-element math, in stable form, is csrc/common/bernoulli.h's.
+// (cheaper than storing a gradient between the passes: see csrc/common/kernel_list.h); and the
+// continuous Bernoulli's, the same terms plus the normalizer log C(a), through the same passes. The
+// per-element math, in stable form, is csrc/common/bernoulli.h's and continuous_bernoulli.h's.
 #include "../common/bernoulli.h"
 
 #include <atomic>
@@ -10,6 +11,7 @@
 #include <cstdint>
 #include <cstring>
 
+#include "../common/continuous_bernoulli.h"
 #include "kernels.h"
 #include "parallel.h"
 #include "prefetch.h"
@@ -45,7 +47,9 @@ int32_t count_outside(const X* x, int64_t n) {
 // forward pass took 32 ms against 36 ms for two passes over the whole chunk.
 constexpr int64_t kSub = 256;
 
-template <typename T, typename X>
+// kContinuous: the continuous Bernoulli, whose term takes log(u / (1 - e)) where the Bernoulli's
+// takes log1p(e) (one log either way).
+template <bool kContinuous, typename T, typename X>
 AEVB_SIMD double forward_chunk(const T* logits, const X* x, int64_t n, int64_t* bad) {
   using M = math_t<T>;
   M exp_neg_abs[2 * kSub];
@@ -65,7 +69,12 @@ AEVB_SIMD double forward_chunk(const T* logits, const X* x, int64_t n, int64_t* 
 #pragma omp simd reduction(+ : acc) reduction(max : key)
     for (int64_t i = 0; i < m; ++i) {
       const M a = load<M>(a_[i]), t = load<M>(x_[i]);
-      acc += static_cast<double>(bernoulli::term(a, t, vlog1p(exp_neg_abs[i])));
+      if constexpr (kContinuous) {
+        const M log_ratio = vlog(continuous_bernoulli::ratio(a, exp_neg_abs[i]));
+        acc += static_cast<double>(continuous_bernoulli::term(a, t, log_ratio));
+      } else {
+        acc += static_cast<double>(bernoulli::term(a, t, vlog1p(exp_neg_abs[i])));
+      }
       const auto k = range_key(t);
       key = k > key ? k : key;
     }
@@ -74,22 +83,21 @@ AEVB_SIMD double forward_chunk(const T* logits, const X* x, int64_t n, int64_t* 
   return acc;
 }
 
-template <typename T, typename X>
+template <bool kContinuous, typename T, typename X>
 AEVB_SIMD void backward_chunk(math_t<T> g, const T* logits, const X* x, T* grad, int64_t n) {
   using M = math_t<T>;
   for_each_prefetching(
       n,
       [&](int64_t i) __attribute__((always_inline)) {
-        const M a = load<M>(logits[i]);
-        grad[i] = store<T>(bernoulli::grad(g, a, load<M>(x[i]), vexp_nonpositive(-std::fabs(a))));
+        const M a = load<M>(logits[i]), t = load<M>(x[i]), e = vexp_nonpositive(-std::fabs(a));
+        grad[i] = store<T>(kContinuous ? continuous_bernoulli::grad(g, a, t, e) : bernoulli::grad(g, a, t, e));
       },
       logits, x);
 }
 
-}  // namespace
-
-int64_t bernoulli_forward(DType t, DType tx, const void* logits, const void* x, void* log_prob, int64_t N, int64_t Nx,
-                          int64_t D, int threads) {
+template <bool kContinuous>
+int64_t forward(DType t, DType tx, const void* logits, const void* x, void* log_prob, int64_t N, int64_t Nx, int64_t D,
+                int threads) {
   std::atomic<int64_t> bad{0};
   dispatch_likelihood<Types>(t, tx, N, Nx, [&](auto tag, auto xtag) {
     using T = typename decltype(tag)::type;
@@ -99,16 +107,17 @@ int64_t bernoulli_forward(DType t, DType tx, const void* logits, const void* x, 
     reduce_rows(N, D, 1, static_cast<math_t<T>*>(log_prob), threads_for(N * D, threads),
                 [&](int64_t row, int64_t begin, int64_t end, double* partial) {
                   int64_t outside = 0;
-                  partial[0] =
-                      forward_chunk<T, X>(a + row * D + begin, x_ + (row % Nx) * D + begin, end - begin, &outside);
+                  partial[0] = forward_chunk<kContinuous, T, X>(a + row * D + begin, x_ + (row % Nx) * D + begin,
+                                                                end - begin, &outside);
                   if (outside) bad.fetch_add(outside, std::memory_order_relaxed);
                 });
   });
   return bad.load();
 }
 
-void bernoulli_backward(DType t, DType tx, const void* grad_log_prob, const void* logits, const void* x, void* grad,
-                        int64_t N, int64_t Nx, int64_t D, int threads) {
+template <bool kContinuous>
+void backward(DType t, DType tx, const void* grad_log_prob, const void* logits, const void* x, void* grad, int64_t N,
+              int64_t Nx, int64_t D, int threads) {
   dispatch_likelihood<Types>(t, tx, N, Nx, [&](auto tag, auto xtag) {
     using T = typename decltype(tag)::type;
     using X = typename decltype(xtag)::type;
@@ -118,9 +127,31 @@ void bernoulli_backward(DType t, DType tx, const void* grad_log_prob, const void
     T* out = static_cast<T*>(grad);
     for_each_chunk(N, D, threads_for(N * D, threads), [&](int64_t row, int64_t begin, int64_t end) {
       const int64_t at = row * D + begin;
-      backward_chunk<T, X>(g[row], a + at, x_ + (row % Nx) * D + begin, out + at, end - begin);
+      backward_chunk<kContinuous, T, X>(g[row], a + at, x_ + (row % Nx) * D + begin, out + at, end - begin);
     });
   });
+}
+
+}  // namespace
+
+int64_t bernoulli_forward(DType t, DType tx, const void* logits, const void* x, void* log_prob, int64_t N, int64_t Nx,
+                          int64_t D, int threads) {
+  return forward<false>(t, tx, logits, x, log_prob, N, Nx, D, threads);
+}
+
+void bernoulli_backward(DType t, DType tx, const void* grad_log_prob, const void* logits, const void* x, void* grad,
+                        int64_t N, int64_t Nx, int64_t D, int threads) {
+  backward<false>(t, tx, grad_log_prob, logits, x, grad, N, Nx, D, threads);
+}
+
+int64_t continuous_bernoulli_forward(DType t, DType tx, const void* logits, const void* x, void* log_prob, int64_t N,
+                                     int64_t Nx, int64_t D, int threads) {
+  return forward<true>(t, tx, logits, x, log_prob, N, Nx, D, threads);
+}
+
+void continuous_bernoulli_backward(DType t, DType tx, const void* grad_log_prob, const void* logits, const void* x,
+                                   void* grad, int64_t N, int64_t Nx, int64_t D, int threads) {
+  backward<true>(t, tx, grad_log_prob, logits, x, grad, N, Nx, D, threads);
 }
 
 }  // namespace aevb::cpu

@@ -129,6 +129,7 @@ inline float vcos(float x) {
 
 inline double vexp(double x) { return std::exp(x); }
 inline double vexp_nonpositive(double x) { return std::exp(x); }
+inline double vlog(double x) { return std::log(x); }
 inline double vlog1p(double t) { return std::log1p(t); }
 
 }  // namespace aevb::cpu

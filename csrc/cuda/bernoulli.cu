@@ -1,16 +1,19 @@
-// Bernoulli log-likelihood from logits on CUDA (docs/paper.md, Bernoulli MLP decoder):
+// The Bernoulli log-likelihood from logits on CUDA (docs/paper.md, Bernoulli MLP decoder):
 //   log p(x|z) = sum_d x a - softplus(a)
 // and its backward d/da = g (x - sigmoid(a)), g the row's upstream gradient, recomputed from a and
-// x; the per-element math, in stable form, is csrc/common/bernoulli.h's.
-// Row n of the logits reads row n % Nx of the targets (the L samples of one batch share them).
+// x; and the continuous Bernoulli's, the same terms plus the normalizer log C(a), through the same
+// kernels. The per-element math, in stable form, is csrc/common/bernoulli.h's and
+// continuous_bernoulli.h's. Row n of the logits reads row n % Nx of the targets (the L samples of
+// one batch share them).
 #include "../common/bernoulli.h"
+#include "../common/continuous_bernoulli.h"
 #include "kernels.h"
 #include "rows.cuh"
 
 namespace aevb::cuda {
 namespace {
 
-template <typename T, typename X, bool ALIGNED>
+template <bool CONTINUOUS, typename T, typename X, bool ALIGNED>
 __global__ void __launch_bounds__(kBlockThreads)
     bernoulli_forward_kernel(const T* __restrict__ logits, const X* __restrict__ x, math_t<T>* __restrict__ log_prob,
                              int64_t N, int64_t Nx, int64_t D) {
@@ -27,7 +30,13 @@ __global__ void __launch_bounds__(kBlockThreads)
         load_pack<ALIGNED>(x_row, j, D, t);
 #pragma unroll
         for (int k = 0; k < V; ++k) {
-          const M term = bernoulli::term(a[k], t[k], log1p_(exp_(a[k] < M(0) ? a[k] : -a[k])));
+          const M e = exp_(a[k] < M(0) ? a[k] : -a[k]);
+          M term;
+          if constexpr (CONTINUOUS) {
+            term = continuous_bernoulli::term(a[k], t[k], log_(continuous_bernoulli::ratio(a[k], e)));
+          } else {
+            term = bernoulli::term(a[k], t[k], log1p_(e));
+          }
           if (in_row<ALIGNED>(j, k, D)) acc.add(term);
         }
       });
@@ -37,7 +46,7 @@ __global__ void __launch_bounds__(kBlockThreads)
   });
 }
 
-template <typename T, typename X, bool ALIGNED>
+template <bool CONTINUOUS, typename T, typename X, bool ALIGNED>
 __global__ void __launch_bounds__(kBlockThreads)
     bernoulli_backward_kernel(const math_t<T>* __restrict__ grad_log_prob, const T* __restrict__ logits,
                               const X* __restrict__ x, T* __restrict__ grad, int64_t N, int64_t Nx, int64_t D) {
@@ -55,17 +64,17 @@ __global__ void __launch_bounds__(kBlockThreads)
       load_pack<ALIGNED>(x_row, j, D, t);
 #pragma unroll
       for (int k = 0; k < V; ++k) {
-        out[k] = bernoulli::grad(g, a[k], t[k], exp_(a[k] < M(0) ? a[k] : -a[k]));
+        const M e = exp_(a[k] < M(0) ? a[k] : -a[k]);
+        out[k] = CONTINUOUS ? continuous_bernoulli::grad(g, a[k], t[k], e) : bernoulli::grad(g, a[k], t[k], e);
       }
       store_pack<ALIGNED>(grad_row, j, D, out);
     });
   });
 }
 
-}  // namespace
-
-int64_t bernoulli_forward(DType t, DType tx, const void* logits, const void* x, void* log_prob, int64_t N, int64_t Nx,
-                          int64_t D, int device, void* stream) {
+template <bool CONTINUOUS>
+void forward(const char* name, DType t, DType tx, const void* logits, const void* x, void* log_prob, int64_t N,
+             int64_t Nx, int64_t D, int device, void* stream) {
   dispatch_likelihood<Types>(t, tx, N, Nx, [&](auto tag, auto xtag) {
     using T = typename decltype(tag)::type;
     using X = typename decltype(xtag)::type;
@@ -73,17 +82,18 @@ int64_t bernoulli_forward(DType t, DType tx, const void* logits, const void* x, 
     const auto* x_ = static_cast<const X*>(x);
     auto* out = static_cast<math_t<T>*>(log_prob);
     launch_rows<pack_size<T>>(
-        "bernoulli_forward", device, stream, N, D,
+        name, device, stream, N, D,
         [&](auto aligned, dim3 grid, dim3 block, cudaStream_t s) {
-          bernoulli_forward_kernel<T, X, decltype(aligned)::value><<<grid, block, 0, s>>>(a, x_, out, N, Nx, D);
+          bernoulli_forward_kernel<CONTINUOUS, T, X, decltype(aligned)::value>
+              <<<grid, block, 0, s>>>(a, x_, out, N, Nx, D);
         },
         a, x_);
   });
-  return 0;
 }
 
-void bernoulli_backward(DType t, DType tx, const void* grad_log_prob, const void* logits, const void* x, void* grad,
-                        int64_t N, int64_t Nx, int64_t D, int device, void* stream) {
+template <bool CONTINUOUS>
+void backward(const char* name, DType t, DType tx, const void* grad_log_prob, const void* logits, const void* x,
+              void* grad, int64_t N, int64_t Nx, int64_t D, int device, void* stream) {
   dispatch_likelihood<Types>(t, tx, N, Nx, [&](auto tag, auto xtag) {
     using T = typename decltype(tag)::type;
     using X = typename decltype(xtag)::type;
@@ -92,12 +102,38 @@ void bernoulli_backward(DType t, DType tx, const void* grad_log_prob, const void
     const auto* x_ = static_cast<const X*>(x);
     auto* out = static_cast<T*>(grad);
     launch_rows<pack_size<T>>(
-        "bernoulli_backward", device, stream, N, D,
+        name, device, stream, N, D,
         [&](auto aligned, dim3 grid, dim3 block, cudaStream_t s) {
-          bernoulli_backward_kernel<T, X, decltype(aligned)::value><<<grid, block, 0, s>>>(g, a, x_, out, N, Nx, D);
+          bernoulli_backward_kernel<CONTINUOUS, T, X, decltype(aligned)::value>
+              <<<grid, block, 0, s>>>(g, a, x_, out, N, Nx, D);
         },
         a, x_, static_cast<const T*>(out));
   });
+}
+
+}  // namespace
+
+// The CUDA kernels report no targets outside [0, 1]: counting them would cost a device sync.
+int64_t bernoulli_forward(DType t, DType tx, const void* logits, const void* x, void* log_prob, int64_t N, int64_t Nx,
+                          int64_t D, int device, void* stream) {
+  forward<false>("bernoulli_forward", t, tx, logits, x, log_prob, N, Nx, D, device, stream);
+  return 0;
+}
+
+void bernoulli_backward(DType t, DType tx, const void* grad_log_prob, const void* logits, const void* x, void* grad,
+                        int64_t N, int64_t Nx, int64_t D, int device, void* stream) {
+  backward<false>("bernoulli_backward", t, tx, grad_log_prob, logits, x, grad, N, Nx, D, device, stream);
+}
+
+int64_t continuous_bernoulli_forward(DType t, DType tx, const void* logits, const void* x, void* log_prob, int64_t N,
+                                     int64_t Nx, int64_t D, int device, void* stream) {
+  forward<true>("continuous_bernoulli_forward", t, tx, logits, x, log_prob, N, Nx, D, device, stream);
+  return 0;
+}
+
+void continuous_bernoulli_backward(DType t, DType tx, const void* grad_log_prob, const void* logits, const void* x,
+                                   void* grad, int64_t N, int64_t Nx, int64_t D, int device, void* stream) {
+  backward<true>("continuous_bernoulli_backward", t, tx, grad_log_prob, logits, x, grad, N, Nx, D, device, stream);
 }
 
 }  // namespace aevb::cuda

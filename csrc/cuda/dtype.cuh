@@ -44,6 +44,8 @@ __device__ __forceinline__ T store(M v) {
 // The precise CUDA math functions (never the __expf-style intrinsics), for float and double.
 __device__ __forceinline__ float exp_(float v) { return expf(v); }
 __device__ __forceinline__ double exp_(double v) { return exp(v); }
+__device__ __forceinline__ float log_(float v) { return logf(v); }
+__device__ __forceinline__ double log_(double v) { return log(v); }
 __device__ __forceinline__ float log1p_(float v) { return log1pf(v); }
 __device__ __forceinline__ double log1p_(double v) { return log1p(v); }
 

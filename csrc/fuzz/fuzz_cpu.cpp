@@ -213,6 +213,20 @@ void fuzz<Kernel::bernoulli_backward>(Fuzzer& f, const Case& c) {
 }
 
 template <>
+void fuzz<Kernel::continuous_bernoulli_forward>(Fuzzer& f, const Case& c) {
+  Likelihood l(f, c);
+  aevb::cpu::continuous_bernoulli_forward(c.t, l.tx, data(l.a), data(l.x), data(l.out), c.rows, l.nx, c.cols,
+                                          c.threads);
+}
+
+template <>
+void fuzz<Kernel::continuous_bernoulli_backward>(Fuzzer& f, const Case& c) {
+  Likelihood l(f, c);
+  aevb::cpu::continuous_bernoulli_backward(c.t, l.tx, data(l.g), data(l.a), data(l.x), data(l.grad_a), c.rows, l.nx,
+                                           c.cols, c.threads);
+}
+
+template <>
 void fuzz<Kernel::gaussian_forward>(Fuzzer& f, const Case& c) {
   Likelihood l(f, c);
   aevb::cpu::gaussian_forward(c.t, l.tx, data(l.x), data(l.a), data(l.b), data(l.out), c.rows, l.nx, c.cols, c.threads);
