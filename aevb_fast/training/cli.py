@@ -23,6 +23,18 @@ def _count(text: str) -> int:
     return int(value)
 
 
+def _likelihood_argument(parser, default, help_text) -> None:
+    """--likelihood NAME, a name of LIKELIHOODS written with hyphens (continuous-bernoulli) or not."""
+    parser.add_argument(
+        "--likelihood",
+        type=lambda text: text.replace("-", "_"),
+        choices=list(LIKELIHOODS),
+        metavar="{" + ",".join(name.replace("_", "-") for name in LIKELIHOODS) + "}",
+        default=default,
+        help=help_text,
+    )
+
+
 def _train_parser(commands) -> None:
     from .train import OPTIMIZERS, PRECISIONS, TrainConfig
 
@@ -37,6 +49,12 @@ def _train_parser(commands) -> None:
     )
     p.add_argument("--latent-dim", type=int, default=defaults.latent_dim, help="Nz")
     p.add_argument("--hidden-dim", type=int, default=None, help="default: 500 for MNIST, 200 for Frey Face")
+    _likelihood_argument(
+        p,
+        None,
+        "the decoder's p(x|z) (default: the data set's own, bernoulli for MNIST, gaussian for Frey Face); "
+        "continuous-bernoulli is a density for grey levels in [0, 1]",
+    )
     p.add_argument("--optimizer", default=defaults.optimizer, choices=OPTIMIZERS)
     p.add_argument("--lr", type=float, default=None, help="default: 0.02 for adagrad, 1e-3 for adam")
     p.add_argument("--batch-size", type=int, default=defaults.batch_size, help="M")
@@ -78,8 +96,9 @@ def _train_parser(commands) -> None:
 
 
 def _evaluate(out: str, k: int, n_samples: int, seed: int, data_path: str | None) -> dict:
-    """The test set's bounds (estimators B and A) and marginal log-likelihood of a run; also written
-    to OUT/evaluation.json."""
+    """The test set's bounds (estimators B and A) and marginal log-likelihood of a run, each an
+    evaluate.Estimate (nats and bits per dimension with standard errors); also written to
+    OUT/evaluation.json, flat."""
     from .evaluate import lower_bound, marginal_log_likelihood
     from .train import load_run
 
@@ -90,14 +109,21 @@ def _evaluate(out: str, k: int, n_samples: int, seed: int, data_path: str | None
     model, test, config = load_run(out, data_path)
     if test.shape[0] == 0:
         raise ValueError(f"the data set of {out} has no test rows to evaluate")
-    torch.manual_seed(seed)
-    common = dict(device=next(model.parameters()).device, backend=config.backend)
+    common = dict(device=next(model.parameters()).device, backend=config.backend, seed=seed)
     result = {
         "test_bound_B": lower_bound(model, test, estimator="analytic", n_samples=n_samples, **common),
         "test_bound_A": lower_bound(model, test, estimator="mc", n_samples=n_samples, **common),
         f"test_log_likelihood_k{k}": marginal_log_likelihood(model, test, k=k, **common),
     }
-    write_atomically(Path(out) / "evaluation.json", json.dumps(result, indent=1).encode())
+    flat = {}
+    for name, estimate in result.items():
+        flat |= {
+            name: estimate.nats,
+            f"{name}_se": estimate.standard_error,
+            f"{name}_bits_per_dim": estimate.bits_per_dim,
+            f"{name}_bits_per_dim_se": estimate.bits_per_dim_error,
+        }
+    write_atomically(Path(out) / "evaluation.json", json.dumps(flat | {"test_rows": test.shape[0]}, indent=1).encode())
     return result
 
 
@@ -110,12 +136,7 @@ def _convert_parser(commands) -> None:
     p.add_argument("--data-path", default=None, help="mnist: directory of the IDX .gz files; frey: frey_rawface.mat")
     p.add_argument("--out", required=True, help="the directory to write index.json and the shards into")
     p.add_argument("--shard-rows", type=int, default=10_000, help="rows per shard (positive)")
-    p.add_argument(
-        "--likelihood",
-        default="bernoulli",
-        choices=list(LIKELIHOODS),
-        help="the decoder the images call for (--images, --array)",
-    )
+    _likelihood_argument(p, "bernoulli", "the decoder the images call for (--images, --array)")
     p.add_argument(
         "--test-fraction",
         type=float,
@@ -187,8 +208,8 @@ def _main(argv: list[str] | None) -> int:
         elif args.command == "convert":
             print(_convert(args))
         else:
-            for name, value in _evaluate(args.out, args.k, args.n_samples, args.seed, args.data_path).items():
-                print(f"{name:<28} {value:10.3f}")
+            for name, estimate in _evaluate(args.out, args.k, args.n_samples, args.seed, args.data_path).items():
+                print(f"{name:<28} {estimate}")
     except ValueError as error:  # settings, files or data that cannot serve: nothing was lost
         parser.exit(2, f"aevb-fast {args.command}: error: {_printable(error)}\n")
     except RunFailed as error:  # the run stopped on its own, saying what is kept

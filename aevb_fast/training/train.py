@@ -54,6 +54,7 @@ class TrainConfig:
     data_path: str | None = None
     latent_dim: int = 20
     hidden_dim: int | None = None  # None: the paper's width for the data set
+    likelihood: str | None = None  # the decoder's p(x|z), one of LIKELIHOODS; None: the data set's own
     optimizer: str = "adagrad"
     lr: float | None = None  # None: the optimizer's default step size above
     batch_size: int = 100
@@ -83,6 +84,8 @@ class TrainConfig:
         check_choice("optimizer", self.optimizer, OPTIMIZERS)
         check_choice("estimator", self.estimator, ESTIMATORS)
         check_choice("precision", self.precision, PRECISIONS)
+        if self.likelihood is not None:
+            check_choice("likelihood", self.likelihood, LIKELIHOODS)
         for name in ("latent_dim", "hidden_dim", "batch_size", "n_samples", "samples", "eval_every", "eval_rows"):
             if getattr(self, name) is not None or name not in ("hidden_dim", "eval_rows"):
                 check_count(name, getattr(self, name))
@@ -115,6 +118,7 @@ class TrainConfig:
             self,
             data_path=None if self.data_path is None else str(Path(self.data_path).resolve()),
             hidden_dim=LIKELIHOODS[source.likelihood].hidden_dim if self.hidden_dim is None else self.hidden_dim,
+            likelihood=source.likelihood if self.likelihood is None else self.likelihood,
             lr=STEP_SIZE[self.optimizer] if self.lr is None else self.lr,
         )
 
@@ -172,10 +176,13 @@ def _regrouped(saved: dict, model: VAE, optimizer: torch.optim.Optimizer) -> dic
 # Settings a resumed run must share with the checkpoint's: they fix the model, the data order and
 # the noise (the data itself is compared by its fingerprint). The rest (samples, eval_every,
 # eval_rows, device, backend, fused_head, precision, compile, out, figures) may change.
+# Settings added since checkpoints were first written, and what a checkpoint without one ran with.
+ADDED_SETTINGS = {"likelihood": None}
 RUN_SETTINGS = (
     "dataset",
     "latent_dim",
     "hidden_dim",
+    "likelihood",
     "optimizer",
     "lr",
     "batch_size",
@@ -199,7 +206,7 @@ def _with_settings(state: dict) -> dict:
     names = {field.name for field in dataclasses.fields(TrainConfig)}
     if not isinstance(saved, dict):
         raise ValueError(f"the checkpoint's settings are a {type(saved).__name__}, not a dict")
-    unknown, missing = sorted(set(saved) - names, key=str), sorted(names - set(saved))
+    unknown, missing = sorted(set(saved) - names, key=str), sorted(names - set(saved) - set(ADDED_SETTINGS))
     if unknown or missing:
         raise ValueError(
             "the checkpoint's settings are not those of aevb-fast train: "
@@ -212,7 +219,7 @@ def _with_settings(state: dict) -> dict:
                 if part
             )
         )
-    config = TrainConfig(**saved)
+    config = TrainConfig(**{**ADDED_SETTINGS, **saved})
     try:
         config.check()
     except ValueError as error:
@@ -315,7 +322,7 @@ def _train(
     progress = ranks.main and (sys.stderr.isatty() if progress is None else progress)
     out = Path(config.out)
     torch.manual_seed(config.seed)
-    model = VAE(source.dim, config.hidden_dim, config.latent_dim, source.likelihood).to(ranks.device)
+    model = VAE(source.dim, config.hidden_dim, config.latent_dim, config.likelihood).to(ranks.device)
     optimizer = _optimizer(config, model, source.n_train, ranks.device)
     seen, wall, rows = 0, 0.0, []
 
@@ -323,7 +330,8 @@ def _train(
     if resume and (checkpoint.exists() or (out / run_files.PREVIOUS).exists()):
 
         def use(state: dict) -> dict:
-            _check_same_run(state["config"], state["data_fingerprint"], config, source, checkpoint, ranks.main)
+            saved = state["config"].resolved(source)  # a run from before --likelihood: its data set's
+            _check_same_run(saved, state["data_fingerprint"], config, source, checkpoint, ranks.main)
             if len(state["rng"]) != ranks.world_size or len(state["data"]) != ranks.world_size:
                 raise OtherRun(
                     f"--resume: {checkpoint} was written by {len(state['rng'])} process(es), this run has "
@@ -496,7 +504,8 @@ def load_run(out: str | Path, data_path: str | None = None) -> tuple[VAE, torch.
                 f"{state['data_fingerprint']}), but {data_path or config.data_path or config.dataset} "
                 f"holds other data now (fingerprint {source.fingerprint})"
             )
-        model = VAE(source.dim, config.hidden_dim, config.latent_dim, source.likelihood)
+        config = config.resolved(source)  # a run from before --likelihood: its data set's
+        model = VAE(source.dim, config.hidden_dim, config.latent_dim, config.likelihood)
         try:
             model.load_state_dict(state["model"])
         except RuntimeError as error:
