@@ -11,11 +11,13 @@ from ._info import info
 from ._version import __version__
 from .functional import (
     ESTIMATORS,
+    GRADIENTS,
     LIKELIHOODS,
     SEED_LIMIT,
     backend_for,
     elbo_loss,
     gaussian_kl,
+    iwae_bound,
     reparameterize,
     reparameterize_kl,
     vae_loss,
@@ -30,6 +32,7 @@ from .reference import REDUCTIONS
 __all__ = [
     "BACKENDS",
     "ESTIMATORS",
+    "GRADIENTS",
     "LIKELIHOODS",
     "REDUCTIONS",
     "SEED_LIMIT",
@@ -44,6 +47,7 @@ __all__ = [
     "elbo_loss",
     "empty_cache",
     "gaussian_kl",
+    "iwae_bound",
     "info",
     "optim",
     "reference",

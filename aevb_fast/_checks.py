@@ -33,6 +33,35 @@ def check_beta(beta) -> None:
         raise ValueError(f"beta must be a finite number >= 0, got {beta!r}")
 
 
+# The gradient estimators of the bounds with per-sample log q(z|x) (estimator "mc"): the plain
+# reparameterization gradient; "sticking the landing" (Roeder et al. 2017), log q(z|x) at stopped
+# encoder outputs, whose gradient goes through z alone; and doubly reparameterized (Tucker et al.
+# 2018) for the importance-weighted bound, that and the squared normalized weights.
+GRADIENTS = ("standard", "stl", "dreg")
+
+
+def check_gradient(gradient: str, estimator: str, iwae: bool) -> None:
+    check_choice("gradient", gradient, GRADIENTS)
+    if gradient != "standard" and estimator != "mc":
+        raise ValueError(
+            f"gradient={gradient!r} changes the gradient of the per-sample log q(z|x): it needs "
+            f"estimator='mc', got estimator={estimator!r}"
+        )
+    if gradient == "dreg" and not iwae:
+        raise ValueError(
+            "gradient='dreg' is an estimator of the importance-weighted bound's gradient: it needs iwae=True"
+        )
+
+
+def check_free_bits(free_bits, estimator: str) -> None:
+    if isinstance(free_bits, bool) or not isinstance(free_bits, (int, float)) or not 0 <= free_bits < math.inf:
+        raise ValueError(f"free_bits must be a number of nats >= 0, got {free_bits!r}")
+    if free_bits and estimator != "analytic":
+        raise ValueError(
+            f"free_bits needs estimator='analytic' (the KL of each latent unit), got estimator={estimator!r}"
+        )
+
+
 def check_iwae(iwae: bool, estimator: str, beta: float) -> None:
     if iwae and estimator != "mc":
         raise ValueError(

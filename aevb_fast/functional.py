@@ -46,10 +46,13 @@ import torch
 
 from . import likelihoods, reference
 from ._checks import (
+    GRADIENTS,
     check_backend,
     check_beta,
     check_choice,
     check_devices,
+    check_free_bits,
+    check_gradient,
     check_iwae,
     check_n_samples,
     check_values,
@@ -66,11 +69,13 @@ from .ops.vae_loss import vae_loss as _vae_loss_op
 
 __all__ = [
     "ESTIMATORS",
+    "GRADIENTS",
     "LIKELIHOODS",
     "SEED_LIMIT",
     "backend_for",
     "elbo_loss",
     "gaussian_kl",
+    "iwae_bound",
     "reparameterize",
     "reparameterize_kl",
     "vae_loss",
@@ -155,6 +160,7 @@ def reparameterize_kl(
     n_samples: int | None = None,
     *,
     estimator: str = "analytic",
+    gradient: str = "standard",
     seed: int | None = None,
     backend: str | None = None,
     batch_rows: tuple[int, int] | None = None,
@@ -163,31 +169,35 @@ def reparameterize_kl(
 
     Returns (z, kl). z is [..., Z] (n_samples=None) or [L, ..., Z]. With estimator="analytic"
     (estimator B, eq. 7) kl is KL(q(z|x) || N(0, I)) per datapoint [...]; with "mc" (estimator A,
-    eq. 6) it is log q(z_l|x) - log p(z_l) per sample, [...] or [L, ...]. batch_rows: see Noise in
-    the module's docstring.
+    eq. 6) it is log q(z_l|x) - log p(z_l) per sample, [...] or [L, ...]. gradient="stl" (with
+    "mc"): the same values, kl's gradient through z alone, log q taken at stopped mu and logvar
+    (Roeder et al. 2017; the fused kernels' backward does it). batch_rows: see Noise in the module's
+    docstring.
     """
     mu, logvar = _gaussian_params(mu, logvar)
     check_n_samples(n_samples)
     check_choice("estimator", estimator, ESTIMATORS)
+    check_choice("gradient", gradient, GRADIENTS[:2])
+    check_gradient(gradient, estimator, iwae=False)
     _check_seed(seed)
-    mc = estimator == "mc"
+    mc, stl = estimator == "mc", gradient == "stl"
     batch, Z = mu.shape[:-1], mu.shape[-1]
     first, total = _batch_rows(batch_rows, math.prod(batch))
     name = backends.resolve(backend, mu.device)
     if name != "torch":
         # The op takes mu [..., Z] and n_samples=None as they are: z comes in the caller's shape.
         return _reparameterize_op.prechecked(
-            mu, logvar, _seed_tensor(seed, mu.device, first, total), n_samples, mc, name
+            mu, logvar, _seed_tensor(seed, mu.device, first, total), n_samples, mc, stl, name
         )
     n = 1 if n_samples is None else n_samples
-    z, kl = _reparameterize_torch(flat(mu, (-1, Z)), flat(logvar, (-1, Z)), n, mc, seed, first, total)
+    z, kl = _reparameterize_torch(flat(mu, (-1, Z)), flat(logvar, (-1, Z)), n, mc, stl, seed, first, total)
     # Without a sample dimension, views rather than z[0]: the backward of indexing would build a
     # zero-filled [1, ..., Z] gradient and copy into it.
     samples = () if n_samples is None else (n,)
     return flat(z, (*samples, *batch, Z)), flat(kl, (*samples, *batch) if mc else batch)
 
 
-def _reparameterize_torch(mu, logvar, n, mc, seed, first, total):
+def _reparameterize_torch(mu, logvar, n, mc, stl, seed, first, total):
     """The reference on rows [B, Z] with the kernels' noise: the key drawn as theirs (one draw of
     torch's CPU generator where seed is None), eps[l, b, j] = randn(key, (l*total + first + b)*Z + j)."""
     m, v = mu.to(math_dtype(mu.dtype)), logvar.to(math_dtype(mu.dtype))
@@ -197,6 +207,11 @@ def _reparameterize_torch(mu, logvar, n, mc, seed, first, total):
     offsets = rows[:, :, None] * Z + torch.arange(Z, device=device)
     eps = philox_normal(key.to(device), offsets).to(m.dtype)
     z = reference.reparameterize(m, v, eps)
+    if stl:
+        # log q at stopped mu and logvar, of z's standardized value: the gradient through z alone.
+        # z goes out as a view of its own, so that a hook on it (iwae_bound's) sees the caller's uses.
+        kl = reference.log_ratio(z, (z - m.detach()) * torch.exp(-0.5 * v.detach()), v.detach())
+        return z.view_as(z).to(mu.dtype), kl
     kl = reference.log_ratio(z, eps, v) if mc else reference.gaussian_kl(m, v)
     return z.to(mu.dtype), kl
 
@@ -234,7 +249,7 @@ def gaussian_kl(
 def _analytic_kl(mu, logvar, backend: str) -> torch.Tensor:
     """KL per datapoint [...] from the reparameterize op with zero samples, which computes the
     analytic KL alone (its seed unused)."""
-    return _reparameterize_op.prechecked(mu, logvar, kl_only_seed(mu, logvar), 0, False, backend)[1]
+    return _reparameterize_op.prechecked(mu, logvar, kl_only_seed(mu, logvar), 0, False, False, backend)[1]
 
 
 # The whole objective.
@@ -288,7 +303,9 @@ def elbo_loss(
     n_samples: int = 1,
     estimator: str = "analytic",
     iwae: bool = False,
+    gradient: str = "standard",
     beta: float = 1.0,
+    free_bits: float = 0.0,
     likelihood: str = "bernoulli",
     reduction: str = "mean",
     seed: int | None = None,
@@ -301,6 +318,13 @@ def elbo_loss(
     estimator="mc":       estimator A (eq. 6), (1/L) sum_l [log p(x|z_l) - beta (log q(z_l|x) - log p(z_l))].
     iwae=True (with "mc", beta=1): the importance-weighted bound with k = L,
                           logsumexp_l [log p(x|z_l) - log q(z_l|x) + log p(z_l)] - log L.
+    gradient (with "mc"): "standard"; "stl", log q(z|x) at stopped encoder outputs (Roeder et al.
+                          2017: unbiased for the bound, biased for iwae with L > 1); "dreg" (iwae),
+                          doubly reparameterized (Tucker et al. 2018, see iwae_bound). The values are
+                          the same; only the encoder's gradient changes.
+    free_bits > 0 (with "analytic"): the KL term with free bits per latent unit (Kingma et al. 2016,
+                          reference.free_bits_kl), the minibatch's, shared by its datapoints: an
+                          objective for training, not a bound.
 
     decode maps z [L, ..., Z] to the decoder output for every sample: logits [L, ..., D] or a
     (mean, logvar) pair; x [..., D] (or any per-datapoint shape of D elements) is shared by the samples.
@@ -310,10 +334,49 @@ def elbo_loss(
     check_choice("estimator", estimator, ESTIMATORS)
     check_beta(beta)
     check_iwae(iwae, estimator, beta)
+    check_gradient(gradient, estimator, iwae)
+    check_free_bits(free_bits, estimator)
     check_choice("reduction", reduction, reference.REDUCTIONS)
     z, kl = reparameterize_kl(
-        mu, logvar, n_samples, estimator=estimator, seed=seed, backend=backend, batch_rows=batch_rows
+        mu,
+        logvar,
+        n_samples,
+        estimator=estimator,
+        gradient="standard" if gradient == "standard" else "stl",
+        seed=seed,
+        backend=backend,
+        batch_rows=batch_rows,
     )
     log_px = _log_likelihood(likelihood, decode(z), x, mu.shape[:-1], 1, backend)
-    bound = reference.iwae_bound(log_px, kl) if iwae else reference.elbo(log_px, kl, beta)
+    if free_bits:
+        kl = reference.free_bits_kl(mu, logvar, free_bits).to(kl.dtype).expand(kl.shape)
+    bound = iwae_bound(log_px, kl, z, gradient=gradient) if iwae else reference.elbo(log_px, kl, beta)
     return reference.reduce(-bound, reduction)
+
+
+def iwae_bound(
+    log_px: torch.Tensor, log_ratio: torch.Tensor, z: torch.Tensor | None = None, *, gradient: str = "standard"
+) -> torch.Tensor:
+    """The importance-weighted bound per datapoint [...] from k = L samples (Burda et al. 2015),
+    logsumexp_l (log p(x|z_l) - log_ratio_l) - log k, for log_px and log_ratio [L, ...].
+
+    gradient="dreg" (Tucker et al. 2018) gives the encoder the doubly reparameterized gradient,
+    sum_l w_l^2 d/dz_l (log p(x, z_l) - log q(z_l|x)) dz_l/dphi with w the normalized importance
+    weights, whose signal-to-noise ratio does not fall with k as the standard one's does; the
+    decoder's gradient stays the standard one. It needs z [L, ..., Z] and log_ratio from
+    reparameterize_kl(..., estimator="mc", gradient="stl"), and scales (by hooks) the gradients
+    that reach them through this bound: z must reach the decoder only."""
+    check_choice("gradient", gradient, GRADIENTS)
+    bound = reference.iwae_bound(log_px, log_ratio)
+    if gradient == "dreg":
+        if z is None or z.shape[:-1] != log_ratio.shape:
+            raise ValueError(
+                "gradient='dreg' needs z [L, ..., Z] beside log_ratio [L, ...], got "
+                + ("none" if z is None else f"z {list(z.shape)} and log_ratio {list(log_ratio.shape)}")
+            )
+        weights = torch.softmax((log_px - log_ratio).detach(), dim=0)
+        if z.requires_grad:
+            z.register_hook(lambda g: g * weights[..., None].to(g.dtype))
+        if log_ratio.requires_grad:
+            log_ratio.register_hook(lambda g: g * weights.to(g.dtype))
+    return bound

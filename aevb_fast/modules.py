@@ -6,7 +6,16 @@ import torch
 from torch import nn
 
 from . import functional as F
-from ._checks import check_backend, check_beta, check_choice, check_chunk_rows, check_iwae, check_n_samples
+from ._checks import (
+    check_backend,
+    check_beta,
+    check_choice,
+    check_chunk_rows,
+    check_free_bits,
+    check_gradient,
+    check_iwae,
+    check_n_samples,
+)
 from .likelihoods import MEAN_ACTIVATIONS
 from .reference import REDUCTIONS
 
@@ -58,7 +67,9 @@ class ELBOLoss(nn.Module):
         n_samples: int = 1,
         estimator: str = "analytic",
         iwae: bool = False,
+        gradient: str = "standard",
         beta: float = 1.0,
+        free_bits: float = 0.0,
         likelihood: str = "bernoulli",
         reduction: str = "mean",
         backend: str | None = None,
@@ -70,11 +81,14 @@ class ELBOLoss(nn.Module):
         check_choice("estimator", estimator, F.ESTIMATORS)
         check_beta(beta)
         check_iwae(iwae, estimator, beta)
+        check_gradient(gradient, estimator, iwae)
+        check_free_bits(free_bits, estimator)
         check_choice("likelihood", likelihood, F.LIKELIHOODS)
         check_choice("reduction", reduction, REDUCTIONS)
         check_backend(backend)
         self.decoder = decoder
-        self.n_samples, self.estimator, self.iwae, self.beta = n_samples, estimator, iwae, beta
+        self.n_samples, self.estimator, self.iwae, self.gradient = n_samples, estimator, iwae, gradient
+        self.beta, self.free_bits = beta, free_bits
         self.likelihood, self.reduction, self.backend = likelihood, reduction, backend
 
     def forward(self, x: torch.Tensor, mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
@@ -86,7 +100,9 @@ class ELBOLoss(nn.Module):
             n_samples=self.n_samples,
             estimator=self.estimator,
             iwae=self.iwae,
+            gradient=self.gradient,
             beta=self.beta,
+            free_bits=self.free_bits,
             likelihood=self.likelihood,
             reduction=self.reduction,
             backend=self.backend,
@@ -94,7 +110,8 @@ class ELBOLoss(nn.Module):
 
     def extra_repr(self) -> str:
         return (
-            f"n_samples={self.n_samples}, estimator={self.estimator!r}, iwae={self.iwae}, beta={self.beta}, "
+            f"n_samples={self.n_samples}, estimator={self.estimator!r}, iwae={self.iwae}, gradient={self.gradient!r}, "
+            f"beta={self.beta}, free_bits={self.free_bits}, "
             f"likelihood={self.likelihood!r}, reduction={self.reduction!r}, backend={self.backend}"
         )
 

@@ -27,6 +27,14 @@ def gaussian_kl(mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
     return -0.5 * torch.sum(1 + logvar - mu.pow(2) - logvar.exp(), dim=-1)
 
 
+def free_bits_kl(mu: torch.Tensor, logvar: torch.Tensor, free_bits: float) -> torch.Tensor:
+    """The KL term with free bits (Kingma et al. 2016), a scalar: sum_j max(free_bits, KL_j), KL_j the
+    analytic KL of latent unit j averaged over the datapoints [..., Z]. A unit whose KL is below
+    free_bits nats costs free_bits and takes no gradient, so the encoder is not pushed to switch it off."""
+    per_unit = 0.5 * (mu.pow(2) + logvar.exp() - 1 - logvar)
+    return torch.clamp(per_unit.reshape(-1, mu.shape[-1]).mean(0), min=free_bits).sum()
+
+
 def log_ratio(z: torch.Tensor, eps: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
     """log q(z|x) - log p(z) per sample [L, ...] (estimator A, eq. 6), with
     log p(z) = -1/2 sum(z^2 + log 2pi) and log q(z|x) = -1/2 sum(eps^2 + logvar + log 2pi)."""

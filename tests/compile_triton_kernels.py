@@ -79,15 +79,16 @@ def variants():
                 "reparameterize_forward_kernel",
                 lambda: reparameterize.forward(mu, mu, seed, n_samples, mc, row),
             )
-        for grad_z, grad_kl, mc in (
-            (zeros(2, 3, 5, dtype=dtype), zeros(3, dtype=row), False),
-            (None, zeros(2, 3, dtype=row), True),
-            (zeros(2, 3, 5, dtype=dtype), None, True),
+        for grad_z, grad_kl, mc, stl in (
+            (zeros(2, 3, 5, dtype=dtype), zeros(3, dtype=row), False, False),
+            (None, zeros(2, 3, dtype=row), True, False),
+            (zeros(2, 3, 5, dtype=dtype), None, True, False),
+            (zeros(2, 3, 5, dtype=dtype), zeros(2, 3, dtype=row), True, True),
         ):
             yield (
                 reparameterize,
                 "reparameterize_backward_kernel",
-                lambda: reparameterize.backward(grad_z, grad_kl, mu, mu, seed, 2, mc, row),
+                lambda: reparameterize.backward(grad_z, grad_kl, mu, mu, seed, 2, mc, stl, row),
             )
         # Targets as kernel_target hands them over: the values' dtype, float32 beside half precision,
         # uint8 or bool.
@@ -109,7 +110,7 @@ def variants():
             reparameterize,
             "reparameterize_backward_kernel",
             lambda: reparameterize.backward(
-                latent[None], rows.new_zeros(65536), latent, latent, seed, 1, False, torch.float32
+                latent[None], rows.new_zeros(65536), latent, latent, seed, 1, False, False, torch.float32
             ),
         )
         for x in (data.to(torch.uint8), data.float()):

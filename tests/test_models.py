@@ -41,17 +41,26 @@ def test_loss_is_the_negative_bound(likelihood):
 
 @pytest.mark.parametrize("likelihood", ["bernoulli", "gaussian"])
 @pytest.mark.parametrize(
-    "estimator, iwae, reduction",
-    [("analytic", False, "mean"), ("mc", False, "sum"), ("mc", True, "mean"), ("analytic", False, "none")],
+    "estimator, iwae, reduction, options",
+    [
+        ("analytic", False, "mean", {}),
+        ("mc", False, "sum", {}),
+        ("mc", True, "mean", {}),
+        ("analytic", False, "none", {}),
+        ("analytic", False, "sum", dict(beta=0.3, free_bits=0.2)),
+        ("mc", False, "mean", dict(beta=2.0, gradient="stl")),
+        ("mc", True, "sum", dict(gradient="dreg")),
+        ("mc", True, "none", dict(gradient="stl")),
+    ],
 )
-def test_fused_head_gives_the_same_bound_and_gradients(likelihood, estimator, iwae, reduction):
+def test_fused_head_gives_the_same_bound_and_gradients(likelihood, estimator, iwae, reduction, options):
     torch.manual_seed(1)
     model = VAE(data_dim=12, hidden_dim=8, latent_dim=3, likelihood=likelihood, init_std=0.3)
     x = torch.rand(5, 12)
     results = []
     for fused in (False, True):
         torch.manual_seed(2)
-        loss = model(x, n_samples=3, estimator=estimator, iwae=iwae, reduction=reduction, fused_head=fused)
+        loss = model(x, n_samples=3, estimator=estimator, iwae=iwae, reduction=reduction, fused_head=fused, **options)
         results.append((loss, torch.autograd.grad(loss.sum(), list(model.parameters()))))
     (plain, plain_grads), (fused, fused_grads) = results
     torch.testing.assert_close(fused, plain)
@@ -86,8 +95,33 @@ def test_adagrad_lowers_the_loss():
     assert losses[-1] < losses[0] - 1.0
 
 
+def test_beta_and_free_bits_are_the_kl_terms_weight_and_floor():
+    # beta weighs the KL term; free bits replace it by sum_j max(lambda, mean_b KL_bj) of the minibatch.
+    torch.manual_seed(1)
+    model = VAE(data_dim=12, hidden_dim=8, latent_dim=3, init_std=0.3)
+    x = torch.rand(5, 12)
+    mu, logvar = model.encoder(x)
+    losses = {}
+    for name, options in {"plain": {}, "beta": dict(beta=0.25), "free bits": dict(free_bits=0.1)}.items():
+        torch.manual_seed(2)
+        losses[name] = model(x, reduction="sum", **options)
+    kl = R.gaussian_kl(mu, logvar)
+    torch.testing.assert_close(losses["beta"], losses["plain"] - 0.75 * kl.sum())
+    units = (0.5 * (mu.pow(2) + logvar.exp() - 1 - logvar)).mean(0)
+    assert (units < 0.1).any() and (units > 0.1).any()  # both sides of the floor
+    torch.testing.assert_close(losses["free bits"], losses["plain"] - kl.sum() + 5 * units.clamp(min=0.1).sum())
+
+
 def test_bad_settings_are_rejected():
     with pytest.raises(ValueError, match=r"likelihood='poisson' is not supported"):
         VAE(likelihood="poisson")
     with pytest.raises(ValueError, match=r"latent_dim must be a positive int, got 0"):
         VAE(latent_dim=0)
+    model, x = VAE(data_dim=4, hidden_dim=3, latent_dim=2), torch.rand(2, 4)
+    for fused in (False, True):
+        with pytest.raises(ValueError, match=r"gradient='dreg' .*iwae"):
+            model(x, estimator="mc", gradient="dreg", fused_head=fused)
+        with pytest.raises(ValueError, match=r"free_bits needs estimator='analytic'"):
+            model(x, estimator="mc", free_bits=0.1, fused_head=fused)
+        with pytest.raises(ValueError, match=r"beta must be a finite number >= 0, got -1"):
+            model(x, beta=-1, fused_head=fused)

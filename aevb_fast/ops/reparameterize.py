@@ -9,6 +9,8 @@ mc=True; [*batch] for n_samples=None). The B rows are rows first.. of a batch of
 (first = 0, rows = B for a whole batch), and eps[l, b, j] = randn(key, (l*rows + first + b)*Z + j)
 (docs/design.md, Randomness): data-parallel ranks holding slices of one batch draw together the noise one
 process would. eps is never stored: the backward op regenerates it. L = 0 gives the analytic KL alone.
+stl (with mc) changes the backward only: the kl term's gradient goes through z alone, log q(z|x) taken
+at stopped mu and logvar (Roeder et al. 2017): d kl / d z = z - eps / sigma, no direct d/dlogvar.
 """
 
 import math
@@ -68,7 +70,7 @@ def _rows(mu):
     return (mu.numel() // Z if Z else math.prod(mu.shape[:-1])), Z
 
 
-def _forward_native(mu, logvar, seed, n_samples, mc):
+def _forward_native(mu, logvar, seed, n_samples, mc, stl):
     mu, logvar = mu.contiguous(), logvar.contiguous()
     (B, Z), (z_shape, kl_shape) = _rows(mu), _shapes(mu, n_samples, mc)
     z = empty(z_shape, mu.dtype, mu)
@@ -90,7 +92,7 @@ def _forward_native(mu, logvar, seed, n_samples, mc):
     return z, kl
 
 
-def _forward_triton(mu, logvar, seed, n_samples, mc):
+def _forward_triton(mu, logvar, seed, n_samples, mc, stl):
     (B, Z), (z_shape, kl_shape) = _rows(mu), _shapes(mu, n_samples, mc)
     z, kl = triton_kernels().reparameterize.forward(
         mu.contiguous().view(B, Z),
@@ -103,7 +105,7 @@ def _forward_triton(mu, logvar, seed, n_samples, mc):
     return z.view(z_shape), kl.view(kl_shape)
 
 
-def _check_backward(grad_z, grad_kl, mu, logvar, seed, n_samples, mc):
+def _check_backward(grad_z, grad_kl, mu, logvar, seed, n_samples, mc, stl):
     _check(mu, logvar, seed, n_samples)
     z_shape, kl_shape = _shapes(mu, n_samples, mc)
     require(
@@ -117,7 +119,7 @@ def _check_backward(grad_z, grad_kl, mu, logvar, seed, n_samples, mc):
     require_one_device("reparameterize_backward", grad_z=grad_z, grad_kl=grad_kl, mu=mu)
 
 
-def _backward_native(grad_z, grad_kl, mu, logvar, seed, n_samples, mc):
+def _backward_native(grad_z, grad_kl, mu, logvar, seed, n_samples, mc, stl):
     mu, logvar = mu.contiguous(), logvar.contiguous()
     B, Z = _rows(mu)
     # A missing gradient (None: nothing used that output) is a null pointer, which the kernels read as zeros.
@@ -139,11 +141,12 @@ def _backward_native(grad_z, grad_kl, mu, logvar, seed, n_samples, mc):
         Z,
         1 if n_samples is None else n_samples,
         mc,
+        stl,
     )
     return grad_mu, grad_logvar
 
 
-def _backward_triton(grad_z, grad_kl, mu, logvar, seed, n_samples, mc):
+def _backward_triton(grad_z, grad_kl, mu, logvar, seed, n_samples, mc, stl):
     B, Z = _rows(mu)
     L = 1 if n_samples is None else n_samples
     grad_mu, grad_logvar = triton_kernels().reparameterize.backward(
@@ -154,23 +157,25 @@ def _backward_triton(grad_z, grad_kl, mu, logvar, seed, n_samples, mc):
         seed,
         L,
         mc,
+        stl,
         row_dtype(mu.dtype),
     )
     return grad_mu.view(mu.shape), grad_logvar.view(mu.shape)
 
 
-def _fake(mu, logvar, seed, n_samples, mc, backend):
+def _fake(mu, logvar, seed, n_samples, mc, stl, backend):
     z_shape, kl_shape = _shapes(mu, n_samples, mc)
     return mu.new_empty(z_shape), mu.new_empty(kl_shape, dtype=row_dtype(mu.dtype))
 
 
-def _fake_backward(grad_z, grad_kl, mu, logvar, seed, n_samples, mc, backend):
+def _fake_backward(grad_z, grad_kl, mu, logvar, seed, n_samples, mc, stl, backend):
     return mu.new_empty(mu.shape), logvar.new_empty(logvar.shape)
 
 
 reparameterize_backward = define(
     "reparameterize_backward",
-    "(Tensor? grad_z, Tensor? grad_kl, Tensor mu, Tensor logvar, Tensor seed, int? n_samples, bool mc, str backend)"
+    "(Tensor? grad_z, Tensor? grad_kl, Tensor mu, Tensor logvar, Tensor seed, int? n_samples, bool mc, bool stl, "
+    "str backend)"
     " -> (Tensor, Tensor)",
     {"cpu": _backward_native, "cuda": _backward_native, "triton": _backward_triton},
     _fake_backward,
@@ -179,9 +184,9 @@ reparameterize_backward = define(
 
 
 def _setup_context(ctx, inputs, output):
-    mu, logvar, seed, n_samples, mc, backend = inputs
+    mu, logvar, seed, n_samples, mc, stl, backend = inputs
     ctx.save_for_backward(mu, logvar, seed)
-    ctx.n_samples, ctx.mc, ctx.backend = n_samples, mc, backend
+    ctx.n_samples, ctx.mc, ctx.stl, ctx.backend = n_samples, mc, stl, backend
     # An output nobody used arrives as None rather than as a buffer of zeros to read.
     ctx.set_materialize_grads(False)
 
@@ -189,17 +194,17 @@ def _setup_context(ctx, inputs, output):
 def _backward(ctx, grad_z, grad_kl):
     mu, logvar, seed = ctx.saved_tensors
     grad_mu, grad_logvar = reparameterize_backward.prechecked(
-        grad_z, grad_kl, mu, logvar, seed, ctx.n_samples, ctx.mc, ctx.backend
+        grad_z, grad_kl, mu, logvar, seed, ctx.n_samples, ctx.mc, ctx.stl, ctx.backend
     )
-    return grad_mu, grad_logvar, None, None, None, None
+    return grad_mu, grad_logvar, None, None, None, None, None
 
 
 reparameterize = define(
     "reparameterize",
-    "(Tensor mu, Tensor logvar, Tensor seed, int? n_samples, bool mc, str backend) -> (Tensor, Tensor)",
+    "(Tensor mu, Tensor logvar, Tensor seed, int? n_samples, bool mc, bool stl, str backend) -> (Tensor, Tensor)",
     {"cpu": _forward_native, "cuda": _forward_native, "triton": _forward_triton},
     _fake,
     _setup_context,
     _backward,
-    check=lambda mu, logvar, seed, n_samples, mc: _check(mu, logvar, seed, n_samples),
+    check=lambda mu, logvar, seed, n_samples, mc, stl: _check(mu, logvar, seed, n_samples),
 )

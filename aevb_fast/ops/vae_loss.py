@@ -29,7 +29,7 @@ def _parts(how, likelihood, values, x, mu, logvar, beta, backend):
     "launch" (the kernels alone) or "prechecked" (the ops, traced or taking gradients as they may)."""
     seed = kl_only_seed(mu, logvar)
     log_px = likelihood.kernel(how, values, x, backend)
-    kl = getattr(reparameterize, how)(mu, logvar, seed, 0, False, backend)[1]
+    kl = getattr(reparameterize, how)(mu, logvar, seed, 0, False, False, backend)[1]
     # beta kl - log p is -(log p - beta kl) exactly (negation and multiplying by 1 are exact).
     return torch.sub(kl if beta == 1 else beta * kl, log_px), log_px, kl, seed
 
@@ -56,7 +56,7 @@ class _VaeLoss(torch.autograd.Function):
         if ctx.needs_input_grad[5] or ctx.needs_input_grad[6]:
             grad_kl = (rows.to(kl_dtype) * ctx.beta).contiguous()
             grad_mu, grad_logvar = reparameterize_backward.launch(
-                None, grad_kl, mu, logvar, seed, 0, False, ctx.backend
+                None, grad_kl, mu, logvar, seed, 0, False, False, ctx.backend
             )
         return None, None, None, None, None, grad_mu, grad_logvar, *grads
 

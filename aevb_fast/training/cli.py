@@ -8,11 +8,16 @@ from pathlib import Path
 
 import torch
 
-from .. import LIKELIHOODS, SEED_LIMIT, info
+from .. import GRADIENTS, LIKELIHOODS, SEED_LIMIT, info
 from ._checks import check_count
 from .run_files import RunFailed, write_atomically
 
 FUSED_HEAD = {"auto": None, "on": True, "off": False}
+
+
+def _samples(text: str) -> int:
+    """A sample count >= 0, written plainly or as 1e5."""
+    return 0 if text.strip() in ("0", "0.0") else _count(text)
 
 
 def _count(text: str) -> int:
@@ -60,6 +65,30 @@ def _train_parser(commands) -> None:
     p.add_argument("--batch-size", type=int, default=defaults.batch_size, help="M")
     p.add_argument("--n-samples", type=int, default=defaults.n_samples, help="L")
     p.add_argument("--estimator", default=defaults.estimator, choices=["analytic", "mc"], help="B (analytic) or A (mc)")
+    p.add_argument(
+        "--iwae", action="store_true", help="train on the importance-weighted bound, k = --n-samples (--estimator mc)"
+    )
+    p.add_argument(
+        "--gradient",
+        default=defaults.gradient,
+        choices=GRADIENTS,
+        help="the encoder's gradient estimator (--estimator mc): stl (sticking the landing), dreg (doubly "
+        "reparameterized, with --iwae)",
+    )
+    p.add_argument("--beta", type=float, default=defaults.beta, help="the KL term's weight")
+    p.add_argument(
+        "--kl-warmup",
+        type=_samples,
+        default=defaults.kl_warmup,
+        help="samples over which the KL term's weight rises linearly from 0 to --beta, e.g. 1e5",
+    )
+    p.add_argument(
+        "--free-bits",
+        type=float,
+        default=defaults.free_bits,
+        help="nats per latent unit below which the KL term costs that much and pushes no further "
+        "(Kingma et al. 2016; --estimator analytic)",
+    )
     p.add_argument("--samples", type=_count, default=defaults.samples, help="training samples to evaluate, e.g. 1e6")
     p.add_argument("--eval-every", type=_count, default=defaults.eval_every, help="samples between evaluations")
     p.add_argument(

@@ -13,8 +13,8 @@ decoder); z [..., latent_dim].
 import torch
 from torch import nn
 
-from .. import LIKELIHOODS, REDUCTIONS, chunk_rows_for, elbo_loss, reference, reparameterize_kl
-from ._checks import check_choice, check_count
+from .. import LIKELIHOODS, REDUCTIONS, chunk_rows_for, elbo_loss, iwae_bound, reference, reparameterize_kl
+from ._checks import check_bound_options, check_choice, check_count
 
 
 def _init_normal(module: nn.Module, std: float) -> None:
@@ -98,14 +98,18 @@ class VAE(nn.Module):
         n_samples: int = 1,
         estimator: str = "analytic",
         iwae: bool = False,
+        gradient: str = "standard",
+        beta: float = 1.0,
+        free_bits: float = 0.0,
         reduction: str = "mean",
         backend: str | None = None,
         fused_head: bool | None = None,
         batch_rows: tuple[int, int] | None = None,
     ) -> torch.Tensor:
         """The negative bound of x [B, ...] per datapoint, reduced over the batch ("mean" by default);
-        see aevb_fast.elbo_loss for the estimators. batch_rows=(first, total): x is rows first.. of a
-        global batch of total rows (a data-parallel rank's slice), drawing that slice's noise.
+        see aevb_fast.elbo_loss for the estimators, gradient estimators, beta and free bits.
+        batch_rows=(first, total): x is rows first.. of a global batch of total rows (a data-parallel
+        rank's slice), drawing that slice's noise.
 
         fused_head=True runs the decoder's output layer and likelihood as one op chunked over rows
         (aevb_fast.linear_bernoulli_log_prob / linear_gaussian_log_prob) on the same parameters, so
@@ -127,26 +131,38 @@ class VAE(nn.Module):
                 n_samples=n_samples,
                 estimator=estimator,
                 iwae=iwae,
+                gradient=gradient,
+                beta=beta,
+                free_bits=free_bits,
                 likelihood=self.likelihood,
                 reduction=reduction,
                 backend=backend,
                 batch_rows=batch_rows,
             )
         check_choice("reduction", reduction, REDUCTIONS)
-        if iwae and estimator != "mc":
-            raise ValueError(f"iwae=True needs estimator='mc', got estimator={estimator!r}")
-        # reparameterize_kl checks the estimator.
-        z, kl = reparameterize_kl(mu, logvar, n_samples, estimator=estimator, backend=backend, batch_rows=batch_rows)
+        check_bound_options(estimator, iwae, gradient, beta, free_bits)
+        z, kl = reparameterize_kl(
+            mu,
+            logvar,
+            n_samples,
+            estimator=estimator,
+            gradient="standard" if gradient == "standard" else "stl",
+            backend=backend,
+            batch_rows=batch_rows,
+        )
+        if free_bits:
+            kl = reference.free_bits_kl(mu, logvar, free_bits).to(kl.dtype).expand(kl.shape)
         h = torch.tanh(self.decoder.hidden(z))
         # A sum over the batch needs only the sum of log p(x|z) over every row, whose gradients the
         # fused op makes in its forward pass; IWAE and per-datapoint values need each row's.
         per_row = iwae or reduction == "none"
         log_px = self._log_likelihood(h, data, "none" if per_row else "sum", backend)
         if per_row:
-            bound = reference.iwae_bound(log_px, kl) if iwae else reference.elbo(log_px, kl)
+            bound = iwae_bound(log_px, kl, z, gradient=gradient) if iwae else reference.elbo(log_px, kl, beta)
             return reference.reduce(-bound, reduction)
-        # sum_b elbo_b: (1/L) sum log p(x|z) - sum_b KL_b (analytic), (1/L) sum (log p(x|z) - kl) (mc)
-        bound = (log_px - kl.sum()) / n_samples if estimator == "mc" else log_px / n_samples - kl.sum()
+        # sum_b elbo_b: (1/L) sum log p(x|z) - beta sum_b KL_b (analytic), (1/L) sum (log p(x|z) - beta kl) (mc)
+        kl_sum = beta * kl.sum()
+        bound = (log_px - kl_sum) / n_samples if estimator == "mc" else log_px / n_samples - kl_sum
         return -bound / data.shape[0] if reduction == "mean" else -bound
 
     def _log_likelihood(self, h: torch.Tensor, x: torch.Tensor, reduction: str, backend: str | None) -> torch.Tensor:

@@ -30,11 +30,11 @@ from pathlib import Path
 import torch
 from torch.nn.parallel import DistributedDataParallel
 
-from .. import BACKENDS, ESTIMATORS, LIKELIHOODS, SEED_LIMIT, backend_for, optim
+from .. import BACKENDS, LIKELIHOODS, SEED_LIMIT, backend_for, optim
 from . import data as datasets
 from . import distributed, run_files
 from . import figures as plots
-from ._checks import check_choice, check_count, is_int
+from ._checks import check_bound_options, check_choice, check_count, is_int
 from .minibatches import SHARDS, Source, check_batch, open_source, shares
 from .models import VAE
 from .run_files import OtherRun, RunDirectory, RunFailed
@@ -60,6 +60,11 @@ class TrainConfig:
     batch_size: int = 100
     n_samples: int = 1
     estimator: str = "analytic"
+    iwae: bool = False  # train on the importance-weighted bound with k = n_samples (estimator "mc")
+    gradient: str = "standard"  # or "stl", "dreg" (iwae): aevb_fast.GRADIENTS
+    beta: float = 1.0  # the KL term's weight
+    kl_warmup: int = 0  # samples over which the KL term's weight rises linearly from 0 to beta
+    free_bits: float = 0.0  # nats per latent unit (Kingma et al. 2016; estimator "analytic")
     samples: int = 1_000_000  # training samples evaluated, the x-axis of Figure 2
     eval_every: int = 100_000
     eval_rows: int | None = None  # rows of each split the bounds are evaluated on; None: all
@@ -82,7 +87,9 @@ class TrainConfig:
         other value stands for it)."""
         check_choice("dataset", self.dataset, (*datasets.DATASETS, SHARDS))
         check_choice("optimizer", self.optimizer, OPTIMIZERS)
-        check_choice("estimator", self.estimator, ESTIMATORS)
+        check_bound_options(self.estimator, self.iwae, self.gradient, self.beta, self.free_bits)
+        if not (is_int(self.kl_warmup) and self.kl_warmup >= 0):
+            raise ValueError(f"kl_warmup must be an int >= 0 (samples), got {self.kl_warmup!r}")
         check_choice("precision", self.precision, PRECISIONS)
         if self.likelihood is not None:
             check_choice("likelihood", self.likelihood, LIKELIHOODS)
@@ -177,12 +184,24 @@ def _regrouped(saved: dict, model: VAE, optimizer: torch.optim.Optimizer) -> dic
 # the noise (the data itself is compared by its fingerprint). The rest (samples, eval_every,
 # eval_rows, device, backend, fused_head, precision, compile, out, figures) may change.
 # Settings added since checkpoints were first written, and what a checkpoint without one ran with.
-ADDED_SETTINGS = {"likelihood": None}
+ADDED_SETTINGS = {
+    "likelihood": None,
+    "iwae": False,
+    "gradient": "standard",
+    "beta": 1.0,
+    "kl_warmup": 0,
+    "free_bits": 0.0,
+}
 RUN_SETTINGS = (
     "dataset",
     "latent_dim",
     "hidden_dim",
     "likelihood",
+    "iwae",
+    "gradient",
+    "beta",
+    "kl_warmup",
+    "free_bits",
     "optimizer",
     "lr",
     "batch_size",
@@ -370,6 +389,10 @@ def _train(
                 x,
                 n_samples=config.n_samples,
                 estimator=config.estimator,
+                iwae=config.iwae,
+                gradient=config.gradient,
+                beta=_beta(config, seen),
+                free_bits=config.free_bits,
                 backend=config.backend,
                 fused_head=config.fused_head,
                 batch_rows=batch_rows,
@@ -473,6 +496,14 @@ def _precision(config: TrainConfig, device: torch.device):
     if config.precision == "float32":
         return contextlib.nullcontext()
     return torch.autocast(device.type, dtype=torch.bfloat16)
+
+
+def _beta(config: TrainConfig, seen: int) -> float:
+    """The KL term's weight for the minibatch after `seen` samples: beta, rising linearly from 0
+    over the first kl_warmup samples."""
+    if seen >= config.kl_warmup:
+        return config.beta
+    return config.beta * seen / config.kl_warmup
 
 
 def _bound(model: VAE, source, split: str, config: TrainConfig, ranks: distributed.Ranks, seen: int) -> float:

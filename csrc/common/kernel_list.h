@@ -16,10 +16,12 @@ AEVB_KERNEL(void, reparameterize_forward, DType t, const void* mu, const void* l
             void* kl, int64_t B, int64_t Z, int64_t L, bool mc)
 
 // Gradients of sum(grad_z * z) + sum(grad_kl * kl) with respect to mu and logvar; eps is regenerated
-// from the seed. grad_z and grad_kl may be null (no gradient reaches that output).
+// from the seed. grad_z and grad_kl may be null (no gradient reaches that output). stl (with mc):
+// the kl term's gradient through z alone, log q(z|x) taken at stopped mu and logvar ("sticking the
+// landing", Roeder et al. 2017): d kl / d z = z - eps / sigma, and no direct d/dlogvar of -1/2.
 AEVB_KERNEL(void, reparameterize_backward, DType t, const void* grad_z, const void* grad_kl, const void* mu,
             const void* logvar, const int64_t* seed, void* grad_mu, void* grad_logvar, int64_t B, int64_t Z, int64_t L,
-            bool mc)
+            bool mc, bool stl)
 
 // The likelihoods' forward passes make the per-row values only; their backward passes recompute the
 // gradient from the inputs and scale it by the row's upstream gradient g[n] (a row output's dtype).

@@ -68,10 +68,11 @@ AEVB_SIMD void forward_block(const T* mu, const T* logvar, T* z, int64_t rows, i
 template <typename T, typename R>
 AEVB_SIMD void backward_block(const T* grad_z, const R* grad_kl, const T* mu, const T* logvar, T* grad_mu,
                               T* grad_logvar, int64_t rows, int64_t w, int64_t L, int64_t B, int64_t sample_stride,
-                              uint64_t seed, uint64_t offset, uint64_t noise_stride, bool mc) {
+                              uint64_t seed, uint64_t offset, uint64_t noise_stride, bool mc, bool stl) {
   using M = math_t<T>;
   const int64_t n = rows * w;
-  M m[kChunk], s[kChunk], gm[kChunk], ge[kChunk];
+  // sc: the factor of eps in d kl / d z = m + sc eps, sigma (the z in it) less 1 / sigma with stl.
+  M m[kChunk], s[kChunk], sc[kChunk], gm[kChunk], ge[kChunk];
   float eps[kChunk];
   for (int64_t r = 0; r < rows; ++r) {
     const M g_analytic = mc || !grad_kl ? M(0) : M(grad_kl[r]);
@@ -79,6 +80,7 @@ AEVB_SIMD void backward_block(const T* grad_z, const R* grad_kl, const T* mu, co
     for (int64_t i = r * w; i < (r + 1) * w; ++i) {
       m[i] = load<M>(mu[i]);
       s[i] = vexp(load<M>(logvar[i]) * M(0.5));
+      sc[i] = stl ? s[i] - M(1) / s[i] : s[i];
       // d KL / d mu = mu
       gm[i] = g_analytic * m[i];
       ge[i] = M(0);
@@ -88,12 +90,12 @@ AEVB_SIMD void backward_block(const T* grad_z, const R* grad_kl, const T* mu, co
     normal_block(seed, offset + static_cast<uint64_t>(l) * noise_stride, n, eps);
     const T* gz = grad_z ? grad_z + l * sample_stride : nullptr;
     for (int64_t r = 0; r < rows; ++r) {
-      // d/d z of the mc term is z; its direct d/d logvar is -1/2.
+      // d/d z of the mc term is z (z - eps / sigma with stl); its direct d/d logvar is -1/2 (none with stl).
       const M g_mc = mc && grad_kl ? M(grad_kl[l * B + r]) : M(0);
 #pragma omp simd
       for (int64_t i = r * w; i < (r + 1) * w; ++i) {
         const M e = eps[i];
-        const M g = (gz ? load<M>(gz[i]) : M(0)) + g_mc * (m[i] + s[i] * e);
+        const M g = (gz ? load<M>(gz[i]) : M(0)) + g_mc * (m[i] + sc[i] * e);
         // dz/dmu = 1,  dz/dlogvar = sigma * eps / 2
         gm[i] += g;
         ge[i] += g * e;
@@ -103,7 +105,7 @@ AEVB_SIMD void backward_block(const T* grad_z, const R* grad_kl, const T* mu, co
   for (int64_t r = 0; r < rows; ++r) {
     const M g_analytic = mc || !grad_kl ? M(0) : M(grad_kl[r]);
     M g_mc_sum = 0;
-    for (int64_t l = 0; mc && grad_kl && l < L; ++l) g_mc_sum += M(grad_kl[l * B + r]);
+    for (int64_t l = 0; mc && !stl && grad_kl && l < L; ++l) g_mc_sum += M(grad_kl[l * B + r]);
 #pragma omp simd
     for (int64_t i = r * w; i < (r + 1) * w; ++i) {
       // d KL / d logvar = (sigma^2 - 1) / 2, the samples' sigma eps / 2 and -1/2 (mc)
@@ -146,7 +148,7 @@ void reparameterize_forward(DType t, const void* mu, const void* logvar, const i
 
 void reparameterize_backward(DType t, const void* grad_z, const void* grad_kl, const void* mu, const void* logvar,
                              const int64_t* seed, void* grad_mu, void* grad_logvar, int64_t B, int64_t Z, int64_t L,
-                             bool mc, int threads) {
+                             bool mc, bool stl, int threads) {
   const Noise noise(seed, Z);
   dispatch_float<Types>(t, [&](auto tag) {
     using T = typename decltype(tag)::type;
@@ -163,7 +165,7 @@ void reparameterize_backward(DType t, const void* grad_z, const void* grad_kl, c
                          const int64_t at = b * Z + begin;
                          backward_block<T, R>(gz ? gz + at : nullptr, gkl ? gkl + b : nullptr, mu_ + at, lv_ + at,
                                               gm + at, gv + at, last - b, end - begin, L, B, stride, noise.key,
-                                              noise.first + static_cast<uint64_t>(at), noise.stride, mc);
+                                              noise.first + static_cast<uint64_t>(at), noise.stride, mc, mc && stl);
                        });
   });
 }

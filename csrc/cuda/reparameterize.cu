@@ -70,7 +70,7 @@ __global__ void __launch_bounds__(kBlockThreads)
     reparameterize_backward_kernel(const T* __restrict__ grad_z, const math_t<T>* __restrict__ grad_kl,
                                    const T* __restrict__ mu, const T* __restrict__ logvar,
                                    const int64_t* __restrict__ seed_ptr, T* __restrict__ grad_mu,
-                                   T* __restrict__ grad_logvar, int64_t B, int64_t Z, int64_t L, bool mc) {
+                                   T* __restrict__ grad_logvar, int64_t B, int64_t Z, int64_t L, bool mc, bool stl) {
   using M = math_t<T>;
   constexpr int V = pack_size<T>;
   const uint64_t seed = static_cast<uint64_t>(seed_ptr[0]);
@@ -79,12 +79,14 @@ __global__ void __launch_bounds__(kBlockThreads)
     const int64_t at = b * Z;
     const M g_analytic = mc || grad_kl == nullptr ? M(0) : grad_kl[b];
     for_each_pack<V>(Z, [&](int64_t j) {
-      M m[V], v[V], s[V], gm[V], ge[V];
+      // sc: the factor of eps in d kl / d z = m + sc eps, sigma less 1 / sigma with stl (as on the CPU).
+      M m[V], v[V], s[V], sc[V], gm[V], ge[V];
       load_pack<ALIGNED>(mu + at, j, Z, m);
       load_pack<ALIGNED>(logvar + at, j, Z, v);
 #pragma unroll
       for (int k = 0; k < V; ++k) {
         s[k] = exp_(M(0.5) * v[k]);
+        sc[k] = stl ? s[k] - M(1) / s[k] : s[k];
         gm[k] = g_analytic * m[k];  // d KL / d mu = mu
         ge[k] = M(0);
       }
@@ -92,9 +94,9 @@ __global__ void __launch_bounds__(kBlockThreads)
       for (int64_t l = 0; l < L; ++l) {
         const int64_t row = l * B + b;
         const uint64_t noise = noise_row(seed_ptr, l, b, Z);
-        // d/dz of the mc term is z; its direct d/dlogvar is -1/2.
+        // d/dz of the mc term is z (z - eps / sigma with stl); its direct d/dlogvar is -1/2 (none with stl).
         const M g_mc = mc && grad_kl != nullptr ? grad_kl[row] : M(0);
-        g_mc_sum += g_mc;
+        g_mc_sum += stl ? M(0) : g_mc;
         M gz[V];
         if (grad_z != nullptr) {
           load_pack<ALIGNED>(grad_z + row * Z, j, Z, gz);
@@ -105,7 +107,7 @@ __global__ void __launch_bounds__(kBlockThreads)
 #pragma unroll
         for (int k = 0; k < V; ++k) {
           const M e = normal_at(seed, noise + static_cast<uint64_t>(j + k));
-          const M g = gz[k] + g_mc * (m[k] + s[k] * e);
+          const M g = gz[k] + g_mc * (m[k] + sc[k] * e);
           // dz/dmu = 1,  dz/dlogvar = sigma * eps / 2
           gm[k] += g;
           ge[k] += g * e;
@@ -146,7 +148,7 @@ void reparameterize_forward(DType t, const void* mu, const void* logvar, const i
 
 void reparameterize_backward(DType t, const void* grad_z, const void* grad_kl, const void* mu, const void* logvar,
                              const int64_t* seed, void* grad_mu, void* grad_logvar, int64_t B, int64_t Z, int64_t L,
-                             bool mc, int device, void* stream) {
+                             bool mc, bool stl, int device, void* stream) {
   dispatch_float<Types>(t, [&](auto tag) {
     using T = typename decltype(tag)::type;
     const auto* gz = static_cast<const T*>(grad_z);
@@ -159,7 +161,7 @@ void reparameterize_backward(DType t, const void* grad_z, const void* grad_kl, c
         "reparameterize_backward", device, stream, B, Z,
         [&](auto aligned, dim3 grid, dim3 block, cudaStream_t s) {
           reparameterize_backward_kernel<T, decltype(aligned)::value>
-              <<<grid, block, 0, s>>>(gz, gkl, m, v, seed, gm, gv, B, Z, L, mc);
+              <<<grid, block, 0, s>>>(gz, gkl, m, v, seed, gm, gv, B, Z, L, mc, mc && stl);
         },
         gz, m, v, static_cast<const T*>(gm), static_cast<const T*>(gv));
   });

@@ -173,7 +173,7 @@ void fuzz<Kernel::reparameterize_backward>(Fuzzer& f, const Case& c) {
   Bytes grad_mu(r.mu.size()), grad_logvar(r.logvar.size());
   aevb::cpu::reparameterize_backward(c.t, with_grad_z ? data(grad_z) : nullptr, data(grad_kl), data(r.mu),
                                      data(r.logvar), r.seed, data(grad_mu), data(grad_logvar), c.rows, c.cols, r.L,
-                                     r.mc, c.threads);
+                                     r.mc, f.pick({0, 1}) == 1, c.threads);
 }
 
 // The inputs of a likelihood call: rows of two value buffers a and b reading targets x[n % Nx] (Nx

@@ -9,6 +9,7 @@ Shapes: mu, logvar [B, Z] contiguous, of one dtype; seed [3] int64 (key, first, 
 device: these B rows are rows first.. of a batch of `rows` rows, and draw the noise one call on the
 whole batch would; z [L, B, Z] in their dtype. Math and sums in the KL's dtype (float32; float64 for
 float64 inputs). eps is never stored: the backward draws it again from the same (seed, offset).
+With STL the backward gives the mc term's gradient through z alone (log q at stopped mu and logvar).
 """
 
 import torch
@@ -77,6 +78,7 @@ def reparameterize_backward_kernel(
     L,
     plane,
     MC: tl.constexpr,
+    STL: tl.constexpr,
     HAS_GRAD_Z: tl.constexpr,
     HAS_GRAD_KL: tl.constexpr,
     BLOCK_ROWS: tl.constexpr,
@@ -90,6 +92,10 @@ def reparameterize_backward_kernel(
         _, mask, at = tile(rows, row_ok, start, Z, BLOCK_COLS)
         m = tl.load(mu_ptr + at, mask=mask, other=0).to(math_t)
         s = tl.exp(0.5 * tl.load(logvar_ptr + at, mask=mask, other=0).to(math_t))
+        # the factor of eps in d kl / d z = m + sc eps: sigma, less 1 / sigma with STL
+        sc = s
+        if STL:
+            sc = s - 1.0 / s
         g_analytic = tl.zeros([BLOCK_ROWS, 1], dtype=math_t)
         if HAS_GRAD_KL and not MC:
             g_analytic = tl.load(grad_kl_ptr + rows, mask=row_ok, other=0).to(math_t)[:, None]
@@ -105,10 +111,12 @@ def reparameterize_backward_kernel(
             if HAS_GRAD_Z:
                 g = tl.load(grad_z_ptr + offset, mask=mask, other=0).to(math_t)
             if MC and HAS_GRAD_KL:
-                # d/dz of the mc term is z; its direct d/dlogvar is -1/2.
+                # d/dz of the mc term is z (z - eps / sigma with STL); its direct d/dlogvar is -1/2
+                # (none with STL).
                 g_mc = tl.load(grad_kl_ptr + kl_at, mask=row_ok, other=0).to(math_t)[:, None]
-                g += g_mc * (m + s * eps)
-                g_mc_sum += g_mc
+                g += g_mc * (m + sc * eps)
+                if not STL:
+                    g_mc_sum += g_mc
             # dz/dmu = 1,  dz/dlogvar = sigma * eps / 2
             grad_mu += g
             grad_eps += g * eps
@@ -149,9 +157,11 @@ def backward(
     seed: torch.Tensor,
     n_samples: int,
     mc: bool,
+    stl: bool,
     kl_dtype: torch.dtype,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """(grad_mu, grad_logvar) [B, Z] from contiguous upstream gradients of z and kl (either None)."""
+    """(grad_mu, grad_logvar) [B, Z] from contiguous upstream gradients of z and kl (either None);
+    stl: the mc kl term's gradient through z alone."""
     B, Z = mu.shape
     grad_mu, grad_logvar = torch.empty_like(mu), torch.empty_like(logvar)
     # A missing input is never read; an empty tensor of its dtype stands in for the pointer (the
@@ -174,6 +184,7 @@ def backward(
         n_samples,
         B * Z,
         MC=mc,
+        STL=mc and stl,
         HAS_GRAD_Z=grad_z is not None,
         HAS_GRAD_KL=grad_kl is not None,
     )
