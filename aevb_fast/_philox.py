@@ -4,8 +4,9 @@ back to it never changes a result. Each counter's words are bit-identical to the
 normal is the same Box-Muller step on the same float32 uniforms, with torch's log and cos (the
 kernels use their own, within a few float32 ulps of it).
 
-uint32 words are held in int64 tensors. A 32 x 32-bit product would not fit in int64, so it is
-made from 16-bit halves, each partial product below 2^33."""
+uint32 words are held in int64 tensors. A 32 x 32-bit product may pass 2^63, where int64
+multiplication wraps: the wrapped result keeps the product's low 64 bits, so its high and low words
+are read from it as they are."""
 
 import torch
 
@@ -14,27 +15,19 @@ _ROUND_A, _ROUND_B = 0xD2511F53, 0xCD9E8D57
 _KEY_A, _KEY_B = 0x9E3779B9, 0xBB67AE85
 
 
-def _mul_hi_lo(a: int, c: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """(high word, low word) of the 64-bit product of the constant a and the words c."""
-    a1, a0 = a >> 16, a & 0xFFFF
-    c1, c0 = c >> 16, c & 0xFFFF
-    middle = a1 * c0 + a0 * c1
-    low = a0 * c0 + ((middle & 0xFFFF) << 16)
-    high = a1 * c1 + (middle >> 16) + (low >> 32)
-    return high & _MASK, low & _MASK
-
-
-def philox_words(seed: int, offsets: torch.Tensor) -> tuple[torch.Tensor, ...]:
+def philox_words(seed, offsets: torch.Tensor) -> tuple[torch.Tensor, ...]:
     """The four words of Philox4x32-10 at counters (offset low, offset high, 0, 0) under the key
-    (seed low, seed high), for int64 offsets >= 0: each an int64 tensor of uint32 values."""
+    (seed low, seed high), for int64 offsets >= 0 and an int or int64 tensor seed: each an int64
+    tensor of uint32 values."""
     c0, c1 = offsets & _MASK, offsets >> 32
-    c2, c3 = torch.zeros_like(offsets), torch.zeros_like(offsets)
     k0, k1 = seed & _MASK, seed >> 32
-    for _ in range(10):
-        hi0, lo0 = _mul_hi_lo(_ROUND_A, c0)
-        hi2, lo2 = _mul_hi_lo(_ROUND_B, c2)
-        c0, c1, c2, c3 = hi2 ^ c1 ^ k0, lo2, hi0 ^ c3 ^ k1, lo0
+    # The first round's c2 = c3 = 0: its second product is 0.
+    p0 = c0 * _ROUND_A
+    c0, c1, c2, c3 = c1 ^ k0, torch.zeros_like(c1), ((p0 >> 32) & _MASK) ^ k1, p0 & _MASK
+    for _ in range(9):
         k0, k1 = (k0 + _KEY_A) & _MASK, (k1 + _KEY_B) & _MASK
+        p0, p2 = c0 * _ROUND_A, c2 * _ROUND_B
+        c0, c1, c2, c3 = ((p2 >> 32) & _MASK) ^ c1 ^ k0, p2 & _MASK, ((p0 >> 32) & _MASK) ^ c3 ^ k1, p0 & _MASK
     return c0, c1, c2, c3
 
 

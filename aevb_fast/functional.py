@@ -201,11 +201,15 @@ def _reparameterize_torch(mu, logvar, n, mc, stl, seed, first, total):
     """The reference on rows [B, Z] with the kernels' noise: the key drawn as theirs (one draw of
     torch's CPU generator where seed is None), eps[l, b, j] = randn(key, (l*total + first + b)*Z + j)."""
     m, v = mu.to(math_dtype(mu.dtype)), logvar.to(math_dtype(mu.dtype))
-    key = torch.randint(SEED_LIMIT - 1, (1,), dtype=torch.int64) if seed is None else torch.tensor([seed])
+    if torch.compiler.is_compiling():  # a tensor key: no graph break, no seed baked in
+        key = torch.randint(SEED_LIMIT - 1, (1,), dtype=torch.int64) if seed is None else torch.tensor([seed])
+        key = key.to(mu.device)
+    else:  # the same draw as a Python int, whose bit operations with the words are cheaper
+        key = int(torch.randint(SEED_LIMIT - 1, (1,), dtype=torch.int64)) if seed is None else seed
     (B, Z), device = mu.shape, mu.device
     rows = torch.arange(n, device=device)[:, None] * total + (first + torch.arange(B, device=device))
     offsets = rows[:, :, None] * Z + torch.arange(Z, device=device)
-    eps = philox_normal(key.to(device), offsets).to(m.dtype)
+    eps = philox_normal(key, offsets).to(m.dtype)
     z = reference.reparameterize(m, v, eps)
     if stl:
         # log q at stopped mu and logvar, of z's standardized value: the gradient through z alone.
