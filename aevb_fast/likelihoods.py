@@ -25,6 +25,8 @@ from .ops.bernoulli import linear_bernoulli_log_prob as _linear_bernoulli_op
 from .ops.continuous_bernoulli import continuous_bernoulli_log_prob as _continuous_bernoulli_op
 from .ops.continuous_bernoulli import continuous_bernoulli_log_prob_backward as _continuous_bernoulli_backward_op
 from .ops.continuous_bernoulli import linear_continuous_bernoulli_log_prob as _linear_continuous_bernoulli_op
+from .ops.discretized_logistic_mixture import discretized_logistic_mixture_log_prob as _mixture_op
+from .ops.discretized_logistic_mixture import discretized_logistic_mixture_log_prob_backward as _mixture_backward_op
 from .ops.gaussian import gaussian_log_prob as _gaussian_op
 from .ops.gaussian import gaussian_log_prob_backward as _gaussian_backward_op
 from .ops.gaussian import linear_gaussian_log_prob as _linear_gaussian_op
@@ -37,6 +39,7 @@ from .ops.linear_likelihood import chunk_rows_for
 __all__ = [
     "bernoulli_log_prob",
     "continuous_bernoulli_log_prob",
+    "discretized_logistic_mixture_log_prob",
     "gaussian_log_prob",
     "laplace_log_prob",
     "linear_bernoulli_log_prob",
@@ -68,8 +71,11 @@ class Likelihood:
     kernel_backward  (grad [N], values, x, backend) -> the values' gradients (a tuple), kernel alone
     reference    (values, x) -> log p(x|z) [N] in plain PyTorch, in the values' dtype
     head         (h [..., H], layers, x, reduction, backend) -> log p(x|z) of the fused head, layers
-                 the (weight [D, H], bias [D] or None) per output
+                 the (weight [D, H], bias [D] or None) per output ([D K, H] and [D K] for a mixture,
+                 whose head is the layers and then its fused likelihood)
     mean         (values) -> E[x|z], the images a figure shows
+    components   for a mixture, the decoder's number of components K per element (its values
+                 [..., D, K]); None otherwise
     """
 
     name: str
@@ -84,11 +90,24 @@ class Likelihood:
     reference: Callable
     head: Callable
     mean: Callable
+    components: int | None = None
+
+    def outputs(self, data_dim: int) -> int:
+        """Each decoder output layer's width for data of data_dim elements."""
+        return data_dim * (self.components or 1)
+
+    def value_shape(self, data_shape, components: int | None = None) -> tuple[int, ...]:
+        """The shape of each value beside data of data_shape: the same, or with the K components
+        (by default the decoder's) last for a mixture."""
+        if self.components is None:
+            return tuple(data_shape)
+        return (*data_shape, components or self.components)
 
     def decoder_values(self, layers, h: torch.Tensor) -> tuple[torch.Tensor, ...]:
         """The decoder outputs for its last hidden layer h: each output layer (in the order of
-        params) and its activation."""
-        return tuple(_ACTIVATIONS[a](layer(h)) for a, layer in zip(self.activations, layers))
+        params) and its activation, [..., D, K] for a mixture."""
+        values = tuple(_ACTIVATIONS[a](layer(h)) for a, layer in zip(self.activations, layers))
+        return values if self.components is None else tuple(v.unflatten(-1, (-1, self.components)) for v in values)
 
 
 def _rows(values: dict[str, torch.Tensor], x: torch.Tensor, event_dims):
@@ -187,6 +206,77 @@ def _logit_rows(op, reference_fn: Callable) -> Callable:
         return reference_fn(a.to(md), _expand_rows(x.to(md), a.shape[0]))
 
     return rows
+
+
+def discretized_logistic_mixture_log_prob(
+    x: torch.Tensor,
+    logit_probs: torch.Tensor,
+    means: torch.Tensor,
+    log_scales: torch.Tensor,
+    reduction: str = "none",
+    *,
+    event_dims: int = 1,
+    backend: str | None = None,
+) -> torch.Tensor:
+    """log P(x|z) = sum_i logsumexp_k(log softmax(logit_probs)_ik + log P_k(x_i)) for 8-bit grey
+    levels x = v / 255 under a mixture of K discretized logistics per element (Salimans et al. 2017,
+    PixelCNN++, in [0, 1]): P_k(x) the mass of x's bin of width 1/255 under the logistic of mean
+    means_ik and scale exp(log_scales_ik), the bins of 0 and 255 open to -inf and +inf, and where a
+    bin's mass falls to 1e-5 or below the density at its middle times its width. A probability of
+    the 8-bit data: -log P / (D log 2) is their bits per dimension. Summed over the last event_dims
+    dims of x: per datapoint [...] or reduced.
+
+    x [..., D]: floating grey levels v / 255 (divide 8-bit data by 255), taking no gradient;
+    logit_probs, means, log_scales [..., D, K] of one shape, x broadcast against their [..., D]."""
+    check_choice("reduction", reduction, reference.REDUCTIONS)
+    values, x, batch = _mixture_inputs((logit_probs, means, log_scales), x, event_dims)
+    log_prob = _mixture_rows(values, x, backends.resolve(backend, means.device))
+    return reference.reduce(flat(log_prob, batch), reduction)
+
+
+_MIXTURE_VALUES = ("logit_probs", "means", "log_scales")
+
+
+def _mixture_inputs(values, x, event_dims):
+    """(logit_probs, means, log_scales) [..., D, K] and x checked: values [N, D, K], x [Nx, D]."""
+    for name, v in zip(_MIXTURE_VALUES, values):
+        check_values(name, v)
+    check_target("x", x)
+    check_devices(x=x, **dict(zip(_MIXTURE_VALUES, values)))
+    if not x.is_floating_point():
+        raise ValueError(
+            f"x must hold grey levels v / 255 as floats for the discretized logistic mixture, got {x.dtype}: "
+            "divide 8-bit data by 255"
+        )
+    if x.requires_grad:
+        raise ValueError("x requires grad, but the discretized logistic mixture gives none: its data are discrete")
+    shape = values[0].shape
+    if len(shape) < 2 or any(v.shape != shape for v in values):
+        raise ValueError(
+            "logit_probs, means and log_scales must be [..., D, K] of one shape, got "
+            + ", ".join(f"{n} {list(v.shape)}" for n, v in zip(_MIXTURE_VALUES, values))
+        )
+    dtype = functools.reduce(torch.promote_types, (v.dtype for v in values))
+    # The rows of a stand-in of the values' [..., D] (stride 0: nothing is copied) lay out x.
+    (stand_in,), x, batch = _rows({"means": values[0].new_empty(()).expand(shape[:-1])}, x, event_dims)
+    N, D = stand_in.shape
+    return tuple(v.to(dtype).reshape(N, D, shape[-1]) for v in values), x, batch
+
+
+def _mixture_rows(values, x, backend: str) -> torch.Tensor:
+    """log P(x|z) [N] for values [N, D, K] and x [Nx, D]."""
+    if backend != "torch":
+        return _mixture_op.prechecked(x, *values, backend)
+    md = math_dtype(values[0].dtype)
+    return reference.discretized_logistic_mixture_log_prob(
+        _expand_rows(x.to(md), values[0].shape[0]), *(v.to(md) for v in values)
+    )
+
+
+def _mixture_head(h, layers, x, reduction, backend):
+    """The mixture's decoder head: its output layers (each [D K, H]) and then its fused likelihood."""
+    values = tuple(torch.nn.functional.linear(h, w, b).unflatten(-1, (x.shape[-1], -1)) for w, b in layers)
+    return discretized_logistic_mixture_log_prob(x, *values, reduction, backend=backend)
 
 
 _bernoulli_rows = _logit_rows(_bernoulli_op, reference.bernoulli_log_prob)
@@ -556,7 +646,7 @@ def _likelihood_inputs(likelihood: str, recon, x: torch.Tensor, batch: torch.Siz
     check_target("x", x)
     value = values[0]
     lead = sample_dims + len(batch)
-    event = value.shape[lead:]
+    event = value.shape[lead : value.dim() - (entry.components is not None)]
     if tuple(value.shape[sample_dims:lead]) != tuple(batch) or not event:
         expected = ("[L, " if sample_dims else "[") + ", ".join(map(str, batch)) + (", " if batch else "") + "D...]"
         raise ValueError(
@@ -619,6 +709,25 @@ _register(
             h, *layers[0], x, reduction, backend=backend
         ),
         mean=lambda v: reference.continuous_bernoulli_mean(v[0]),
+    )
+)
+_register(
+    Likelihood(
+        name="discretized_logistic_mixture",
+        params=_MIXTURE_VALUES,
+        activations=("identity", "identity", "identity"),
+        hidden_dim=200,
+        log_prob=lambda v, x, reduction="none", **options: discretized_logistic_mixture_log_prob(
+            x, *v, reduction, **options
+        ),
+        inputs=_mixture_inputs,
+        rows=_mixture_rows,
+        kernel=lambda how, v, x, b: getattr(_mixture_op, how)(x, *v, b),
+        kernel_backward=lambda g, v, x, b: _mixture_backward_op.launch(g, x, *v, b),
+        reference=lambda v, x: reference.discretized_logistic_mixture_log_prob(x, *v),
+        head=_mixture_head,
+        mean=lambda v: (torch.softmax(v[0], -1) * v[1]).sum(-1).clamp(0, 1),
+        components=10,
     )
 )
 _register(

@@ -107,29 +107,37 @@ def continuous_bernoulli_mean(logits: torch.Tensor) -> torch.Tensor:
 def discretized_logistic_mixture_log_prob(
     x: torch.Tensor, logit_probs: torch.Tensor, means: torch.Tensor, log_scales: torch.Tensor
 ) -> torch.Tensor:
-    """log P(x) of 8-bit data under a mixture of K discretized logistics per element (Salimans et
-    al. 2017, PixelCNN++), per row [...]: x [..., D] holds v / 127.5 - 1 for v in 0..255; the
-    mixture's logits, means and log scales are [..., D, K]. Each value v owns the bin of width 2/255
-    around x, the first and last open to -inf and +inf:
+    """log P(x) of 8-bit grey levels under a mixture of K discretized logistics per element (Salimans
+    et al. 2017, PixelCNN++, in [0, 1] rather than [-1, 1]: the same probabilities, means and scales
+    halved), per row [...]: x [..., D] holds v / 255 for v in 0..255; the mixture's logits, means and
+    log scales are [..., D, K]. Each value owns the bin of width 1/255 around x, the first and last
+    open to -inf and +inf:
 
-        P_k(x) = sigmoid((x + 1/255 - mu) / s) - sigmoid((x - 1/255 - mu) / s),  s = exp(log_scale)
+        P_k(x) = sigmoid((x + 1/510 - mu) / s) - sigmoid((x - 1/510 - mu) / s),  s = exp(log_scale)
 
     with log sigmoid(.) for v = 0 and log(1 - sigmoid(.)) for v = 255; where the difference falls
     to 1e-5 or below (a bin far in a tail, where it would lose its digits in float32), the density
-    at the bin's middle times the bin's width instead: log pdf(x) - log 127.5. Then
+    at the bin's middle times the bin's width instead: log pdf(x) - log 255. Log scales below -7
+    count as -7 (PixelCNN++'s floor). Then
     log P(x) = sum_d logsumexp_k (log softmax(logit_probs)_k + log P_k(x_d))."""
     x = x.to(means.dtype).unsqueeze(-1)
+    log_scales = torch.clamp(log_scales, min=-7.0)  # as PixelCNN++: a tenth of a bin and below, one scale
     centered = x - means
     inv_s = torch.exp(-log_scales)
-    plus_in = inv_s * (centered + 1 / 255)
-    min_in = inv_s * (centered - 1 / 255)
+    plus_in = inv_s * (centered + 1 / 510)
+    min_in = inv_s * (centered - 1 / 510)
     mid_in = inv_s * centered
-    log_cdf_plus = F.logsigmoid(plus_in)  # v = 0: the bin (-inf, x + 1/255]
-    log_one_minus_cdf_min = F.logsigmoid(-min_in)  # v = 255: [x - 1/255, inf)
-    cdf_delta = torch.sigmoid(plus_in) - torch.sigmoid(min_in)
+    log_cdf_plus = F.logsigmoid(plus_in)  # v = 0: the bin (-inf, x + 1/510]
+    log_one_minus_cdf_min = F.logsigmoid(-min_in)  # v = 255: [x - 1/510, inf)
+    # The bin's mass sigmoid(plus) - sigmoid(minus) as sigmoid(plus) sigmoid(-minus) (1 - exp(-a/255)),
+    # every factor exact, so that a bin narrow beside its component keeps its digits. (A width below
+    # 1e-30 would give log 0; its mass is far below 1e-5, where the middle's density serves.)
+    width = torch.clamp(inv_s / 255, min=1e-30)
+    log_mass = F.logsigmoid(plus_in) + F.logsigmoid(-min_in) + torch.log(-torch.expm1(-width))
     log_pdf_mid = mid_in - log_scales - 2 * F.softplus(mid_in)
-    inner = torch.where(cdf_delta > 1e-5, torch.log(torch.clamp(cdf_delta, min=1e-12)), log_pdf_mid - math.log(127.5))
-    log_probs = torch.where(x < -0.999, log_cdf_plus, torch.where(x > 0.999, log_one_minus_cdf_min, inner))
+    inner = torch.where(log_mass > math.log(1e-5), log_mass, log_pdf_mid - math.log(255))
+    edge = 0.5 / 255
+    log_probs = torch.where(x < edge, log_cdf_plus, torch.where(x > 1 - edge, log_one_minus_cdf_min, inner))
     return torch.logsumexp(log_probs + F.log_softmax(logit_probs, dim=-1), dim=-1).sum(-1)
 
 

@@ -480,7 +480,9 @@ def _likelihood(name: str):
         n, d = shape
         g = torch.Generator(device=device).manual_seed(0)
         values = [
-            (torch.randn(n, d, generator=g, device=device) * (0.5 if i else 1.0)).to(dtype).requires_grad_()
+            (torch.randn(entry.value_shape((n, d)), generator=g, device=device) * (0.5 if i else 1.0))
+            .to(dtype)
+            .requires_grad_()
             for i, _ in enumerate(entry.params)
         ]
         x = torch.rand(n, d, generator=g, device=device).to(dtype)
@@ -493,7 +495,7 @@ def _likelihood(name: str):
             peer_compiled = _compiled(fn)
             providers[peer] = lambda fn=fn: (fn(values, x),)
             providers[f"{peer} + compile"] = lambda fn=peer_compiled: (fn(values, x),)
-        k, e = len(values), x.element_size()
+        k, e = len(values) * (entry.components or 1), x.element_size()
         # Essential: the values and x in, the values' gradients out. The kernels: the forward reads
         # them all, the backward reads them again and writes the gradients.
         return Case(
@@ -535,12 +537,21 @@ def _likelihood_head(name: str):
     return build
 
 
-for _name in aevb_fast.LIKELIHOODS:
-    if _name not in BUILDERS:
-        SIZES[_name], SIZES[f"{_name}_head"] = SIZES["gaussian"], SIZES["gaussian_head"]
-        BUILDERS[_name], BUILDERS[f"{_name}_head"] = _likelihood(_name), _likelihood_head(_name)
-        FUNCTIONS[f"{_name}_log_prob"] = (BUILDERS[_name], (1, 1))
-        FUNCTIONS[f"linear_{_name}_log_prob"] = (BUILDERS[f"{_name}_head"], (1, 1, 1))
+# A mixture's sizes: Frey Face's 560 pixels at the paper's minibatch, and a batch of 256 CIFAR-sized
+# images (3072 values) of 10 components each, PixelCNN++'s.
+MIXTURE_SIZES = {"tiny": (16, 300), "paper": (100, 560), "large": (256, 3072)}
+
+for _name, _entry in aevb_fast.LIKELIHOODS.items():
+    if _name in BUILDERS:
+        continue
+    BUILDERS[_name] = _likelihood(_name)
+    FUNCTIONS[f"{_name}_log_prob"] = (BUILDERS[_name], (1, 1))
+    if _entry.components is not None:  # no fused head
+        SIZES[_name] = MIXTURE_SIZES
+        continue
+    SIZES[_name], SIZES[f"{_name}_head"] = SIZES["gaussian"], SIZES["gaussian_head"]
+    BUILDERS[f"{_name}_head"] = _likelihood_head(_name)
+    FUNCTIONS[f"linear_{_name}_log_prob"] = (BUILDERS[f"{_name}_head"], (1, 1, 1))
 OPS = tuple(SIZES)
 
 

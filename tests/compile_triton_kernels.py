@@ -120,10 +120,11 @@ def variants():
 def _likelihood_variants(values, x, g, row):
     """The forward and backward kernels of every likelihood of the registry, on values of one shape
     and dtype and targets x, each launcher's arguments in its op's schema order."""
-    for name in aevb_fast.LIKELIHOODS:
+    for name, entry in aevb_fast.LIKELIHOODS.items():
         module = getattr(kernels, name)
         schema = getattr(torch.ops.aevb_fast, f"{name}_log_prob").default._schema
-        args = [x if a.name == "x" else values for a in schema.arguments if a.name != "backend"]
+        value = values.new_zeros(entry.value_shape(values.shape))  # a mixture's components last
+        args = [x if a.name == "x" else value for a in schema.arguments if a.name != "backend"]
         yield module, f"{name}_forward_kernel", lambda: module.forward(*args, row)
         yield module, f"{name}_backward_kernel", lambda: module.backward(g, *args)
 

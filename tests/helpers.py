@@ -2,7 +2,7 @@
 check against the reference that serves every op, and the likelihood table."""
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 
@@ -103,6 +103,15 @@ class LikelihoodInfo:
     exponents                           per value, the decades (low, high) of magnitudes the property
                                         tests draw it from; and for the targets, None where they
                                         lie in [0, 1]
+    x_grad                              whether the targets take a gradient (not discrete data's)
+    tolerances                          per dtype, a tolerance of its own where the dtype's does not
+                                        serve (a mixture's gradients go through responsibilities,
+                                        exp of differences of log masses of tens of nats, which carry
+                                        those logs' rounding: 3e-5 relative in float32, and the float64
+                                        reference's autograd is off by up to 1e-8, against mpmath)
+
+    values() draws each value in the registry entry's value_shape of the data shape (a mixture's
+    K = 3 components last).
     """
 
     name: str
@@ -112,6 +121,16 @@ class LikelihoodInfo:
     targets: Callable
     int_targets: bool
     exponents: tuple
+    x_grad: bool = True
+    tolerances: dict = field(default_factory=dict)
+
+    def tolerance(self, dtype: torch.dtype) -> dict | None:
+        """Its tolerance for results of `dtype`, or None where the dtype's own serves."""
+        return self.tolerances.get(dtype)
+
+    def grad_names(self, params) -> tuple[str, ...]:
+        """The inputs whose gradients a test compares: the values, and x where it takes one."""
+        return (*params, "x") if self.x_grad else tuple(params)
 
 
 def normal(shape, dtype, seed, scale=1.0, device="cpu"):
@@ -130,6 +149,25 @@ def _location_scale(shape, dtype, seed, device="cpu"):
 
 def _normal_targets(shape, seed):
     return normal(shape, torch.float64, seed)
+
+
+MIXTURE_COMPONENTS = 3
+
+
+def _mixture(shape, dtype, seed, device="cpu"):
+    """A mixture's logits N(0, 1), means in [0, 1] and log scales in [-6, -2]: scales from a
+    fraction of a grey level to 35 of them, the bins of the tails as the middle's."""
+    shape = (*shape, MIXTURE_COMPONENTS)
+    means = _uniform(shape, seed + 1).to(device, dtype)
+    log_scales = (_uniform(shape, seed + 2) * 4 - 6).to(device, dtype)
+    return normal(shape, dtype, seed, 1.0, device), means, log_scales
+
+
+def _grey_levels(shape, seed):
+    """8-bit grey levels v / 255, 0 and 255 among them."""
+    v = torch.randint(0, 256, shape, generator=torch.Generator().manual_seed(seed))
+    v.view(-1)[:2] = torch.tensor([0, 255])[: v.numel()]
+    return v.double() / 255
 
 
 # A location-scale likelihood's decades of magnitude: location, log scale, targets.
@@ -159,6 +197,19 @@ LIKELIHOOD_INFOS = {
             targets=_uniform,
             int_targets=True,
             exponents=((-2, 2), None),
+        ),
+        LikelihoodInfo(
+            "discretized_logistic_mixture",
+            call=lambda values, x, **kw: aevb_fast.discretized_logistic_mixture_log_prob(x, *values, **kw),
+            head=lambda h, layers, x, reduction, chunk_rows=None, **kw: aevb_fast.LIKELIHOODS[
+                "discretized_logistic_mixture"
+            ].head(h, layers, x, reduction, **kw),
+            values=_mixture,
+            targets=_grey_levels,
+            int_targets=False,
+            exponents=((-1, 1), (-2, 0), (-1, 0), None),
+            x_grad=False,
+            tolerances={torch.float64: dict(rtol=1e-8, atol=1e-8), torch.float32: dict(rtol=1e-4, atol=1e-4)},
         ),
         LikelihoodInfo(
             "gaussian",

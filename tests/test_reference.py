@@ -134,8 +134,8 @@ def test_continuous_bernoulli_matches_torch_distributions_where_it_is_exact():
 def _mixture(shape, K, seed):
     g = torch.Generator().manual_seed(seed)
     logits = torch.randn(*shape, K, generator=g, dtype=torch.float64)
-    means = torch.rand(*shape, K, generator=g, dtype=torch.float64) * 2 - 1
-    log_scales = torch.rand(*shape, K, generator=g, dtype=torch.float64) * 3 - 4  # scales e^-4 .. e^-1
+    means = torch.rand(*shape, K, generator=g, dtype=torch.float64)
+    log_scales = torch.rand(*shape, K, generator=g, dtype=torch.float64) * 3 - 5  # scales e^-5 .. e^-2
     return logits, means, log_scales
 
 
@@ -143,26 +143,26 @@ def test_discretized_logistic_mixture_sums_to_one_over_the_256_values():
     # Each element's mixture gives the 256 values probabilities that sum to 1 (the fallback bins,
     # far in the tails, hold under 1e-5 each and are approximated to a part in 1e3 of that).
     params = _mixture((3,), 5, 0)
-    x = (torch.arange(256, dtype=torch.float64) / 127.5 - 1)[:, None, None]  # [256, 1, 1] against [3, 5]
+    x = (torch.arange(256, dtype=torch.float64) / 255)[:, None, None]  # [256, 1, 1] against [3, 5]
     log_p = R.discretized_logistic_mixture_log_prob(x, *(p[:, None, :] for p in params))  # [256, 3]
     torch.testing.assert_close(log_p.exp().sum(0), torch.ones(3, dtype=torch.float64), rtol=0, atol=1e-6)
 
 
 def test_discretized_logistic_mixture_matches_scipy():
     # The mixture's probability of each value from scipy's logistic distribution: bins of width
-    # 2/255 with the open edge bins, and where a bin holds 1e-5 or less its density at the middle
+    # 1/255 with the open edge bins, and where a bin holds 1e-5 or less its density at the middle
     # times the width.
     logits, means, log_scales = (p.numpy() for p in _mixture((40,), 3, 1))
     g = np.random.default_rng(2)
     values = np.concatenate([[0, 255], g.integers(0, 256, 38)])
-    x = values / 127.5 - 1
+    x = values / 255
     scale = np.exp(log_scales)
-    upper = np.where(values[:, None] == 255, 1.0, stats.logistic.cdf(x[:, None] + 1 / 255, means, scale))
-    lower = np.where(values[:, None] == 0, 0.0, stats.logistic.cdf(x[:, None] - 1 / 255, means, scale))
+    upper = np.where(values[:, None] == 255, 1.0, stats.logistic.cdf(x[:, None] + 1 / 510, means, scale))
+    lower = np.where(values[:, None] == 0, 0.0, stats.logistic.cdf(x[:, None] - 1 / 510, means, scale))
     mass = upper - lower
     interior = (values[:, None] > 0) & (values[:, None] < 255)
     fallback = interior & (mass <= 1e-5)
-    mass = np.where(fallback, stats.logistic.pdf(x[:, None], means, scale) * 2 / 255, mass)
+    mass = np.where(fallback, stats.logistic.pdf(x[:, None], means, scale) / 255, mass)
     assert fallback.any() and (~fallback).any()
     expected = np.log((special.softmax(logits, axis=-1) * mass).sum(-1))
     log_p = R.discretized_logistic_mixture_log_prob(

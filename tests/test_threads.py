@@ -31,7 +31,10 @@ def _outputs(seed: int = 0) -> list[torch.Tensor]:
     ]
     for name in sorted(aevb_fast.LIKELIHOODS):  # every likelihood, its values made from logits and mu
         entry = aevb_fast.LIKELIHOODS[name]
-        outputs.append(entry.log_prob((logits, mu, logvar)[: len(entry.params)], x, backend="cpu"))
+        values, data = (logits, mu, logvar)[: len(entry.params)], x
+        if entry.components is not None:  # a mixture: 500 elements of 5 components
+            values, data = tuple(v.view(300, 500, 5) for v in values), x[:, :500]
+        outputs.append(entry.log_prob(values, data, backend="cpu"))
     # Weights that differ by row, so that a row's gradient lands in its own place.
     loss = sum((o * torch.arange(1.0, o.shape[-1] + 1) / o.shape[-1]).sum() for o in outputs)
     return [o.detach() for o in outputs] + list(torch.autograd.grad(loss, (mu, logvar, logits)))

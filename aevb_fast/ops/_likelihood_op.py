@@ -41,6 +41,8 @@ class LikelihoodOp:
                  reports (None: nothing to report)
     sigmoid_head whether its fused head offers a sigmoid on the first value (a mean of data in
                  [0, 1], as the paper's Frey Face decoder's)
+    components   whether each value holds K components per element, [N, D, K] (a mixture: the
+                 kernels take K after D, and there is no fused head)
     """
 
     name: str
@@ -48,6 +50,7 @@ class LikelihoodOp:
     target_grad: Callable
     on_forward: Callable | None = None
     sigmoid_head: bool = False
+    components: bool = False
 
     @property
     def values(self) -> tuple[str, ...]:
@@ -56,12 +59,13 @@ class LikelihoodOp:
 
 @dataclass(frozen=True)
 class LikelihoodOps:
-    """The ops of one likelihood: its log-likelihood and fused head, each with its backward op."""
+    """The ops of one likelihood: its log-likelihood and fused head (None for a mixture), each with
+    its backward op."""
 
     log_prob: FusedOp
     log_prob_backward: FusedOp
-    linear_log_prob: FusedOp
-    linear_log_prob_backward: FusedOp
+    linear_log_prob: FusedOp | None
+    linear_log_prob_backward: FusedOp | None
 
 
 def define_likelihood(spec: LikelihoodOp) -> LikelihoodOps:
@@ -73,15 +77,16 @@ def define_likelihood(spec: LikelihoodOp) -> LikelihoodOps:
     value_at = tuple(i for i, a in enumerate(spec.args) if a != "x")
     x_at, v0, n_values = spec.args.index("x"), value_at[0], len(value_at)
     others = value_at[1:]
+    value_dims, value_shape = (3, "[N, D, K]") if spec.components else (2, "[N, D]")
 
     def check(*args, grad=None):
         first, x = args[v0], args[x_at]
         require(
-            first.dim() == 2
+            first.dim() == value_dims
             and first.is_floating_point()
             and (not others or all(args[i].shape == first.shape and args[i].dtype == first.dtype for i in others)),
             lambda: (
-                f"aevb_fast::{op}: {', '.join(spec.values)} must be [N, D] of one floating dtype, got "
+                f"aevb_fast::{op}: {', '.join(spec.values)} must be {value_shape} of one floating dtype, got "
                 + ", ".join(f"{tuple(args[i].shape)} {args[i].dtype}" for i in value_at)
             ),
         )
@@ -118,7 +123,7 @@ def define_likelihood(spec: LikelihoodOp) -> LikelihoodOps:
     def forward_native(*args):
         args = kernel_args(args)
         first, x = args[v0], args[x_at]
-        N, D = first.shape
+        N, D, *K = first.shape
         log_prob = first.new_empty((N,), dtype=row_dtype(first.dtype))
         reported = launch(
             forward_kernel,
@@ -130,6 +135,7 @@ def define_likelihood(spec: LikelihoodOp) -> LikelihoodOps:
             N,
             x.shape[0],
             D,
+            *K,
         )
         if spec.on_forward is not None:
             spec.on_forward(reported)
@@ -141,8 +147,8 @@ def define_likelihood(spec: LikelihoodOp) -> LikelihoodOps:
     def backward_native(grad, *args):
         grad, args = grad.contiguous(), kernel_args(args)
         first, x = args[v0], args[x_at]
-        N, D = first.shape
-        grads = [empty((N, D), first.dtype, first) for _ in value_at]
+        N, D, *K = first.shape
+        grads = [empty(first.shape, first.dtype, first) for _ in value_at]
         launch(
             backward_kernel,
             first,
@@ -154,6 +160,7 @@ def define_likelihood(spec: LikelihoodOp) -> LikelihoodOps:
             N,
             x.shape[0],
             D,
+            *K,
         )
         return grads[0] if n_values == 1 else tuple(grads)
 
@@ -202,5 +209,7 @@ def define_likelihood(spec: LikelihoodOp) -> LikelihoodOps:
         backward,
         check=check,
     )
+    if spec.components:
+        return LikelihoodOps(forward_op, backward_op, None, None)
     head = define_head(spec.name, spec.values, x_at, spec.sigmoid_head, forward_op, backward_op)
     return LikelihoodOps(forward_op, backward_op, *head)

@@ -62,3 +62,15 @@ AEVB_KERNEL(void, laplace_forward, DType t, DType tx, const void* x, const void*
 // grad_loc[n, d] = g[n] sign(x - loc) exp(-s),  grad_logscale[n, d] = g[n] (|x - loc| exp(-s) - 1).
 AEVB_KERNEL(void, laplace_backward, DType t, DType tx, const void* grad_log_prob, const void* x, const void* loc,
             const void* logscale, void* grad_loc, void* grad_logscale, int64_t N, int64_t Nx, int64_t D)
+
+// The discretized logistic mixture of K components per grey level (Salimans et al. 2017;
+// discretized_logistic_mixture.h): values [N, D, K], x [Nx, D] in [0, 1] (v / 255),
+// log_prob[n] = sum_d logsumexp_k(logit_k + log P_k(x)) - logsumexp_k(logit_k).
+AEVB_KERNEL(void, discretized_logistic_mixture_forward, DType t, DType tx, const void* x, const void* logit_probs,
+            const void* means, const void* log_scales, void* log_prob, int64_t N, int64_t Nx, int64_t D, int64_t K)
+
+// grad_logit_probs = g (r - w), grad_means = g r d log P / d mean, grad_log_scales = g r d log P / d s, with r
+// the components' responsibilities and w their weights.
+AEVB_KERNEL(void, discretized_logistic_mixture_backward, DType t, DType tx, const void* grad_log_prob, const void* x,
+            const void* logit_probs, const void* means, const void* log_scales, void* grad_logit_probs,
+            void* grad_means, void* grad_log_scales, int64_t N, int64_t Nx, int64_t D, int64_t K)

@@ -252,6 +252,33 @@ void fuzz<Kernel::laplace_backward>(Fuzzer& f, const Case& c) {
                               c.rows, l.nx, c.cols, c.threads);
 }
 
+// A mixture's inputs: the Likelihood's targets and row gradient, and three value buffers of K
+// components per element (logits, means, log scales) with their gradients.
+struct Mixture : Likelihood {
+  Mixture(Fuzzer& f, const Case& c) : Likelihood(f, c), K(f.pick({1, 2, 5, 10})) {
+    for (Bytes* v : {&logits, &means, &log_scales}) *v = f.values(c.t, c.rows * c.cols * K);
+    for (Bytes* v : {&grad_logits, &grad_means, &grad_log_scales}) v->resize(logits.size());
+  }
+  int64_t K;
+  Bytes logits, means, log_scales, grad_logits, grad_means, grad_log_scales;
+};
+
+template <>
+void fuzz<Kernel::discretized_logistic_mixture_forward>(Fuzzer& f, const Case& c) {
+  Mixture l(f, c);
+  aevb::cpu::discretized_logistic_mixture_forward(c.t, l.tx, data(l.x), data(l.logits), data(l.means),
+                                                  data(l.log_scales), data(l.out), c.rows, l.nx, c.cols, l.K,
+                                                  c.threads);
+}
+
+template <>
+void fuzz<Kernel::discretized_logistic_mixture_backward>(Fuzzer& f, const Case& c) {
+  Mixture l(f, c);
+  aevb::cpu::discretized_logistic_mixture_backward(c.t, l.tx, data(l.g), data(l.x), data(l.logits), data(l.means),
+                                                   data(l.log_scales), data(l.grad_logits), data(l.grad_means),
+                                                   data(l.grad_log_scales), c.rows, l.nx, c.cols, l.K, c.threads);
+}
+
 // One random case of one kernel.
 void run_case(Fuzzer& f) {
   const Case c{static_cast<DType>(f.pick({0, 1, 2, 3})), static_cast<int>(f.pick({1, 2})),

@@ -1,0 +1,201 @@
+// The discretized logistic mixture's log-likelihood (Salimans et al. 2017), per row the sum over D
+// grey levels x of logsumexp_k(log softmax(logit)_k + log P_k(x)), K components each, and
+// its backward, recomputed from the inputs; the per-component math is
+// csrc/common/discretized_logistic_mixture.h's. Values are [N, D, K]: a pixel's components lie
+// together, so blocks of kPixels pixels are read component by component into the lanes of a
+// vector (a pixel a lane), and every loop over the block vectorizes.
+#include "../common/discretized_logistic_mixture.h"
+
+#include <cmath>
+#include <cstdint>
+#include <limits>
+#include <vector>
+
+#include "kernels.h"
+#include "parallel.h"
+#include "vmath.h"
+
+namespace aevb::cpu {
+namespace {
+
+constexpr int64_t kPixels = 16;
+
+// The header's transcendental functions, forced inline as the header's component() is: a call
+// left in a loop stops its vectorization.
+struct VMath {
+  __attribute__((always_inline)) static float exp(float x) { return vexp(x); }
+  __attribute__((always_inline)) static float log(float x) { return vlog(x); }
+  __attribute__((always_inline)) static float log1p(float t) { return vlog1p(t); }
+  __attribute__((always_inline)) static double exp(double x) { return std::exp(x); }
+  __attribute__((always_inline)) static double log(double x) { return std::log(x); }
+  __attribute__((always_inline)) static double log1p(double t) { return std::log1p(t); }
+};
+
+// A block of m <= kPixels pixels' K values, transposed: lane p of row k holds pixel p's value k
+// (the component loops then read rows, not a stride of K, and vectorize).
+template <typename T>
+__attribute__((always_inline)) inline void block_rows(const T* values, int64_t m, int64_t K, math_t<T>* rows) {
+  for (int64_t k = 0; k < K; ++k) {
+#pragma omp simd
+    for (int64_t p = 0; p < m; ++p) rows[k * kPixels + p] = load<math_t<T>>(values[p * K + k]);
+  }
+}
+
+// The block's components from its rows of logits w, means and log scales: given norm, the lanes'
+// logsumexp of w, v = (w - norm) + log P (the log-softmax taken first, so that huge logits do not
+// absorb log P), and (with derivatives) log P's d/dmean and d/dlog_scale in place of the means and
+// log scales. A function of its own, each target's clone: inlined into the chunk's loop over
+// blocks, GCC did not vectorize its loop (a component took 40 ns instead of a few).
+template <bool kDerivatives, typename M, typename X>
+AEVB_SIMD void block_components(const X* x, int64_t m, int64_t K, const M* w, const M* norm, M* means, M* log_scales,
+                                M* v) {
+  for (int64_t k = 0; k < K; ++k) {
+#pragma omp simd
+    for (int64_t p = 0; p < m; ++p) {
+      const int64_t l = k * kPixels + p;
+      M log_p, dm, ds;
+      logistic_mixture::component<VMath>(load<M>(x[p]), means[l], log_scales[l], log_p, dm, ds);
+      v[l] = (w[l] - norm[p]) + log_p;
+      if constexpr (kDerivatives) {
+        means[l] = dm;
+        log_scales[l] = ds;
+      }
+    }
+  }
+}
+
+// y <= 0 floored where exp(y) would be subnormal (see exp_neg_abs in the header): the terms of a
+// logsumexp and the responsibilities that small change nothing, and subnormals are slow.
+template <typename M>
+__attribute__((always_inline)) inline M floored(M y) {
+  const M floor = M(sizeof(M) == 8 ? -708 : -87);
+  return y < floor ? floor : y;
+}
+
+// logsumexp over the K rows of a block's lanes, per lane.
+template <typename M>
+__attribute__((always_inline)) inline void block_logsumexp(const M* v, int64_t m, int64_t K, M* out) {
+  M top[kPixels], sum[kPixels];
+#pragma omp simd
+  for (int64_t p = 0; p < m; ++p) top[p] = v[p];
+  for (int64_t k = 1; k < K; ++k) {
+#pragma omp simd
+    for (int64_t p = 0; p < m; ++p) top[p] = v[k * kPixels + p] > top[p] ? v[k * kPixels + p] : top[p];
+  }
+#pragma omp simd
+  for (int64_t p = 0; p < m; ++p) sum[p] = M(0);
+  for (int64_t k = 0; k < K; ++k) {
+#pragma omp simd
+    for (int64_t p = 0; p < m; ++p) sum[p] += vexp_nonpositive(floored(v[k * kPixels + p] - top[p]));
+  }
+#pragma omp simd
+  for (int64_t p = 0; p < m; ++p) {
+    // Every term -inf (a pixel no component can give): -inf, not the NaN of -inf - -inf.
+    out[p] = top[p] == -std::numeric_limits<M>::infinity() ? top[p] : top[p] + VMath::log(sum[p]);
+  }
+}
+
+template <typename T, typename X>
+AEVB_SIMD double forward_chunk(const X* x, const T* logits, const T* means, const T* log_scales, int64_t n, int64_t K,
+                               std::vector<math_t<T>>& scratch) {
+  using M = math_t<T>;
+  M* w = scratch.data();
+  M* mb = w + K * kPixels;
+  M* sb = mb + K * kPixels;
+  M* v = sb + K * kPixels;
+  double acc = 0;
+  for (int64_t first = 0; first < n; first += kPixels) {
+    const int64_t m = n - first < kPixels ? n - first : kPixels, at = first * K;
+    M joint[kPixels], norm[kPixels];
+    block_rows(logits + at, m, K, w);
+    block_rows(means + at, m, K, mb);
+    block_rows(log_scales + at, m, K, sb);
+    block_logsumexp(w, m, K, norm);
+    block_components<false>(x + first, m, K, w, norm, mb, sb, v);
+    block_logsumexp(v, m, K, joint);
+    for (int64_t p = 0; p < m; ++p) acc += static_cast<double>(joint[p]);
+  }
+  return acc;
+}
+
+template <typename T, typename X>
+AEVB_SIMD void backward_chunk(math_t<T> g, const X* x, const T* logits, const T* means, const T* log_scales,
+                              T* grad_logits, T* grad_means, T* grad_log_scales, int64_t n, int64_t K,
+                              std::vector<math_t<T>>& scratch) {
+  using M = math_t<T>;
+  M* w = scratch.data();
+  M* dm = w + K * kPixels;   // the means, then their derivatives
+  M* ds = dm + K * kPixels;  // the log scales, then theirs
+  M* v = ds + K * kPixels;
+  for (int64_t first = 0; first < n; first += kPixels) {
+    const int64_t m = n - first < kPixels ? n - first : kPixels, at = first * K;
+    M joint[kPixels], norm[kPixels];
+    block_rows(logits + at, m, K, w);
+    block_rows(means + at, m, K, dm);
+    block_rows(log_scales + at, m, K, ds);
+    block_logsumexp(w, m, K, norm);
+    block_components<true>(x + first, m, K, w, norm, dm, ds, v);
+    block_logsumexp(v, m, K, joint);
+    // r = g times the component's responsibility exp(v - joint); its weight exp(w - norm).
+    for (int64_t k = 0; k < K; ++k) {
+#pragma omp simd
+      for (int64_t p = 0; p < m; ++p) {
+        const int64_t i = at + p * K + k, l = k * kPixels + p;
+        const M r = g * vexp_nonpositive(floored(v[l] - joint[p]));
+        grad_logits[i] = store<T>(r - g * vexp_nonpositive(floored(w[l] - norm[p])));
+        grad_means[i] = store<T>(r * dm[l]);
+        grad_log_scales[i] = store<T>(r * ds[l]);
+      }
+    }
+  }
+}
+
+}  // namespace
+
+void discretized_logistic_mixture_forward(DType t, DType tx, const void* x, const void* logit_probs, const void* means,
+                                          const void* log_scales, void* log_prob, int64_t N, int64_t Nx, int64_t D,
+                                          int64_t K, int threads) {
+  dispatch_likelihood<Types>(t, tx, N, Nx, [&](auto tag, auto xtag) {
+    using T = typename decltype(tag)::type;
+    using X = typename decltype(xtag)::type;
+    const X* x_ = static_cast<const X*>(x);
+    const T* l = static_cast<const T*>(logit_probs);
+    const T* m = static_cast<const T*>(means);
+    const T* s = static_cast<const T*>(log_scales);
+    reduce_rows(N, D, 1, static_cast<math_t<T>*>(log_prob), threads_for(N * D * K, threads),
+                [&](int64_t row, int64_t begin, int64_t end, double* partial) {
+                  thread_local std::vector<math_t<T>> scratch;
+                  scratch.resize(static_cast<size_t>(4 * K * kPixels));
+                  const int64_t at = (row * D + begin) * K;
+                  partial[0] =
+                      forward_chunk<T, X>(x_ + (row % Nx) * D + begin, l + at, m + at, s + at, end - begin, K, scratch);
+                });
+  });
+}
+
+void discretized_logistic_mixture_backward(DType t, DType tx, const void* grad_log_prob, const void* x,
+                                           const void* logit_probs, const void* means, const void* log_scales,
+                                           void* grad_logit_probs, void* grad_means, void* grad_log_scales, int64_t N,
+                                           int64_t Nx, int64_t D, int64_t K, int threads) {
+  dispatch_likelihood<Types>(t, tx, N, Nx, [&](auto tag, auto xtag) {
+    using T = typename decltype(tag)::type;
+    using X = typename decltype(xtag)::type;
+    const math_t<T>* g = static_cast<const math_t<T>*>(grad_log_prob);
+    const X* x_ = static_cast<const X*>(x);
+    const T* l = static_cast<const T*>(logit_probs);
+    const T* m = static_cast<const T*>(means);
+    const T* s = static_cast<const T*>(log_scales);
+    T* gl = static_cast<T*>(grad_logit_probs);
+    T* gm = static_cast<T*>(grad_means);
+    T* gs = static_cast<T*>(grad_log_scales);
+    for_each_chunk(N, D, threads_for(N * D * K, threads), [&](int64_t row, int64_t begin, int64_t end) {
+      thread_local std::vector<math_t<T>> scratch;
+      scratch.resize(static_cast<size_t>(4 * K * kPixels));
+      const int64_t at = (row * D + begin) * K;
+      backward_chunk<T, X>(g[row], x_ + (row % Nx) * D + begin, l + at, m + at, s + at, gl + at, gm + at, gs + at,
+                           end - begin, K, scratch);
+    });
+  });
+}
+
+}  // namespace aevb::cpu
