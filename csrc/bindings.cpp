@@ -76,20 +76,6 @@ struct Arg<int64_t> {
   }
 };
 
-size_t element_size(DType t) {
-  switch (t) {
-    case DType::f64:
-      return 8;
-    case DType::f32:
-      return 4;
-    case DType::f16:
-    case DType::bf16:
-      return 2;
-    default:
-      return 1;
-  }
-}
-
 // The alignment each buffer of one kernel needs: a typed pointer its type's, an untyped one its
 // dtype's element size, read from the parameter names as kernel_list.h sets them out. Targets `x`
 // hold dtype `tx`; the row outputs and their gradients are double beside float64 values and float
@@ -132,7 +118,7 @@ class Buffers {
       size_t alignment = b.alignment;
       if (alignment == 0) {
         const DType t = dtype(static_cast<int>(raw[b.dtype_index]));
-        alignment = b.row ? (t == DType::f64 ? 8 : 4) : element_size(t);
+        alignment = b.row ? (t == DType::f64 ? 8 : 4) : aevb::element_size(t);
       }
       if (raw[b.index] % alignment != 0) {
         throw py::value_error(std::string("aevb_fast._C.") + kernel + ": argument " + std::to_string(b.index) + " (" +

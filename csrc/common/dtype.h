@@ -3,6 +3,7 @@
 // types (a Types struct with f16 and bf16); everything else is common.
 #pragma once
 
+#include <cstddef>
 #include <cstdint>
 #include <stdexcept>
 #include <string>
@@ -11,6 +12,21 @@
 namespace aevb {
 
 enum class DType : int { f32 = 0, f64 = 1, f16 = 2, bf16 = 3, u8 = 4, b8 = 5 };
+
+// Bytes per element of a dtype code.
+inline size_t element_size(DType t) {
+  switch (t) {
+    case DType::f64:
+      return 8;
+    case DType::f32:
+      return 4;
+    case DType::f16:
+    case DType::bf16:
+      return 2;
+    default:
+      return 1;
+  }
+}
 
 template <typename T>
 struct Tag {

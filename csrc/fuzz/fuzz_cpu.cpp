@@ -20,21 +20,8 @@
 namespace {
 
 using aevb::DType;
+using aevb::element_size;
 using Bytes = std::vector<unsigned char>;
-
-size_t element_size(DType t) {
-  switch (t) {
-    case DType::f64:
-      return 8;
-    case DType::f32:
-      return 4;
-    case DType::f16:
-    case DType::bf16:
-      return 2;
-    default:
-      return 1;
-  }
-}
 
 class Fuzzer {
  public:

@@ -23,6 +23,7 @@ import triton.language as tl
 from ._launch import launch_rows
 from ._sums import compensated_add, compensated_value
 from ._tiles import row_block, target_tile, tile
+from .bernoulli import log1p_small
 
 HALF_BIN = tl.constexpr(0.5 / 255)
 LOG_255 = tl.constexpr(math.log(255))
@@ -35,13 +36,6 @@ NEG_INF = tl.constexpr(-math.inf)
 def _sigmoid(y, e):
     r = 1.0 / (1.0 + e)
     return tl.where(y >= 0, r, e * r)
-
-
-@triton.jit
-def _log1p_small(e):
-    """log(1 + e) for e in [0, 1], accurate where 1 + e rounds (bernoulli.py's)."""
-    u = 1.0 + e
-    return tl.where(u == 1.0, e, tl.log(u) * (e / tl.where(u == 1.0, 1.0, u - 1.0)))
 
 
 @triton.jit
@@ -81,10 +75,12 @@ def _component(x, mean, raw_log_scale):
     width = tl.where(in_bin, d * n_plus / tl.where(in_bin, n_minus * q, 1.0), 0.0)  # no 0/0 in unused lanes
     log_bin = tl.where(
         low,
-        tl.minimum(plus, 0.0) - _log1p_small(e_plus),
-        tl.where(high, tl.minimum(-minus, 0.0) - _log1p_small(e_minus), tl.log(tl.where(dense, mass, 1.0))),
+        tl.minimum(plus, 0.0) - log1p_small(e_plus, 1.0 + e_plus),
+        tl.where(
+            high, tl.minimum(-minus, 0.0) - log1p_small(e_minus, 1.0 + e_minus), tl.log(tl.where(dense, mass, 1.0))
+        ),
     )
-    log_p = tl.where(tail, -tl.abs(mid) - 2.0 * _log1p_small(e_mid) - log_scale - LOG_255, log_bin)
+    log_p = tl.where(tail, -tl.abs(mid) - 2.0 * log1p_small(e_mid, 1.0 + e_mid) - log_scale - LOG_255, log_bin)
     d_mean = -a * shift
     d_log_scale = tl.where(clamped, 0.0, -(arg * shift + width) - tl.where(tail, 1.0, 0.0))
     return log_p, d_mean, d_log_scale
