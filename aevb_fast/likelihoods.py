@@ -92,7 +92,7 @@ class Likelihood:
     mean: Callable
     components: int | None = None
 
-    def outputs(self, data_dim: int) -> int:
+    def output_width(self, data_dim: int) -> int:
         """Each decoder output layer's width for data of data_dim elements."""
         return data_dim * (self.components or 1)
 

@@ -188,7 +188,7 @@ def test_fused_head_is_the_layers_and_the_likelihood(likelihood, device, backend
     entry, info = likelihood
     dtype = torch.float64
     inputs = {"h": normal((3, 7, 5), dtype, 1, device=device)}
-    width = entry.outputs(11)  # a mixture's layers give its K components of each of the 11
+    width = entry.output_width(11)  # a mixture's layers give its K components of each of the 11
     for i, _ in enumerate(entry.params):
         inputs[f"w{i}"] = normal((width, 5), dtype, 2 + 2 * i, 0.5, device)
         inputs[f"b{i}"] = normal((width,), dtype, 3 + 2 * i, device=device)
@@ -220,7 +220,7 @@ def test_vae_loss_and_elbo_loss(likelihood, device, backend):
     kl = aevb_fast.reference.gaussian_kl(mu.double(), logvar.double())
     expected = -(entry.reference(tuple(v.double() for v in values), x.double()) - 0.5 * kl)
     assert_close(loss, expected, "vae_loss")
-    layers = [torch.nn.Linear(3, entry.outputs(6)).to(device).double() for _ in values]
+    layers = [torch.nn.Linear(3, entry.output_width(6)).to(device).double() for _ in values]
 
     def decode(z):
         out = entry.decoder_values(layers, z.double())

@@ -50,7 +50,7 @@ class MLPDecoder(nn.Module):
         self.likelihood = LIKELIHOODS[likelihood]
         self.hidden = nn.Linear(latent_dim, hidden_dim)
         for name in self.likelihood.params:
-            self.add_module(name, nn.Linear(hidden_dim, self.likelihood.outputs(data_dim)))
+            self.add_module(name, nn.Linear(hidden_dim, self.likelihood.output_width(data_dim)))
 
     @property
     def outputs(self) -> list[nn.Linear]:
