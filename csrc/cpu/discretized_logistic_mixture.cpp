@@ -18,13 +18,18 @@
 namespace aevb::cpu {
 namespace {
 
-constexpr int64_t kPixels = 16;
+constexpr int64_t kPixels = 32;
 
 // The header's transcendental functions, forced inline as the header's component() is: a call
 // left in a loop stops its vectorization.
 struct VMath {
   __attribute__((always_inline)) static float exp(float x) { return vexp(x); }
-  __attribute__((always_inline)) static float log(float x) { return vlog(x); }
+  // The mass's log: vlog's domain, the normal positive floats, and NaN and 0 (a NaN input, a log
+  // scale of +inf), which vlog's bit manipulation would turn into a number.
+  __attribute__((always_inline)) static float log(float x) {
+    const float y = vlog(x);
+    return x > 0.0f ? y : (x == 0.0f ? -std::numeric_limits<float>::infinity() : x);
+  }
   __attribute__((always_inline)) static float log1p(float t) { return vlog1p(t); }
   __attribute__((always_inline)) static double exp(double x) { return std::exp(x); }
   __attribute__((always_inline)) static double log(double x) { return std::log(x); }
@@ -44,21 +49,42 @@ __attribute__((always_inline)) inline void block_rows(const T* values, int64_t m
 // The block's components from its rows of logits w, means and log scales: given norm, the lanes'
 // logsumexp of w, v = (w - norm) + log P (the log-softmax taken first, so that huge logits do not
 // absorb log P), and (with derivatives) log P's d/dmean and d/dlog_scale in place of the means and
-// log scales. A function of its own, each target's clone: inlined into the chunk's loop over
-// blocks, GCC did not vectorize its loop (a component took 40 ns instead of a few).
+// log scales. Bins far in a tail take a second pass, only in blocks that have one (the common case
+// then skips their exp, log and division); tails holds which. A function of its own, each target's
+// clone: inlined into the chunk's loop over blocks, GCC did not vectorize its loop (a component
+// took 40 ns instead of a few).
 template <bool kDerivatives, typename M, typename X>
 AEVB_SIMD void block_components(const X* x, int64_t m, int64_t K, const M* w, const M* norm, M* means, M* log_scales,
-                                M* v) {
+                                M* v, M* tails) {
+  int any_tail = 0;
+  for (int64_t k = 0; k < K; ++k) {
+#pragma omp simd reduction(| : any_tail)
+    for (int64_t p = 0; p < m; ++p) {
+      const int64_t l = k * kPixels + p;
+      M log_p, dm, ds;
+      const bool tail =
+          logistic_mixture::common_component<VMath>(load<M>(x[p]), means[l], log_scales[l], log_p, dm, ds);
+      any_tail |= tail;
+      tails[l] = tail ? M(1) : M(0);
+      v[l] = (w[l] - norm[p]) + log_p;
+      if constexpr (kDerivatives) {
+        means[l] = tail ? means[l] : dm;  // a tail's are recomputed from its mean and log scale below
+        log_scales[l] = tail ? log_scales[l] : ds;
+      }
+    }
+  }
+  if (!any_tail) return;
   for (int64_t k = 0; k < K; ++k) {
 #pragma omp simd
     for (int64_t p = 0; p < m; ++p) {
       const int64_t l = k * kPixels + p;
+      const bool tail = tails[l] != M(0);
       M log_p, dm, ds;
-      logistic_mixture::component<VMath>(load<M>(x[p]), means[l], log_scales[l], log_p, dm, ds);
-      v[l] = (w[l] - norm[p]) + log_p;
+      logistic_mixture::tail_component<VMath>(load<M>(x[p]), means[l], log_scales[l], log_p, dm, ds);
+      v[l] = tail ? (w[l] - norm[p]) + log_p : v[l];
       if constexpr (kDerivatives) {
-        means[l] = dm;
-        log_scales[l] = ds;
+        means[l] = tail ? dm : means[l];
+        log_scales[l] = tail ? ds : log_scales[l];
       }
     }
   }
@@ -72,9 +98,11 @@ __attribute__((always_inline)) inline M floored(M y) {
   return y < floor ? floor : y;
 }
 
-// logsumexp over the K rows of a block's lanes, per lane.
-template <typename M>
-__attribute__((always_inline)) inline void block_logsumexp(const M* v, int64_t m, int64_t K, M* out) {
+// logsumexp over the K rows of a block's lanes, per lane. With kShares, also each term's share of
+// its lane's sum, exp(v - logsumexp), into shares (v itself allowed): the softmax a backward needs,
+// from the exponentials the sum took rather than K more.
+template <bool kShares, typename M>
+__attribute__((always_inline)) inline void block_logsumexp(const M* v, int64_t m, int64_t K, M* out, M* shares) {
   M top[kPixels], sum[kPixels];
 #pragma omp simd
   for (int64_t p = 0; p < m; ++p) top[p] = v[p];
@@ -86,12 +114,24 @@ __attribute__((always_inline)) inline void block_logsumexp(const M* v, int64_t m
   for (int64_t p = 0; p < m; ++p) sum[p] = M(0);
   for (int64_t k = 0; k < K; ++k) {
 #pragma omp simd
-    for (int64_t p = 0; p < m; ++p) sum[p] += vexp_nonpositive(floored(v[k * kPixels + p] - top[p]));
+    for (int64_t p = 0; p < m; ++p) {
+      const M e = vexp_nonpositive(floored(v[k * kPixels + p] - top[p]));
+      if constexpr (kShares) shares[k * kPixels + p] = e;
+      sum[p] += e;
+    }
   }
 #pragma omp simd
   for (int64_t p = 0; p < m; ++p) {
     // Every term -inf (a pixel no component can give): -inf, not the NaN of -inf - -inf.
     out[p] = top[p] == -std::numeric_limits<M>::infinity() ? top[p] : top[p] + VMath::log(sum[p]);
+  }
+  if constexpr (kShares) {
+#pragma omp simd
+    for (int64_t p = 0; p < m; ++p) sum[p] = M(1) / sum[p];
+    for (int64_t k = 0; k < K; ++k) {
+#pragma omp simd
+      for (int64_t p = 0; p < m; ++p) shares[k * kPixels + p] *= sum[p];
+    }
   }
 }
 
@@ -103,6 +143,7 @@ AEVB_SIMD double forward_chunk(const X* x, const T* logits, const T* means, cons
   M* mb = w + K * kPixels;
   M* sb = mb + K * kPixels;
   M* v = sb + K * kPixels;
+  M* tails = v + K * kPixels;
   double acc = 0;
   for (int64_t first = 0; first < n; first += kPixels) {
     const int64_t m = n - first < kPixels ? n - first : kPixels, at = first * K;
@@ -110,9 +151,9 @@ AEVB_SIMD double forward_chunk(const X* x, const T* logits, const T* means, cons
     block_rows(logits + at, m, K, w);
     block_rows(means + at, m, K, mb);
     block_rows(log_scales + at, m, K, sb);
-    block_logsumexp(w, m, K, norm);
-    block_components<false>(x + first, m, K, w, norm, mb, sb, v);
-    block_logsumexp(v, m, K, joint);
+    block_logsumexp<false>(w, m, K, norm, static_cast<M*>(nullptr));
+    block_components<false>(x + first, m, K, w, norm, mb, sb, v, tails);
+    block_logsumexp<false>(v, m, K, joint, static_cast<M*>(nullptr));
     for (int64_t p = 0; p < m; ++p) acc += static_cast<double>(joint[p]);
   }
   return acc;
@@ -126,23 +167,26 @@ AEVB_SIMD void backward_chunk(math_t<T> g, const X* x, const T* logits, const T*
   M* w = scratch.data();
   M* dm = w + K * kPixels;   // the means, then their derivatives
   M* ds = dm + K * kPixels;  // the log scales, then theirs
-  M* v = ds + K * kPixels;
+  M* v = ds + K * kPixels;   // the joint terms, then the responsibilities
+  M* weights = v + K * kPixels;
+  M* tails = weights + K * kPixels;
   for (int64_t first = 0; first < n; first += kPixels) {
     const int64_t m = n - first < kPixels ? n - first : kPixels, at = first * K;
     M joint[kPixels], norm[kPixels];
     block_rows(logits + at, m, K, w);
     block_rows(means + at, m, K, dm);
     block_rows(log_scales + at, m, K, ds);
-    block_logsumexp(w, m, K, norm);
-    block_components<true>(x + first, m, K, w, norm, dm, ds, v);
-    block_logsumexp(v, m, K, joint);
-    // r = g times the component's responsibility exp(v - joint); its weight exp(w - norm).
+    block_logsumexp<true>(w, m, K, norm, weights);
+    block_components<true>(x + first, m, K, w, norm, dm, ds, v, tails);
+    block_logsumexp<true>(v, m, K, joint, v);
+    // d log p / d logit_k = responsibility_k - weight_k; the component's own terms are its
+    // responsibility times its log P's derivatives.
     for (int64_t k = 0; k < K; ++k) {
 #pragma omp simd
       for (int64_t p = 0; p < m; ++p) {
         const int64_t i = at + p * K + k, l = k * kPixels + p;
-        const M r = g * vexp_nonpositive(floored(v[l] - joint[p]));
-        grad_logits[i] = store<T>(r - g * vexp_nonpositive(floored(w[l] - norm[p])));
+        const M r = g * v[l];
+        grad_logits[i] = store<T>(r - g * weights[l]);
         grad_means[i] = store<T>(r * dm[l]);
         grad_log_scales[i] = store<T>(r * ds[l]);
       }
@@ -165,7 +209,7 @@ void discretized_logistic_mixture_forward(DType t, DType tx, const void* x, cons
     reduce_rows(N, D, 1, static_cast<math_t<T>*>(log_prob), threads_for(N * D * K, threads),
                 [&](int64_t row, int64_t begin, int64_t end, double* partial) {
                   thread_local std::vector<math_t<T>> scratch;
-                  scratch.resize(static_cast<size_t>(4 * K * kPixels));
+                  scratch.resize(static_cast<size_t>(5 * K * kPixels));
                   const int64_t at = (row * D + begin) * K;
                   partial[0] =
                       forward_chunk<T, X>(x_ + (row % Nx) * D + begin, l + at, m + at, s + at, end - begin, K, scratch);
@@ -190,7 +234,7 @@ void discretized_logistic_mixture_backward(DType t, DType tx, const void* grad_l
     T* gs = static_cast<T*>(grad_log_scales);
     for_each_chunk(N, D, threads_for(N * D * K, threads), [&](int64_t row, int64_t begin, int64_t end) {
       thread_local std::vector<math_t<T>> scratch;
-      scratch.resize(static_cast<size_t>(4 * K * kPixels));
+      scratch.resize(static_cast<size_t>(6 * K * kPixels));
       const int64_t at = (row * D + begin) * K;
       backward_chunk<T, X>(g[row], x_ + (row % Nx) * D + begin, l + at, m + at, s + at, gl + at, gm + at, gs + at,
                            end - begin, K, scratch);
