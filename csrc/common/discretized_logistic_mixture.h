@@ -1,7 +1,7 @@
 // The discretized logistic mixture's per-component math (Salimans et al. 2017, PixelCNN++), shared
 // by the CPU and CUDA kernels, which hand in their exponential and logarithms as a Math policy
-// (static exp, log and log1p of M). Data are 8-bit grey levels x = v / 255 in [0, 1]: value v owns
-// the bin [x - h, x + h], h = 1/510, the first bin open to -inf and the last to +inf. One
+// (static exp, exp_nonpositive for arguments <= 0 or NaN, log and log1p of M). Data are 8-bit grey levels x = v / 255
+// in [0, 1]: value v owns the bin [x - h, x + h], h = 1/510, the first bin open to -inf and the last to +inf. One
 // component with mean mu and log scale s, a = exp(-s):
 //   plus = a (x - mu + h),  minus = a (x - mu - h)
 //   v = 0:    log P = log sigmoid(plus)
@@ -42,7 +42,7 @@ template <typename Math, typename M>
 AEVB_HD M exp_neg_abs(M y) {
   const M floor = M(sizeof(M) == 8 ? -708 : -87);
   const M arg = y < M(0) ? y : -y;
-  return Math::exp(arg < floor ? floor : arg);
+  return Math::exp_nonpositive(arg < floor ? floor : arg);
 }
 
 // 1 - exp(-d) for d >= 0: its series where the difference would cancel.
@@ -50,7 +50,7 @@ template <typename Math, typename M>
 AEVB_HD M one_minus_exp(M d) {
   const M series =
       d * (M(1) - d * (M(0.5) - d * (M(1.0 / 6) - d * (M(1.0 / 24) - d * (M(1.0 / 120) - d * M(1.0 / 720))))));
-  const M direct = M(1) - Math::exp(-d);  // computed either way: no branch around a call
+  const M direct = M(1) - Math::exp_nonpositive(-d);  // computed either way: no branch around a call
   return d < M(sizeof(M) == 8 ? 0.01 : 0.1) ? series : direct;
 }
 

@@ -24,6 +24,7 @@ constexpr int64_t kPixels = 32;
 // left in a loop stops its vectorization.
 struct VMath {
   __attribute__((always_inline)) static float exp(float x) { return vexp(x); }
+  __attribute__((always_inline)) static float exp_nonpositive(float x) { return vexp_nonpositive(x); }
   // The mass's log: vlog's domain, the normal positive floats, and NaN and 0 (a NaN input, a log
   // scale of +inf), which vlog's bit manipulation would turn into a number.
   __attribute__((always_inline)) static float log(float x) {
@@ -32,6 +33,7 @@ struct VMath {
   }
   __attribute__((always_inline)) static float log1p(float t) { return vlog1p(t); }
   __attribute__((always_inline)) static double exp(double x) { return std::exp(x); }
+  __attribute__((always_inline)) static double exp_nonpositive(double x) { return std::exp(x); }
   __attribute__((always_inline)) static double log(double x) { return std::log(x); }
   __attribute__((always_inline)) static double log1p(double t) { return std::log1p(t); }
 };

@@ -14,6 +14,8 @@ namespace {
 struct DeviceMath {
   __device__ static float exp(float x) { return exp_(x); }
   __device__ static double exp(double x) { return exp_(x); }
+  __device__ static float exp_nonpositive(float x) { return exp_(x); }
+  __device__ static double exp_nonpositive(double x) { return exp_(x); }
   __device__ static float log(float x) { return log_(x); }
   __device__ static double log(double x) { return log_(x); }
   __device__ static float log1p(float x) { return log1p_(x); }
