@@ -32,7 +32,7 @@ namespace aevb::logistic_mixture {
 
 constexpr double kHalfBin = 0.5 / 255;
 constexpr double kLog255 = 5.5412635451584258;
-constexpr double kLogMinMass = -11.512925464970229;  // log 1e-5
+constexpr double kMinMass = 1e-5;
 constexpr double kMinLogScale = -7;
 
 // exp(-|y|), its argument floored where the result would be subnormal (below 2^-126 in float):
@@ -54,22 +54,23 @@ AEVB_HD M one_minus_exp(M d) {
   return d < M(sizeof(M) == 8 ? 0.01 : 0.1) ? series : direct;
 }
 
-// One component: its log P(x) and that log's derivatives with respect to its mean and log scale,
-// for every bin but one far in a tail (mass 1e-5 or less): the return value says whether x's bin is
+// One component: its log P(x), P(x) itself, and log P's derivatives with respect to its mean and
+// log scale, for every bin but one far in a tail (mass 1e-5 or less): the return value says whether x's bin is
 // such a one, whose values tail_component() then gives (component() does both): that case is rare
 // and costs an exp, a log and a division of its own, so it is left out of the common path. Every
 // other case is computed and one selected, without branches, so that the CPU kernels vectorize it
-// (the cases not taken may hold inf or NaN, which the selects drop).
+// (the cases not taken may hold inf or NaN, which the selects drop). A caller that uses only some
+// outputs, inlining this, pays for those alone: P costs no exp or log beyond its factors'.
 template <typename Math, typename M>
-AEVB_MIXTURE_INLINE bool common_component(M x, M mean, M raw_log_scale, M& log_p, M& d_mean, M& d_log_scale) {
+AEVB_MIXTURE_INLINE bool common_component(M x, M mean, M raw_log_scale, M& log_p, M& mass, M& d_mean, M& d_log_scale) {
   const bool clamped = raw_log_scale < M(kMinLogScale);  // NaN stays NaN
   const M log_scale = clamped ? M(kMinLogScale) : raw_log_scale;
   const M a = Math::exp(-log_scale), c = x - mean;
   const M plus = a * (c + M(kHalfBin)), minus = a * (c - M(kHalfBin));
   const M e_plus = exp_neg_abs<Math>(plus), e_minus = exp_neg_abs<Math>(minus);
-  // sigmoid(-plus), sigmoid(minus) and sigmoid(-minus), one division for each argument.
+  // sigmoid(plus), sigmoid(-plus), sigmoid(minus) and sigmoid(-minus), one division for each argument.
   const M r_plus = M(1) / (M(1) + e_plus), r_minus = M(1) / (M(1) + e_minus);
-  const M n_plus = plus >= M(0) ? e_plus * r_plus : r_plus;
+  const M n_plus = plus >= M(0) ? e_plus * r_plus : r_plus, s_plus = plus >= M(0) ? r_plus : e_plus * r_plus;
   const M s_minus = minus >= M(0) ? r_minus : e_minus * r_minus, n_minus = minus >= M(0) ? e_minus * r_minus : r_minus;
   // log sigmoid(plus) = min(plus, 0) + log sigmoid(|plus|), so the edge bins' logs, and the inner
   // bin's log mass log sigmoid(plus) + log sigmoid(-minus) + log(1 - exp(-a/255)), each take one log
@@ -78,6 +79,7 @@ AEVB_MIXTURE_INLINE bool common_component(M x, M mean, M raw_log_scale, M& log_p
   const M low_offset = plus < M(0) ? plus : M(0), high_offset = minus > M(0) ? -minus : M(0);
   const bool low = (x < M(kHalfBin)), high = (x > M(1) - M(kHalfBin));
   const M factor = low ? r_plus : (high ? r_minus : r_plus * r_minus * q);
+  mass = low ? s_plus : (high ? n_minus : s_plus * n_minus * q);
   log_p = (low ? low_offset : (high ? high_offset : low_offset + high_offset)) + Math::log(factor);
   // d log P / d (a (x - mu)), the shift all of a case's arguments share: for a bin,
   // (sigmoid'(plus) - sigmoid'(minus)) / mass = 1 - sigmoid(plus) - sigmoid(minus), which avoids
@@ -90,19 +92,20 @@ AEVB_MIXTURE_INLINE bool common_component(M x, M mean, M raw_log_scale, M& log_p
   d_mean = -a * shift;
   d_log_scale = clamped ? M(0) : -(arg * shift + width);
   // & rather than &&: no short-circuit branches in the vectorized loops.
-  return !low & !high & !(log_p > M(kLogMinMass));
+  return !low & !high & !(mass > M(kMinMass));
 }
 
 // A bin far in a tail: the density at its middle times its width, m - s - 2 softplus(m) - log 255
 // with m = a (x - mu), and its derivatives (d log P / d m = 1 - 2 sigmoid(m)).
 template <typename Math, typename M>
-AEVB_HD void tail_component(M x, M mean, M raw_log_scale, M& log_p, M& d_mean, M& d_log_scale) {
+AEVB_HD void tail_component(M x, M mean, M raw_log_scale, M& log_p, M& mass, M& d_mean, M& d_log_scale) {
   const bool clamped = raw_log_scale < M(kMinLogScale);
   const M log_scale = clamped ? M(kMinLogScale) : raw_log_scale;
   const M a = Math::exp(-log_scale), mid = a * (x - mean);
   const M e_mid = exp_neg_abs<Math>(mid), r_mid = M(1) / (M(1) + e_mid);
   const M shift = M(1) - M(2) * (mid >= M(0) ? r_mid : e_mid * r_mid);
   log_p = -(mid < M(0) ? -mid : mid) - M(2) * Math::log1p(e_mid) - log_scale - M(kLog255);
+  mass = a * M(kHalfBin) * M(2) * (e_mid * r_mid * r_mid);  // the bin's width a / 255 times sigmoid'(m)
   d_mean = -a * shift;
   d_log_scale = clamped ? M(0) : -(mid * shift) - M(1);
 }
@@ -110,8 +113,9 @@ AEVB_HD void tail_component(M x, M mean, M raw_log_scale, M& log_p, M& d_mean, M
 // Any component, for callers that can branch on the rare case (a GPU thread).
 template <typename Math, typename M>
 AEVB_MIXTURE_INLINE void component(M x, M mean, M log_scale, M& log_p, M& d_mean, M& d_log_scale) {
-  if (common_component<Math>(x, mean, log_scale, log_p, d_mean, d_log_scale))
-    tail_component<Math>(x, mean, log_scale, log_p, d_mean, d_log_scale);
+  M mass;
+  if (common_component<Math>(x, mean, log_scale, log_p, mass, d_mean, d_log_scale))
+    tail_component<Math>(x, mean, log_scale, log_p, mass, d_mean, d_log_scale);
 }
 
 }  // namespace aevb::logistic_mixture

@@ -1,9 +1,11 @@
 // The discretized logistic mixture's log-likelihood (Salimans et al. 2017), per row the sum over D
-// grey levels x of logsumexp_k(log softmax(logit)_k + log P_k(x)), K components each, and
-// its backward, recomputed from the inputs; the per-component math is
-// csrc/common/discretized_logistic_mixture.h's. Values are [N, D, K]: a pixel's components lie
-// together, so blocks of kPixels pixels are read component by component into the lanes of a
-// vector (a pixel a lane), and every loop over the block vectorizes.
+// grey levels x of log sum_k softmax(logit)_k P_k(x), K components each, and its backward,
+// recomputed from the inputs; the per-component math is csrc/common/discretized_logistic_mixture.h's.
+// The sum is taken as it stands (no log per component, one logsumexp rather than two) and a block
+// whose sums underflow toward 0 is taken again as logsumexp_k(log softmax(logit)_k + log P_k(x)).
+// Values are [N, D, K]: a pixel's components lie together, so blocks of kPixels pixels are read
+// component by component into the lanes of a vector (a pixel a lane), and every loop over the block
+// vectorizes.
 #include "../common/discretized_logistic_mixture.h"
 
 #include <cmath>
@@ -48,14 +50,16 @@ __attribute__((always_inline)) inline void block_rows(const T* values, int64_t m
   }
 }
 
-// The block's components from its rows of logits w, means and log scales: given norm, the lanes'
-// logsumexp of w, v = (w - norm) + log P (the log-softmax taken first, so that huge logits do not
-// absorb log P), and (with derivatives) log P's d/dmean and d/dlog_scale in place of the means and
-// log scales. Bins far in a tail take a second pass, only in blocks that have one (the common case
-// then skips their exp, log and division); tails holds which. A function of its own, each target's
-// clone: inlined into the chunk's loop over blocks, GCC did not vectorize its loop (a component
-// took 40 ns instead of a few).
-template <bool kDerivatives, typename M, typename X>
+// The block's components from its rows of means and log scales, with (kDerivatives) log P's
+// d/dmean and d/dlog_scale in place of the means and log scales. kLinear: w holds the rows' softmax
+// weights, and v gets weight * P (the mixture's probability is then their sum, without a log per
+// component or a second logsumexp); else w holds the logits and norm their logsumexp, and v gets
+// (w - norm) + log P (the log-softmax taken first, so that huge logits do not absorb log P). Bins
+// far in a tail take a second pass, only in blocks that have one (the common case then skips their
+// exp, log and division); tails holds which. A function of its own, each target's clone: inlined
+// into the chunk's loop over blocks, GCC did not vectorize its loop (a component took 40 ns instead
+// of a few).
+template <bool kLinear, bool kDerivatives, typename M, typename X>
 AEVB_SIMD void block_components(const X* x, int64_t m, int64_t K, const M* w, const M* norm, M* means, M* log_scales,
                                 M* v, M* tails) {
   int any_tail = 0;
@@ -63,12 +67,12 @@ AEVB_SIMD void block_components(const X* x, int64_t m, int64_t K, const M* w, co
 #pragma omp simd reduction(| : any_tail)
     for (int64_t p = 0; p < m; ++p) {
       const int64_t l = k * kPixels + p;
-      M log_p, dm, ds;
+      M log_p, mass, dm, ds;
       const bool tail =
-          logistic_mixture::common_component<VMath>(load<M>(x[p]), means[l], log_scales[l], log_p, dm, ds);
+          logistic_mixture::common_component<VMath>(load<M>(x[p]), means[l], log_scales[l], log_p, mass, dm, ds);
       any_tail |= tail;
       tails[l] = tail ? M(1) : M(0);
-      v[l] = (w[l] - norm[p]) + log_p;
+      v[l] = kLinear ? w[l] * mass : (w[l] - norm[p]) + log_p;
       if constexpr (kDerivatives) {
         means[l] = tail ? means[l] : dm;  // a tail's are recomputed from its mean and log scale below
         log_scales[l] = tail ? log_scales[l] : ds;
@@ -81,15 +85,34 @@ AEVB_SIMD void block_components(const X* x, int64_t m, int64_t K, const M* w, co
     for (int64_t p = 0; p < m; ++p) {
       const int64_t l = k * kPixels + p;
       const bool tail = tails[l] != M(0);
-      M log_p, dm, ds;
-      logistic_mixture::tail_component<VMath>(load<M>(x[p]), means[l], log_scales[l], log_p, dm, ds);
-      v[l] = tail ? (w[l] - norm[p]) + log_p : v[l];
+      M log_p, mass, dm, ds;
+      logistic_mixture::tail_component<VMath>(load<M>(x[p]), means[l], log_scales[l], log_p, mass, dm, ds);
+      v[l] = tail ? (kLinear ? w[l] * mass : (w[l] - norm[p]) + log_p) : v[l];
       if constexpr (kDerivatives) {
         means[l] = tail ? dm : means[l];
         log_scales[l] = tail ? ds : log_scales[l];
       }
     }
   }
+}
+
+// The lanes' sums over the K rows of v, and whether any lies below kMinLinear (or is NaN), where
+// the linear sums lose digits: the block is then taken again in logs.
+template <typename M>
+__attribute__((always_inline)) inline bool block_sums(const M* v, int64_t m, int64_t K, M* sum) {
+  // Terms below float's smallest normal are flushed (FlushSubnormals): beside a sum of 1e-28 or
+  // more they are below its rounding.
+  const M kMinLinear = M(sizeof(M) == 8 ? 1e-280 : 1e-28);
+#pragma omp simd
+  for (int64_t p = 0; p < m; ++p) sum[p] = M(0);
+  for (int64_t k = 0; k < K; ++k) {
+#pragma omp simd
+    for (int64_t p = 0; p < m; ++p) sum[p] += v[k * kPixels + p];
+  }
+  int small = 0;
+#pragma omp simd reduction(| : small)
+  for (int64_t p = 0; p < m; ++p) small |= !(sum[p] >= kMinLinear);
+  return small != 0;
 }
 
 // y <= 0 floored where exp(y) would be subnormal (see exp_neg_abs in the header): the terms of a
@@ -141,11 +164,13 @@ template <typename T, typename X>
 AEVB_SIMD double forward_chunk(const X* x, const T* logits, const T* means, const T* log_scales, int64_t n, int64_t K,
                                std::vector<math_t<T>>& scratch) {
   using M = math_t<T>;
+  const FlushSubnormals flush(sizeof(M) == 4);  // see block_sums
   M* w = scratch.data();
   M* mb = w + K * kPixels;
   M* sb = mb + K * kPixels;
   M* v = sb + K * kPixels;
-  M* tails = v + K * kPixels;
+  M* weights = v + K * kPixels;
+  M* tails = weights + K * kPixels;
   double acc = 0;
   for (int64_t first = 0; first < n; first += kPixels) {
     const int64_t m = n - first < kPixels ? n - first : kPixels, at = first * K;
@@ -153,9 +178,15 @@ AEVB_SIMD double forward_chunk(const X* x, const T* logits, const T* means, cons
     block_rows(logits + at, m, K, w);
     block_rows(means + at, m, K, mb);
     block_rows(log_scales + at, m, K, sb);
-    block_logsumexp<false>(w, m, K, norm, static_cast<M*>(nullptr));
-    block_components<false>(x + first, m, K, w, norm, mb, sb, v, tails);
-    block_logsumexp<false>(v, m, K, joint, static_cast<M*>(nullptr));
+    block_logsumexp<true>(w, m, K, norm, weights);
+    block_components<true, false>(x + first, m, K, weights, norm, mb, sb, v, tails);
+    if (!block_sums(v, m, K, joint)) {
+#pragma omp simd
+      for (int64_t p = 0; p < m; ++p) joint[p] = VMath::log(joint[p]);
+    } else {
+      block_components<false, false>(x + first, m, K, w, norm, mb, sb, v, tails);
+      block_logsumexp<false>(v, m, K, joint, static_cast<M*>(nullptr));
+    }
     for (int64_t p = 0; p < m; ++p) acc += static_cast<double>(joint[p]);
   }
   return acc;
@@ -166,6 +197,7 @@ AEVB_SIMD void backward_chunk(math_t<T> g, const X* x, const T* logits, const T*
                               T* grad_logits, T* grad_means, T* grad_log_scales, int64_t n, int64_t K,
                               std::vector<math_t<T>>& scratch) {
   using M = math_t<T>;
+  const FlushSubnormals flush(sizeof(M) == 4);  // see block_sums
   M* w = scratch.data();
   M* dm = w + K * kPixels;   // the means, then their derivatives
   M* ds = dm + K * kPixels;  // the log scales, then theirs
@@ -174,13 +206,25 @@ AEVB_SIMD void backward_chunk(math_t<T> g, const X* x, const T* logits, const T*
   M* tails = weights + K * kPixels;
   for (int64_t first = 0; first < n; first += kPixels) {
     const int64_t m = n - first < kPixels ? n - first : kPixels, at = first * K;
-    M joint[kPixels], norm[kPixels];
+    M sum[kPixels], norm[kPixels];
     block_rows(logits + at, m, K, w);
     block_rows(means + at, m, K, dm);
     block_rows(log_scales + at, m, K, ds);
     block_logsumexp<true>(w, m, K, norm, weights);
-    block_components<true>(x + first, m, K, w, norm, dm, ds, v, tails);
-    block_logsumexp<true>(v, m, K, joint, v);
+    block_components<true, true>(x + first, m, K, weights, norm, dm, ds, v, tails);
+    if (!block_sums(v, m, K, sum)) {
+#pragma omp simd
+      for (int64_t p = 0; p < m; ++p) sum[p] = M(1) / sum[p];
+      for (int64_t k = 0; k < K; ++k) {
+#pragma omp simd
+        for (int64_t p = 0; p < m; ++p) v[k * kPixels + p] *= sum[p];
+      }
+    } else {
+      block_rows(means + at, m, K, dm);
+      block_rows(log_scales + at, m, K, ds);
+      block_components<false, true>(x + first, m, K, w, norm, dm, ds, v, tails);
+      block_logsumexp<true>(v, m, K, sum, v);
+    }
     // d log p / d logit_k = responsibility_k - weight_k; the component's own terms are its
     // responsibility times its log P's derivatives.
     for (int64_t k = 0; k < K; ++k) {
@@ -211,7 +255,7 @@ void discretized_logistic_mixture_forward(DType t, DType tx, const void* x, cons
     reduce_rows(N, D, 1, static_cast<math_t<T>*>(log_prob), threads_for(N * D * K, threads),
                 [&](int64_t row, int64_t begin, int64_t end, double* partial) {
                   thread_local std::vector<math_t<T>> scratch;
-                  scratch.resize(static_cast<size_t>(5 * K * kPixels));
+                  scratch.resize(static_cast<size_t>(6 * K * kPixels));
                   const int64_t at = (row * D + begin) * K;
                   partial[0] =
                       forward_chunk<T, X>(x_ + (row % Nx) * D + begin, l + at, m + at, s + at, end - begin, K, scratch);
