@@ -27,8 +27,8 @@ constexpr int64_t kPixels = 32;
 struct VMath {
   __attribute__((always_inline)) static float exp(float x) { return vexp(x); }
   __attribute__((always_inline)) static float exp_nonpositive(float x) { return vexp_nonpositive(x); }
-  // The mass's log: vlog's domain, the normal positive floats, and NaN and 0 (a NaN input, a log
-  // scale of +inf), which vlog's bit manipulation would turn into a number.
+  // Logs of masses and sums: vlog's domain, the normal positive floats, and NaN and 0 (a NaN input,
+  // a log scale of +inf), which vlog's bit manipulation would turn into a number.
   __attribute__((always_inline)) static float log(float x) {
     const float y = vlog(x);
     return x > 0.0f ? y : (x == 0.0f ? -std::numeric_limits<float>::infinity() : x);
@@ -124,8 +124,8 @@ __attribute__((always_inline)) inline M floored(M y) {
 }
 
 // logsumexp over the K rows of a block's lanes, per lane. With kShares, also each term's share of
-// its lane's sum, exp(v - logsumexp), into shares (v itself allowed): the softmax a backward needs,
-// from the exponentials the sum took rather than K more.
+// its lane's sum, exp(v - logsumexp), into shares (v itself allowed): the softmax weights that the
+// linear sums and the backward need, from the exponentials the sum took rather than K more.
 template <bool kShares, typename M>
 __attribute__((always_inline)) inline void block_logsumexp(const M* v, int64_t m, int64_t K, M* out, M* shares) {
   M top[kPixels], sum[kPixels];
