@@ -31,6 +31,9 @@ SPEEDUPS = [
     ("cpu", "gaussian", (100, 560), None, "eager", 1.0),
     ("cpu", "reparameterize", (100, 20), None, "eager", 1.3),
     ("cpu", "bernoulli_head", (8192, 500, 12288), None, "eager", 1.0),
+    ("cpu", "continuous_bernoulli", (4096, 12288), "float32", "torch.distributions", 5.0),
+    ("cpu", "continuous_bernoulli", (4096, 12288), "float32", "torch.distributions + compile", 2.0),
+    ("cpu", "discretized_logistic_mixture", (256, 3072), "float32", "torch.compile", 3.0),
     ("cuda", "bernoulli", (4096, 12288), None, "torch.compile", 1.3),
     ("cuda", "bernoulli", (4096, 12288), None, "eager", 3.0),
     ("cuda", "reparameterize", (65536, 256), None, "torch.compile", 1.5),
@@ -45,6 +48,7 @@ LIMITS = [
 # (device type, op, shape, dtype, at most): aevb_fast's peak memory over eager's.
 MEMORY = [
     ("cpu", "bernoulli_head", (8192, 500, 12288), None, 0.40),
+    ("cpu", "discretized_logistic_mixture", (256, 3072), None, 0.20),
     ("cuda", "bernoulli_head", (8192, 500, 12288), None, 0.40),
 ]
 CALL_OVER_EAGER = 0.7  # every public function at one element: time per call over eager's, at most
