@@ -12,29 +12,12 @@
 #include <stdexcept>
 #include <string>
 
-#if defined(__x86_64__)
-#include <xmmintrin.h>
-#endif
-
+#include "denormals.h"
 #include "kernels.h"
 #include "parallel.h"
 
 namespace aevb::cpu {
 namespace {
-
-// Flush-to-zero and denormals-are-zero for this thread while in scope.
-class FlushDenormals {
-#if defined(__x86_64__)
-  static constexpr unsigned kFtzDaz = 0x8040;
-  unsigned saved_ = _mm_getcsr();
-
- public:
-  FlushDenormals() { _mm_setcsr(saved_ | kFtzDaz); }
-  ~FlushDenormals() { _mm_setcsr(saved_); }
-  FlushDenormals(const FlushDenormals&) = delete;
-  FlushDenormals& operator=(const FlushDenormals&) = delete;
-#endif
-};
 
 template <typename T>
 AEVB_SIMD void step_block(T* param, const T* grad, T* sum, int64_t n, T lr, T weight_decay, T eps) {

@@ -13,6 +13,7 @@
 #include <limits>
 #include <vector>
 
+#include "denormals.h"
 #include "kernels.h"
 #include "parallel.h"
 #include "vmath.h"
@@ -100,8 +101,8 @@ AEVB_SIMD void block_components(const X* x, int64_t m, int64_t K, const M* w, co
 // the linear sums lose digits: the block is then taken again in logs.
 template <typename M>
 __attribute__((always_inline)) inline bool block_sums(const M* v, int64_t m, int64_t K, M* sum) {
-  // Terms below float's smallest normal are flushed (FlushSubnormals): beside a sum of 1e-28 or
-  // more they are below its rounding.
+  // Terms below the smallest normal are flushed (FlushDenormals): beside a sum of 1e-28 or more
+  // (1e-280 in double) they are below its rounding.
   const M kMinLinear = M(sizeof(M) == 8 ? 1e-280 : 1e-28);
 #pragma omp simd
   for (int64_t p = 0; p < m; ++p) sum[p] = M(0);
@@ -164,7 +165,7 @@ template <typename T, typename X>
 AEVB_SIMD double forward_chunk(const X* x, const T* logits, const T* means, const T* log_scales, int64_t n, int64_t K,
                                std::vector<math_t<T>>& scratch) {
   using M = math_t<T>;
-  const FlushSubnormals flush(sizeof(M) == 4);  // see block_sums
+  const FlushDenormals flush;  // see block_sums
   M* w = scratch.data();
   M* mb = w + K * kPixels;
   M* sb = mb + K * kPixels;
@@ -197,7 +198,7 @@ AEVB_SIMD void backward_chunk(math_t<T> g, const X* x, const T* logits, const T*
                               T* grad_logits, T* grad_means, T* grad_log_scales, int64_t n, int64_t K,
                               std::vector<math_t<T>>& scratch) {
   using M = math_t<T>;
-  const FlushSubnormals flush(sizeof(M) == 4);  // see block_sums
+  const FlushDenormals flush;  // see block_sums
   M* w = scratch.data();
   M* dm = w + K * kPixels;   // the means, then their derivatives
   M* ds = dm + K * kPixels;  // the log scales, then theirs

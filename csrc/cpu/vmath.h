@@ -8,32 +8,8 @@
 #include <cstdint>
 #include <cstring>
 #include <limits>
-#if defined(__x86_64__) || defined(__i386__)
-#include <xmmintrin.h>
-#endif
 
 namespace aevb::cpu {
-
-// For its scope, float arithmetic with subnormal results or inputs flushed to zero (the MXCSR's FTZ
-// and DAZ bits on x86; elsewhere nothing changes), the thread's mode restored at its end. x86 takes
-// a microcode assist of about a hundred cycles per subnormal operation: for a kernel whose products
-// of probabilities can underflow, and which reads nothing from values that small.
-class FlushSubnormals {
- public:
-#if defined(__x86_64__) || defined(__i386__)
-  explicit FlushSubnormals(bool on) : saved_(_mm_getcsr()) {
-    if (on) _mm_setcsr(saved_ | 0x8040u);
-  }
-  ~FlushSubnormals() { _mm_setcsr(saved_); }
-
- private:
-  unsigned saved_;
-#else
-  explicit FlushSubnormals(bool) {}
-#endif
-  FlushSubnormals(const FlushSubnormals&) = delete;
-  FlushSubnormals& operator=(const FlushSubnormals&) = delete;
-};
 
 inline uint32_t float_bits(float x) {
   uint32_t u;
