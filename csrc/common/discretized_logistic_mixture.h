@@ -1,8 +1,8 @@
 // The discretized logistic mixture's per-component math (Salimans et al. 2017, PixelCNN++), shared
 // by the CPU and CUDA kernels, which hand in their exponential and logarithms as a Math policy
-// (static exp, exp_nonpositive for arguments <= 0 or NaN, log and log1p of M). Data are 8-bit grey levels x = v / 255
-// in [0, 1]: value v owns the bin [x - h, x + h], h = 1/510, the first bin open to -inf and the last to +inf. One
-// component with mean mu and log scale s, a = exp(-s):
+// (static exp, exp_nonpositive for arguments <= 0 or NaN, log and log1p of M). Data are 8-bit grey
+// levels x = v / 255 in [0, 1]: value v owns the bin [x - h, x + h], h = 1/510, the first bin open
+// to -inf and the last to +inf. One component with mean mu and log scale s, a = exp(-s):
 //   plus = a (x - mu + h),  minus = a (x - mu - h)
 //   v = 0:    log P = log sigmoid(plus)
 //   v = 255:  log P = log(1 - sigmoid(minus))
@@ -55,12 +55,12 @@ AEVB_HD M one_minus_exp(M d) {
 }
 
 // One component: its log P(x), P(x) itself, and log P's derivatives with respect to its mean and
-// log scale, for every bin but one far in a tail (mass 1e-5 or less): the return value says whether x's bin is
-// such a one, whose values tail_component() then gives (component() does both): that case is rare
-// and costs an exp, a log and a division of its own, so it is left out of the common path. Every
-// other case is computed and one selected, without branches, so that the CPU kernels vectorize it
-// (the cases not taken may hold inf or NaN, which the selects drop). A caller that uses only some
-// outputs, inlining this, pays for those alone: P costs no exp or log beyond its factors'.
+// log scale, for every bin but one far in a tail (mass 1e-5 or less): the return value says whether
+// x's bin is such a one, whose values tail_component() then gives (component() does both). That
+// case is rare and costs an exp, a log and a division of its own, so it is left out of the common
+// path. Every other case is computed and one selected, without branches, so that the CPU kernels
+// vectorize it (the cases not taken may hold inf or NaN, which the selects drop). A caller that uses
+// only some outputs, inlining this, pays for those alone: P costs no exp or log beyond its factors'.
 template <typename Math, typename M>
 AEVB_MIXTURE_INLINE bool common_component(M x, M mean, M raw_log_scale, M& log_p, M& mass, M& d_mean, M& d_log_scale) {
   const bool clamped = raw_log_scale < M(kMinLogScale);  // NaN stays NaN
@@ -105,7 +105,8 @@ AEVB_HD void tail_component(M x, M mean, M raw_log_scale, M& log_p, M& mass, M& 
   const M e_mid = exp_neg_abs<Math>(mid), r_mid = M(1) / (M(1) + e_mid);
   const M shift = M(1) - M(2) * (mid >= M(0) ? r_mid : e_mid * r_mid);
   log_p = -(mid < M(0) ? -mid : mid) - M(2) * Math::log1p(e_mid) - log_scale - M(kLog255);
-  mass = a * M(kHalfBin) * M(2) * (e_mid * r_mid * r_mid);  // the bin's width a / 255 times sigmoid'(m)
+  // The density at the middle, a sigmoid'(m) = a e r^2, times the width 1/255.
+  mass = a * M(2 * kHalfBin) * (e_mid * r_mid * r_mid);
   d_mean = -a * shift;
   d_log_scale = clamped ? M(0) : -(mid * shift) - M(1);
 }
