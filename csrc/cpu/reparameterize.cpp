@@ -71,16 +71,26 @@ AEVB_SIMD void backward_block(const T* grad_z, const R* grad_kl, const T* mu, co
                               uint64_t seed, uint64_t offset, uint64_t noise_stride, bool mc, bool stl) {
   using M = math_t<T>;
   const int64_t n = rows * w;
-  // sc: the factor of eps in d kl / d z = m + sc eps, sigma (the z in it) less 1 / sigma with stl.
-  M m[kChunk], s[kChunk], sc[kChunk], gm[kChunk], ge[kChunk];
+  M m[kChunk], s[kChunk], stl_factor[kChunk], gm[kChunk], ge[kChunk];
   float eps[kChunk];
+  // One loop over the whole unit, with nothing row- or stl-dependent in it: GCC left the per-row
+  // loop that also chose the stl factor scalar (the backward took 1.7x the forward).
+#pragma omp simd
+  for (int64_t i = 0; i < n; ++i) {
+    m[i] = load<M>(mu[i]);
+    s[i] = vexp(load<M>(logvar[i]) * M(0.5));
+  }
+  // sc: the factor of eps in d kl / d z = m + sc eps, sigma (the z in it) less 1 / sigma with stl.
+  const M* sc = s;
+  if (stl) {
+#pragma omp simd
+    for (int64_t i = 0; i < n; ++i) stl_factor[i] = s[i] - M(1) / s[i];
+    sc = stl_factor;
+  }
   for (int64_t r = 0; r < rows; ++r) {
     const M g_analytic = mc || !grad_kl ? M(0) : M(grad_kl[r]);
 #pragma omp simd
     for (int64_t i = r * w; i < (r + 1) * w; ++i) {
-      m[i] = load<M>(mu[i]);
-      s[i] = vexp(load<M>(logvar[i]) * M(0.5));
-      sc[i] = stl ? s[i] - M(1) / s[i] : s[i];
       // d KL / d mu = mu
       gm[i] = g_analytic * m[i];
       ge[i] = M(0);
